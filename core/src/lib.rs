@@ -1,0 +1,14 @@
+//! cadenza-core: what the trainer, the engine, the command line and the
+//! plugin share. The MIDI reader and writer, the performance-event codec,
+//! clips in beats, and the model description.
+
+pub mod clip;
+pub mod codec;
+pub mod fsutil;
+pub mod midi;
+pub mod model;
+pub mod performance;
+
+pub use clip::{Clip, ClipNote};
+pub use model::ModelConfig;
+pub use performance::{Note, Performance};
