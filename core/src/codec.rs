@@ -400,10 +400,7 @@ pub fn transpose(perf: &Performance, semitones: i8) -> Performance {
 /// Stretch a performance in time by `factor`.
 pub fn stretch(perf: &Performance, factor: f64) -> Performance {
     Performance::new(
-        perf.notes
-            .iter()
-            .map(|n| Note { start_s: n.start_s * factor, end_s: n.end_s * factor, ..*n })
-            .collect(),
+        perf.notes.iter().map(|n| Note { start_s: n.start_s * factor, end_s: n.end_s * factor, ..*n }).collect(),
     )
 }
 
@@ -458,10 +455,7 @@ mod tests {
     fn long_gaps_use_several_time_shifts() {
         let p = Performance::new(vec![n(60, 64, 2.5, 2.6)]);
         let ev = encode(&p);
-        assert_eq!(
-            &ev[..3],
-            &[Event::TimeShift(100), Event::TimeShift(100), Event::TimeShift(50)]
-        );
+        assert_eq!(&ev[..3], &[Event::TimeShift(100), Event::TimeShift(100), Event::TimeShift(50)]);
         assert!((tokens_duration_s(&encode_tokens(&p)) - 2.6).abs() < 1e-9);
     }
 
@@ -477,12 +471,7 @@ mod tests {
 
     #[test]
     fn decoder_closes_hanging_notes_and_stops_at_end() {
-        let tokens = [
-            Event::NoteOn(60).to_token(),
-            Event::TimeShift(50).to_token(),
-            END,
-            Event::NoteOn(62).to_token(),
-        ];
+        let tokens = [Event::NoteOn(60).to_token(), Event::TimeShift(50).to_token(), END, Event::NoteOn(62).to_token()];
         let p = decode_tokens(&tokens);
         assert_eq!(p.notes.len(), 1);
         assert!((p.notes[0].end_s - 0.5).abs() < 1e-9);

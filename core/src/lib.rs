@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod codec;
+pub mod compare;
 pub mod fsutil;
 pub mod midi;
 pub mod model;

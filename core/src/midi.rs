@@ -114,8 +114,7 @@ fn unwrap_rmid(bytes: &[u8]) -> Result<&[u8], MidiErrorKind> {
     if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"RMID") {
         let mut pos = 12;
         while pos + 8 <= bytes.len() {
-            let len = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]])
-                as usize;
+            let len = u32::from_le_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]) as usize;
             let body = pos + 8;
             if &bytes[pos..pos + 4] == b"data" {
                 return bytes
@@ -140,14 +139,13 @@ fn check_chunks(bytes: &[u8]) -> Result<(), MidiErrorKind> {
     }
     let be32 = |p: usize| u32::from_be_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]) as usize;
     if bytes.len() < 14 {
-        return Err(MidiErrorKind::Truncated(format!(
-            "the header needs 14 bytes, the file has {}",
-            bytes.len()
-        )));
+        return Err(MidiErrorKind::Truncated(format!("the header needs 14 bytes, the file has {}", bytes.len())));
     }
     let header_len = be32(4);
     if header_len < 6 {
-        return Err(MidiErrorKind::Malformed(format!("the header chunk declares {header_len} bytes, at least 6 are needed")));
+        return Err(MidiErrorKind::Malformed(format!(
+            "the header chunk declares {header_len} bytes, at least 6 are needed"
+        )));
     }
     let declared_tracks = usize::from(u16::from_be_bytes([bytes[10], bytes[11]]));
     if declared_tracks == 0 {
@@ -287,7 +285,7 @@ fn read_track(
     // (channel, pitch) -> onsets waiting for their release, oldest first
     let mut open: HashMap<(u8, u8), VecDeque<(f64, u8)>> = HashMap::new();
     let mut tick = 0u64;
-    let mut close = |raw: &mut Vec<RawNote>, channel: u8, pitch: u8, start_s: f64, velocity: u8, end_s: f64| {
+    let close = |raw: &mut Vec<RawNote>, channel: u8, pitch: u8, start_s: f64, velocity: u8, end_s: f64| {
         raw.push(RawNote { channel, note: Note { pitch, velocity, start_s, end_s: end_s.max(start_s) } });
     };
     for ev in track {
@@ -426,10 +424,7 @@ pub fn write_clip(clip: &Clip, opts: &WriteOptions) -> Vec<u8> {
     }
     let end_tick = piano.last().map_or(0, |e| e.0).max(to_tick(clip.length_beats));
     let tracks = vec![to_track(conductor, end_tick), to_track(piano, end_tick)];
-    let smf = Smf {
-        header: Header { format: Format::Parallel, timing: Timing::Metrical(WRITE_PPQ.into()) },
-        tracks,
-    };
+    let smf = Smf { header: Header { format: Format::Parallel, timing: Timing::Metrical(WRITE_PPQ.into()) }, tracks };
     let mut out = Vec::new();
     smf.write_std(&mut out).expect("writing to a Vec cannot fail");
     out
@@ -507,12 +502,7 @@ mod tests {
 
     #[test]
     fn velocity_zero_is_a_release_and_overlaps_pair_first_in_first_out() {
-        let t = vec![
-            ev(0, on(0, 60, 100)),
-            ev(100, on(0, 60, 50)),
-            ev(100, on(0, 60, 0)),
-            ev(100, off(0, 60)),
-        ];
+        let t = vec![ev(0, on(0, 60, 100)), ev(100, on(0, 60, 50)), ev(100, on(0, 60, 0)), ev(100, off(0, 60))];
         let bytes = smf_bytes(Format::SingleTrack, Timing::Metrical(100.into()), vec![t]);
         let p = parse(&bytes, &ReadOptions::default()).expect("parse");
         assert_eq!(p.notes.len(), 2);

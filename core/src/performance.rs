@@ -79,12 +79,7 @@ impl Performance {
 
 /// The order the codec and every writer rely on: onset, then pitch, then release.
 pub fn sort_notes(notes: &mut [Note]) {
-    notes.sort_by(|a, b| {
-        a.start_s
-            .total_cmp(&b.start_s)
-            .then(a.pitch.cmp(&b.pitch))
-            .then(a.end_s.total_cmp(&b.end_s))
-    });
+    notes.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.pitch.cmp(&b.pitch)).then(a.end_s.total_cmp(&b.end_s)));
 }
 
 #[cfg(test)]

@@ -1,1 +1,50 @@
-fn main() {}
+//! `cargo xtask`: Cadenza's front door. Each subcommand's `--help` explains its flags.
+
+mod demo;
+mod env;
+mod primers;
+mod roundtrip;
+mod setup;
+mod test;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Cadenza: generate piano music in a style, train your own styles", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the project needs (Debian packages as root, a pinned Python environment); idempotent.
+    Setup(setup::Args),
+    /// The main job on the shipped defaults: build, then generate with the shipped styles into out/.
+    Demo(demo::Args),
+    /// Run every test (sets up first when needed).
+    Test(test::Args),
+    /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
+    Roundtrip(roundtrip::Args),
+    /// Rewrite the bundled public-domain primers in models/primers/.
+    Primers,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match &cli.command {
+        Cmd::Setup(a) => setup::run(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Test(a) => test::run(a),
+        Cmd::Roundtrip(a) => roundtrip::run(a),
+        Cmd::Primers => primers::run(),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}

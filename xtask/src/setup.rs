@@ -1,0 +1,165 @@
+//! `cargo xtask setup`: everything the other commands need, fetched only from
+//! the package registries, and safe to run again (it then does nothing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::env::{env_file, repo_root, run_checked, ToolEnv};
+
+/// Debian packages the project builds and tests with: the plugin's windowing
+/// and audio headers, the hosts the tests drive, and a General MIDI soundfont.
+pub const APT_PACKAGES: &[&str] = &[
+    "pkg-config",
+    "libasound2-dev",
+    "libjack-jackd2-dev",
+    "libx11-dev",
+    "libx11-xcb-dev",
+    "libxcb1-dev",
+    "libxcb-icccm4-dev",
+    "libxcb-dri2-0-dev",
+    "libxcursor-dev",
+    "libgl-dev",
+    "libgl1-mesa-dri",
+    "libglx-mesa0",
+    "xvfb",
+    "xauth",
+    "jackd2",
+    "fluid-soundfont-gm",
+];
+
+/// The Python side, pinned. torch is installed without its dependencies: its
+/// CPU library links only the two CUDA wheels below (see the README).
+pub const TORCH: &str = "torch==2.11.0";
+pub const TORCH_CPU_EXTRAS: &[&str] = &["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
+pub const WHEELS: &[&str] = &["onnxruntime==1.31.1", "onnx==1.23.2", "music21==10.5.1", "numpy==2.4.6"];
+/// The ONNX Runtime library inside the onnxruntime wheel.
+pub const ORT_LIBRARY: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
+
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// Install torch with all its CUDA libraries (several GB) instead of the slim CPU set.
+    #[arg(long)]
+    pub cuda: bool,
+    /// Skip the Debian packages even when running as root.
+    #[arg(long)]
+    pub no_apt: bool,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !args.no_apt {
+        apt_packages()?;
+    }
+    let env = python_env(args.cuda)?;
+    let json = serde_json::to_string_pretty(&env)?;
+    cadenza_core::fsutil::write_atomic(&env_file(), json.as_bytes())
+        .with_context(|| format!("{}: cannot write", env_file().display()))?;
+    eprintln!("setup: ready ({})", env_file().display());
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn missing_apt_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn apt_packages() -> Result<()> {
+    let missing = missing_apt_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!("apt-get install -y --no-install-recommends {}", missing.join(" "));
+    if !is_root() {
+        eprintln!("setup: these Debian packages are missing; as root, run:\n  {line}");
+        return Ok(());
+    }
+    eprintln!("setup: installing {}", missing.join(" "));
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    if !install().map(|s| s.success()).unwrap_or(false) {
+        run_checked(Command::new("apt-get").args(["update", "-q"]))?;
+        if !install()?.success() {
+            bail!("apt-get could not install: {line}");
+        }
+    }
+    Ok(())
+}
+
+fn venv_python() -> PathBuf {
+    repo_root().join(".venv/bin/python")
+}
+
+/// The requirement lines this setup installs, in order.
+fn requirements(cuda: bool) -> Vec<String> {
+    let mut req = vec![format!("{TORCH} cuda={cuda}")];
+    if !cuda {
+        req.extend(TORCH_CPU_EXTRAS.iter().map(|s| s.to_string()));
+    }
+    req.extend(WHEELS.iter().map(|s| s.to_string()));
+    req
+}
+
+fn python_env(cuda: bool) -> Result<ToolEnv> {
+    let root = repo_root();
+    let python = venv_python();
+    if !python.exists() {
+        eprintln!("setup: creating .venv");
+        run_checked(Command::new("python3").args(["-m", "venv"]).arg(root.join(".venv")))?;
+    }
+    let stamp = root.join(".venv/cadenza-requirements.txt");
+    let wanted = requirements(cuda).join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let pip = |args: &[&str]| {
+            let mut cmd = Command::new(&python);
+            cmd.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).args(args);
+            run_checked(&mut cmd)
+        };
+        eprintln!("setup: installing {TORCH} ({})", if cuda { "with CUDA" } else { "slim CPU set" });
+        if cuda {
+            pip(&[TORCH])?;
+        } else {
+            pip(&["--no-deps", TORCH])?;
+            pip(&[&["--no-deps"], TORCH_CPU_EXTRAS].concat())?;
+        }
+        eprintln!("setup: installing {}", WHEELS.join(" "));
+        pip(WHEELS)?;
+        std::fs::write(&stamp, &wanted)?;
+    }
+    let site = site_packages(&python)?;
+    let libtorch = site.join("torch");
+    let ort_dylib_path = site.join(ORT_LIBRARY);
+    for p in [&libtorch.join("lib"), &ort_dylib_path] {
+        if !p.exists() {
+            bail!("{}: missing after install; delete .venv and run `cargo xtask setup` again", p.display());
+        }
+    }
+    let library_path = vec![libtorch.join("lib"), site.join("nvidia/cu13/lib")];
+    Ok(ToolEnv { python, libtorch, ort_dylib_path, library_path, cuda })
+}
+
+fn site_packages(python: &Path) -> Result<PathBuf> {
+    let out = Command::new(python)
+        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!("{} cannot report its site-packages", python.display());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}

@@ -1,0 +1,22 @@
+//! `cargo xtask test`: set up what is missing, then run every test of the
+//! workspace against the real libtorch, ONNX Runtime and plugin hosts.
+
+use anyhow::Result;
+
+use crate::env::{cargo, run_checked, ToolEnv};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only tests whose name contains this.
+    pub filter: Option<String>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let env = ToolEnv::load_or_setup()?;
+    let mut cmd = cargo(&env);
+    cmd.args(["test", "--workspace"]);
+    if let Some(f) = &args.filter {
+        cmd.arg("--").arg(f);
+    }
+    run_checked(&mut cmd)
+}
