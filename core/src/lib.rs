@@ -5,6 +5,7 @@
 pub mod clip;
 pub mod codec;
 pub mod compare;
+pub mod dataset;
 pub mod fsutil;
 pub mod midi;
 pub mod model;
