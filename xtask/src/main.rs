@@ -2,6 +2,7 @@
 
 mod demo;
 mod env;
+mod fuzz;
 mod primers;
 mod roundtrip;
 mod setup;
@@ -29,6 +30,8 @@ enum Cmd {
     Roundtrip(roundtrip::Args),
     /// Rewrite the bundled public-domain primers in models/primers/.
     Primers,
+    /// Fuzz the MIDI reader and the codec with generated inputs.
+    Fuzz(fuzz::Args),
 }
 
 fn main() {
@@ -39,6 +42,7 @@ fn main() {
         Cmd::Test(a) => test::run(a),
         Cmd::Roundtrip(a) => roundtrip::run(a),
         Cmd::Primers => primers::run(),
+        Cmd::Fuzz(a) => fuzz::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
