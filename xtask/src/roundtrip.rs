@@ -37,6 +37,7 @@ pub fn run(args: &Args) -> Result<()> {
         "duration_s": (original.duration_s() * 1000.0).round() / 1000.0,
         "max_onset_error_ms": cmp.max_onset_error_ms,
         "unmatched_notes": cmp.unmatched,
+        "merged_double_strikes": cmp.merged,
         "velocity_bin_changes": cmp.velocity_bin_changes,
     });
     println!("{summary}");
