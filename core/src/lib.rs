@@ -6,10 +6,12 @@ pub mod clip;
 pub mod codec;
 pub mod compare;
 pub mod dataset;
+pub mod engine;
 pub mod fsutil;
 pub mod midi;
 pub mod model;
 pub mod performance;
+pub mod sampling;
 
 pub use clip::{Clip, ClipNote};
 pub use model::ModelConfig;

@@ -1,0 +1,477 @@
+//! The inference engine the command line and the plugin share: loads a
+//! Cadenza `.onnx` model with ONNX Runtime, then continues a primer (or
+//! improvises from nothing) with a KV cache, steering and seeded sampling,
+//! several variations in one batched run.
+//!
+//! One [`Engine`] belongs to one thread (`generate` takes `&mut self`); the
+//! plugin runs it on its worker thread. ONNX Runtime is loaded once per
+//! process from an explicit path, `ORT_DYLIB_PATH`, or the folder of the
+//! binary holding this code; a missing library is an [`EngineError`], never a panic.
+//!
+//! A context longer than the model's window (primer plus generation) slides:
+//! the most recent [`slide_keep`] events are prefilled again and generation
+//! goes on. With relative attention and no absolute positions the model sees
+//! exactly what it saw in training, a window of recent events.
+
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
+use crate::model::ModelConfig;
+use crate::performance::{Note, Performance};
+use crate::sampling::{Sampler, Sampling, Steering};
+
+pub use runtime::{find_library, library_search_dirs, loaded_library, KvCache, Model, LIBRARY_NAMES, ORT_DYLIB_ENV};
+
+/// Most variations one request may ask for.
+pub const MAX_VARIATIONS: usize = 16;
+/// Longest continuation one request may ask for, in seconds.
+pub const MAX_SECONDS: f64 = 600.0;
+/// Most events one request may ask for (and the cap of a request in seconds).
+pub const MAX_EVENTS: usize = 200_000;
+/// A request in seconds stops after this many events per requested second,
+/// in case a model stops moving time forward.
+pub const MAX_EVENTS_PER_SECOND: usize = 400;
+
+/// Events kept when the window slides: three quarters of the window, so a
+/// slide (one prefill) happens once every quarter window of new events.
+pub fn slide_keep(max_seq_len: usize) -> usize {
+    (max_seq_len * 3 / 4).max(1)
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// CUDA when ONNX Runtime can use it, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA or an error.
+    Cuda,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The ONNX Runtime shared library; `None` searches `ORT_DYLIB_PATH`,
+    /// then the folder of this binary (see [`library_search_dirs`]).
+    pub ort_library: Option<PathBuf>,
+    /// Threads inside one operator; 0 lets ONNX Runtime pick (one per physical core).
+    /// Idle threads sleep (spin-waiting is off), so a plugin costs nothing between runs.
+    pub intra_threads: usize,
+    pub provider: Provider,
+}
+
+/// What a loaded model is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    /// The style it was trained on, e.g. "jazz".
+    pub style: String,
+    pub config: ModelConfig,
+    pub codec_version: u32,
+    /// One line about the training data.
+    pub data_summary: String,
+    /// The execution provider actually running: "CPU" or "CUDA".
+    pub provider: &'static str,
+    /// The ONNX Runtime library in use.
+    pub library: PathBuf,
+}
+
+/// How much to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Length {
+    /// Seconds of music after the primer.
+    Seconds(f64),
+    /// Performance events (notes on and off, time shifts, velocities).
+    Events(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    /// The music to continue; `None` (or a primer without notes) improvises from scratch.
+    pub primer: Option<Performance>,
+    /// Where the primer ends, in seconds from its start, when that is later
+    /// than its last note-off (a captured phrase that ends on a bar line);
+    /// `None` ends it at its last event.
+    pub primer_end_s: Option<f64>,
+    pub length: Length,
+    /// Independent continuations of the same primer, 1..=[`MAX_VARIATIONS`], generated as one batch.
+    pub variations: usize,
+    pub sampling: Sampling,
+    pub steering: Steering,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        Self {
+            primer: None,
+            primer_end_s: None,
+            length: Length::Seconds(30.0),
+            variations: 1,
+            sampling: Sampling::default(),
+            steering: Steering::default(),
+        }
+    }
+}
+
+/// Reported after every generated event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Events generated so far per variation.
+    pub events: usize,
+    /// 0..=1, the mean over the variations.
+    pub fraction: f64,
+    pub variations_done: usize,
+}
+
+/// One continuation with the tokens that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variation {
+    /// The continuation only; time 0 is the end of the primer.
+    pub performance: Performance,
+    /// The sampled tokens, in order.
+    pub tokens: Vec<u16>,
+    /// Whether the model ended the piece (END) before the requested length.
+    pub ended: bool,
+}
+
+/// Everything that can go wrong, naming the file where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "the ONNX Runtime library was not found (looked for {}); install it beside the program or set ORT_DYLIB_PATH",
+        list(searched)
+    )]
+    LibraryNotFound { searched: Vec<PathBuf> },
+    #[error("{}: cannot load ONNX Runtime: {message}", path.display())]
+    LibraryLoad { path: PathBuf, message: String },
+    #[error("ONNX Runtime is already loaded from {} in this process; it cannot also load {}", loaded.display(), requested.display())]
+    LibraryConflict { loaded: PathBuf, requested: PathBuf },
+    #[error("{}: cannot read the model: {source}", path.display())]
+    ModelRead { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a usable ONNX model: {message}", path.display())]
+    ModelInvalid { path: PathBuf, message: String },
+    #[error("{}: {problem}", path.display())]
+    Metadata { path: PathBuf, problem: String },
+    #[error("the {provider} execution provider is not available: {message}")]
+    ProviderUnavailable { provider: &'static str, message: String },
+    #[error("invalid generation request: {0}")]
+    Request(String),
+    #[error("ONNX Runtime failed: {0}")]
+    Runtime(String),
+    #[error("generation was cancelled")]
+    Cancelled,
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nothing to search".into();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// A loaded model, ready to generate.
+pub struct Engine {
+    model: Model,
+}
+
+impl Engine {
+    /// Load `model`, checking its metadata against this build's codec and architecture.
+    pub fn load(model: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
+        Ok(Engine { model: Model::load(model, opts)? })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        self.model.info()
+    }
+
+    /// The session underneath, for parity tests and benchmarks that drive the graph directly.
+    pub fn model(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    /// Generate `req.variations` continuations. `progress` is called after
+    /// every event; returning `false` cancels with [`EngineError::Cancelled`].
+    pub fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<Vec<Performance>, EngineError> {
+        Ok(self.generate_variations(req, progress)?.into_iter().map(|v| v.performance).collect())
+    }
+
+    /// [`Engine::generate`] with the tokens of each variation.
+    pub fn generate_variations(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut dyn FnMut(Progress) -> bool,
+    ) -> Result<Vec<Variation>, EngineError> {
+        validate(req)?;
+        let max_len = self.info().config.max_seq_len;
+        let keep = slide_keep(max_len);
+        let batch = req.variations;
+
+        let prefix = prefix_tokens(req);
+        let (target_steps, budget) = match req.length {
+            Length::Seconds(s) => {
+                let steps = codec::seconds_to_steps(s).max(1);
+                (Some(steps), ((s * MAX_EVENTS_PER_SECOND as f64).ceil() as usize + 64).min(MAX_EVENTS))
+            }
+            Length::Events(n) => (None, n),
+        };
+        let mut voices: Vec<Voice> =
+            (0..batch).map(|i| Voice::new(&prefix, req.sampling.seed, i as u64, target_steps, budget)).collect();
+
+        // One prefill of the shared context, copied to every variation.
+        let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
+        let window: Vec<i64> = window.iter().map(|&t| i64::from(t)).collect();
+        let empty = self.model.empty_cache(1)?;
+        let (logits, cache) = self.model.forward(&window, empty)?;
+        let last = &logits[logits.len() - VOCAB_SIZE..];
+        let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
+        let mut cache = self.model.repeat_cache(cache, batch)?;
+
+        let mut row = vec![0.0f32; VOCAB_SIZE];
+        let mut next = vec![0i64; batch];
+        let mut events = 0usize;
+        loop {
+            for (i, voice) in voices.iter_mut().enumerate() {
+                let token = if voice.done {
+                    // A finished variation still rides along in the batch; its tokens are ignored.
+                    Event::TimeShift(1).to_token()
+                } else {
+                    row.copy_from_slice(&logits[i * VOCAB_SIZE..(i + 1) * VOCAB_SIZE]);
+                    req.steering.apply(&mut row, &voice.sounding);
+                    let t = voice.sampler.sample(&row, &req.sampling);
+                    voice.accept(t);
+                    t
+                };
+                voice.history.push(token);
+                next[i] = i64::from(token);
+            }
+            events += 1;
+            let done = voices.iter().filter(|v| v.done).count();
+            let fraction = voices.iter().map(Voice::fraction).sum::<f64>() / batch as f64;
+            if !progress(Progress { events, fraction, variations_done: done }) {
+                return Err(EngineError::Cancelled);
+            }
+            if done == batch {
+                break;
+            }
+            if cache.len + 1 > max_len {
+                // Slide: prefill the most recent `keep` events of every variation again.
+                let mut tokens = Vec::with_capacity(batch * keep);
+                for v in &voices {
+                    tokens.extend(v.history[v.history.len() - keep..].iter().map(|&t| i64::from(t)));
+                }
+                let empty = self.model.empty_cache(batch)?;
+                let (all, c) = self.model.forward(&tokens, empty)?;
+                cache = c;
+                for b in 0..batch {
+                    let src = ((b + 1) * keep - 1) * VOCAB_SIZE;
+                    logits[b * VOCAB_SIZE..(b + 1) * VOCAB_SIZE].copy_from_slice(&all[src..src + VOCAB_SIZE]);
+                }
+            } else {
+                let (l, c) = self.model.forward(&next, cache)?;
+                logits = l;
+                cache = c;
+            }
+        }
+        Ok(voices.into_iter().map(Voice::finish).collect())
+    }
+}
+
+fn validate(req: &GenerateRequest) -> Result<(), EngineError> {
+    let bad = |m: String| Err(EngineError::Request(m));
+    if req.variations == 0 || req.variations > MAX_VARIATIONS {
+        return bad(format!("{} variations; ask for 1 to {MAX_VARIATIONS}", req.variations));
+    }
+    match req.length {
+        Length::Seconds(s) if !(s.is_finite() && s > 0.0 && s <= MAX_SECONDS) => {
+            return bad(format!("{s} seconds; ask for more than 0 and at most {MAX_SECONDS}"))
+        }
+        Length::Events(n) if n == 0 || n > MAX_EVENTS => return bad(format!("{n} events; ask for 1 to {MAX_EVENTS}")),
+        _ => {}
+    }
+    if let Some(end) = req.primer_end_s {
+        if !end.is_finite() || end < 0.0 {
+            return bad(format!("primer end {end} s is not a time"));
+        }
+    }
+    req.sampling.validate().map_err(EngineError::Request)?;
+    req.steering.validate().map_err(EngineError::Request)
+}
+
+/// START, then the primer's events, then the silence up to `primer_end_s`.
+fn prefix_tokens(req: &GenerateRequest) -> Vec<u16> {
+    let mut tokens = vec![START];
+    if let Some(p) = req.primer.as_ref().filter(|p| !p.is_empty()) {
+        let events = codec::encode(p);
+        let steps: u64 = events.iter().map(|e| if let Event::TimeShift(s) = e { u64::from(*s) } else { 0 }).sum();
+        tokens.extend(events.into_iter().map(Event::to_token));
+        if let Some(end) = req.primer_end_s {
+            let mut rest = codec::seconds_to_steps(end).saturating_sub(steps);
+            while rest > 0 {
+                let s = rest.min(u64::from(codec::MAX_SHIFT_STEPS));
+                tokens.push(Event::TimeShift(s as u8).to_token());
+                rest -= s;
+            }
+        }
+    }
+    tokens
+}
+
+/// One variation while it is being generated.
+struct Voice {
+    /// Fed the primer, then the continuation.
+    decoder: Decoder,
+    sampler: Sampler,
+    /// Everything the model has seen for this variation (for a window slide).
+    history: Vec<u16>,
+    tokens: Vec<u16>,
+    sounding: [bool; 128],
+    /// Time at the end of the primer.
+    start_steps: u64,
+    target_steps: Option<u64>,
+    budget: usize,
+    done: bool,
+    ended: bool,
+}
+
+impl Voice {
+    fn new(prefix: &[u16], seed: u64, stream: u64, target_steps: Option<u64>, budget: usize) -> Self {
+        let mut decoder = Decoder::new();
+        for &t in prefix {
+            decoder.push_token(t);
+        }
+        let mut sounding = [false; 128];
+        for p in decoder.sounding() {
+            sounding[usize::from(p)] = true;
+        }
+        Self {
+            start_steps: decoder.now_steps(),
+            decoder,
+            sampler: Sampler::new(seed, stream),
+            history: prefix.to_vec(),
+            tokens: Vec::new(),
+            sounding,
+            target_steps,
+            budget,
+            done: false,
+            ended: false,
+        }
+    }
+
+    fn elapsed_steps(&self) -> u64 {
+        self.decoder.now_steps() - self.start_steps
+    }
+
+    fn accept(&mut self, token: u16) {
+        self.tokens.push(token);
+        match Event::from_token(token) {
+            Some(Event::End) => {
+                self.ended = true;
+                self.done = true;
+            }
+            Some(Event::TimeShift(s)) => {
+                let s = u64::from(s);
+                match self.target_steps {
+                    Some(target) if self.elapsed_steps() + s >= target => {
+                        // The last shift stops exactly at the requested length.
+                        let rest = target - self.elapsed_steps();
+                        if rest > 0 {
+                            self.decoder.push(Event::TimeShift(rest as u8));
+                        }
+                        self.done = true;
+                    }
+                    _ => self.decoder.push(Event::TimeShift(s as u8)),
+                }
+            }
+            Some(e) => {
+                match e {
+                    Event::NoteOn(p) => self.sounding[usize::from(p)] = true,
+                    Event::NoteOff(p) => self.sounding[usize::from(p)] = false,
+                    _ => {}
+                }
+                self.decoder.push(e);
+            }
+            None => {}
+        }
+        if self.tokens.len() >= self.budget {
+            self.done = true;
+        }
+    }
+
+    fn fraction(&self) -> f64 {
+        if self.done {
+            return 1.0;
+        }
+        match self.target_steps {
+            Some(t) => self.elapsed_steps() as f64 / t as f64,
+            None => self.tokens.len() as f64 / self.budget.max(1) as f64,
+        }
+    }
+
+    fn finish(self) -> Variation {
+        let start_s = codec::steps_to_seconds(self.start_steps);
+        let notes: Vec<Note> = self
+            .decoder
+            .finish()
+            .notes
+            .into_iter()
+            // Primer notes all end by the primer's end; the continuation's start there or later.
+            .filter(|n| n.start_s >= start_s - 1e-9)
+            .map(|n| Note { start_s: n.start_s - start_s, end_s: n.end_s - start_s, ..n })
+            .collect();
+        Variation { performance: Performance::new(notes), tokens: self.tokens, ended: self.ended }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_start_primer_and_trailing_silence() {
+        let primer = Performance::new(vec![Note { pitch: 60, velocity: 80, start_s: 0.0, end_s: 0.5 }]);
+        let req = GenerateRequest { primer: Some(primer), primer_end_s: Some(2.0), ..Default::default() };
+        let toks = prefix_tokens(&req);
+        assert_eq!(toks[0], START);
+        assert!((codec::tokens_duration_s(&toks) - 2.0).abs() < 1e-9);
+        let improv = prefix_tokens(&GenerateRequest::default());
+        assert_eq!(improv, vec![START]);
+    }
+
+    #[test]
+    fn a_voice_stops_exactly_at_the_requested_length_and_closes_notes() {
+        let mut v = Voice::new(&[START], 1, 0, Some(150), 1000);
+        for e in
+            [Event::Velocity(20), Event::NoteOn(60), Event::TimeShift(100), Event::NoteOn(64), Event::TimeShift(100)]
+        {
+            assert!(!v.done);
+            v.accept(e.to_token());
+        }
+        assert!(v.done && !v.ended);
+        let var = v.finish();
+        assert_eq!(var.performance.notes.len(), 2);
+        assert!((var.performance.duration_s() - 1.5).abs() < 1e-9, "{:?}", var.performance);
+    }
+
+    #[test]
+    fn requests_out_of_range_are_refused() {
+        let bad = [
+            GenerateRequest { variations: 0, ..Default::default() },
+            GenerateRequest { variations: MAX_VARIATIONS + 1, ..Default::default() },
+            GenerateRequest { length: Length::Seconds(f64::NAN), ..Default::default() },
+            GenerateRequest { length: Length::Events(0), ..Default::default() },
+        ];
+        for r in &bad {
+            assert!(matches!(validate(r), Err(EngineError::Request(_))), "{r:?}");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Choosing the next event from the model's logits: steering (logit masks and
+//! biases that keep the music inside a pitch range, a key, a polyphony limit
+//! and a note density) and then seeded sampling (temperature, top-k, top-p).
+//! The same logits, settings and seed always give the same token.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, END, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, PAD, START, VOCAB_SIZE};
+use crate::performance::{PIANO_HIGHEST, PIANO_LOWEST};
+
+/// Largest density bias, in logit units (nats); e^8 is already a 3000x push.
+pub const MAX_DENSITY_BIAS: f32 = 8.0;
+
+/// How the next token is drawn from the steered distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Divides the logits: below 1 is safer, above 1 wilder; 0 picks the most likely token.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens whose probability reaches p (nucleus); 1 keeps all.
+    pub top_p: f32,
+    /// Seed of the random draws; variation `i` uses stream `i` of this seed.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: 0, top_p: 0.95, seed: 0 }
+    }
+}
+
+impl Sampling {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 || self.temperature > 10.0 {
+            return Err(format!("temperature {} is outside 0..=10", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top-p {} is outside (0, 1]", self.top_p));
+        }
+        Ok(())
+    }
+}
+
+/// Scales a key can restrict note-ons to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScaleMode {
+    Major,
+    Minor,
+    HarmonicMinor,
+    MelodicMinor,
+    Dorian,
+    Phrygian,
+    Lydian,
+    Mixolydian,
+    Locrian,
+    MajorPentatonic,
+    MinorPentatonic,
+    Blues,
+    WholeTone,
+}
+
+impl ScaleMode {
+    pub const ALL: [ScaleMode; 13] = [
+        ScaleMode::Major,
+        ScaleMode::Minor,
+        ScaleMode::HarmonicMinor,
+        ScaleMode::MelodicMinor,
+        ScaleMode::Dorian,
+        ScaleMode::Phrygian,
+        ScaleMode::Lydian,
+        ScaleMode::Mixolydian,
+        ScaleMode::Locrian,
+        ScaleMode::MajorPentatonic,
+        ScaleMode::MinorPentatonic,
+        ScaleMode::Blues,
+        ScaleMode::WholeTone,
+    ];
+
+    /// Semitones above the tonic.
+    pub fn intervals(self) -> &'static [u8] {
+        match self {
+            ScaleMode::Major => &[0, 2, 4, 5, 7, 9, 11],
+            ScaleMode::Minor => &[0, 2, 3, 5, 7, 8, 10],
+            ScaleMode::HarmonicMinor => &[0, 2, 3, 5, 7, 8, 11],
+            ScaleMode::MelodicMinor => &[0, 2, 3, 5, 7, 9, 11],
+            ScaleMode::Dorian => &[0, 2, 3, 5, 7, 9, 10],
+            ScaleMode::Phrygian => &[0, 1, 3, 5, 7, 8, 10],
+            ScaleMode::Lydian => &[0, 2, 4, 6, 7, 9, 11],
+            ScaleMode::Mixolydian => &[0, 2, 4, 5, 7, 9, 10],
+            ScaleMode::Locrian => &[0, 1, 3, 5, 6, 8, 10],
+            ScaleMode::MajorPentatonic => &[0, 2, 4, 7, 9],
+            ScaleMode::MinorPentatonic => &[0, 3, 5, 7, 10],
+            ScaleMode::Blues => &[0, 3, 5, 6, 7, 10],
+            ScaleMode::WholeTone => &[0, 2, 4, 6, 8, 10],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScaleMode::Major => "major",
+            ScaleMode::Minor => "minor",
+            ScaleMode::HarmonicMinor => "harmonic-minor",
+            ScaleMode::MelodicMinor => "melodic-minor",
+            ScaleMode::Dorian => "dorian",
+            ScaleMode::Phrygian => "phrygian",
+            ScaleMode::Lydian => "lydian",
+            ScaleMode::Mixolydian => "mixolydian",
+            ScaleMode::Locrian => "locrian",
+            ScaleMode::MajorPentatonic => "major-pentatonic",
+            ScaleMode::MinorPentatonic => "minor-pentatonic",
+            ScaleMode::Blues => "blues",
+            ScaleMode::WholeTone => "whole-tone",
+        }
+    }
+}
+
+const PITCH_CLASS_NAMES: [&str; 12] = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+
+/// A tonic pitch class and a scale, e.g. "D dorian".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Key {
+    /// Pitch class of the tonic, 0 = C .. 11 = B.
+    pub tonic: u8,
+    pub mode: ScaleMode,
+}
+
+impl Key {
+    /// Parse "C major", "f# minor", "Bb dorian", "A minor-pentatonic" (also "A minor pentatonic").
+    pub fn parse(text: &str) -> Result<Key, String> {
+        let mut words = text.split_whitespace();
+        let tonic_word = words.next().ok_or_else(|| "empty key; write e.g. \"C major\" or \"A minor\"".to_string())?;
+        let mode_word = words.collect::<Vec<_>>().join("-").to_ascii_lowercase();
+        let tonic = parse_pitch_class(tonic_word)
+            .ok_or_else(|| format!("\"{tonic_word}\" is not a note name (C, C#, Db, D, ..., B)"))?;
+        let mode_word = if mode_word.is_empty() { "major".to_string() } else { mode_word };
+        let mode = ScaleMode::ALL.iter().copied().find(|m| m.name() == mode_word).ok_or_else(|| {
+            let names: Vec<&str> = ScaleMode::ALL.iter().map(|m| m.name()).collect();
+            format!("\"{mode_word}\" is not a known scale; use one of {}", names.join(", "))
+        })?;
+        Ok(Key { tonic, mode })
+    }
+
+    pub fn name(&self) -> String {
+        format!("{} {}", PITCH_CLASS_NAMES[usize::from(self.tonic % 12)], self.mode.name())
+    }
+
+    pub fn contains(&self, pitch: u8) -> bool {
+        let offset = (pitch % 12 + 12 - self.tonic % 12) % 12;
+        self.mode.intervals().contains(&offset)
+    }
+}
+
+fn parse_pitch_class(word: &str) -> Option<u8> {
+    let mut chars = word.chars();
+    let base: i32 = match chars.next()?.to_ascii_uppercase() {
+        'C' => 0,
+        'D' => 2,
+        'E' => 4,
+        'F' => 5,
+        'G' => 7,
+        'A' => 9,
+        'B' => 11,
+        _ => return None,
+    };
+    let mut pc = base;
+    for c in chars {
+        match c {
+            '#' | '♯' => pc += 1,
+            'b' | '♭' => pc -= 1,
+            _ => return None,
+        }
+    }
+    Some(pc.rem_euclid(12) as u8)
+}
+
+/// Steering beyond temperature, applied to the logits before sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Steering {
+    /// Lowest MIDI pitch a new note may have.
+    pub lowest_pitch: u8,
+    /// Highest MIDI pitch a new note may have.
+    pub highest_pitch: u8,
+    /// Only notes of this key and scale start; `None` allows all twelve pitch classes.
+    pub key: Option<Key>,
+    /// At most this many notes sound at once; `None` is unlimited.
+    pub max_polyphony: Option<u8>,
+    /// Added to the logit of every note-on, in nats (-8..=8): positive gives
+    /// more notes per second, negative fewer.
+    pub density_bias: f32,
+    /// Whether the model may end the piece early with END; `false` always fills the requested length.
+    pub allow_end: bool,
+}
+
+impl Default for Steering {
+    fn default() -> Self {
+        Self {
+            lowest_pitch: PIANO_LOWEST,
+            highest_pitch: PIANO_HIGHEST,
+            key: None,
+            max_polyphony: None,
+            density_bias: 0.0,
+            allow_end: true,
+        }
+    }
+}
+
+impl Steering {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lowest_pitch > self.highest_pitch || self.highest_pitch > 127 {
+            return Err(format!(
+                "pitch range {}..={} is empty or beyond MIDI's 0..=127",
+                self.lowest_pitch, self.highest_pitch
+            ));
+        }
+        if let Some(key) = self.key {
+            if !(self.lowest_pitch..=self.highest_pitch).any(|p| key.contains(p)) {
+                return Err(format!(
+                    "no pitch of {} lies in {}..={}",
+                    key.name(),
+                    self.lowest_pitch,
+                    self.highest_pitch
+                ));
+            }
+        }
+        if self.max_polyphony == Some(0) {
+            return Err("maximum polyphony 0 would allow no notes".into());
+        }
+        if !self.density_bias.is_finite() || self.density_bias.abs() > MAX_DENSITY_BIAS {
+            return Err(format!(
+                "density bias {} is outside -{MAX_DENSITY_BIAS}..={MAX_DENSITY_BIAS}",
+                self.density_bias
+            ));
+        }
+        Ok(())
+    }
+
+    /// Mask and bias `logits` (one row of `VOCAB_SIZE`) for the next event,
+    /// given which pitches are sounding now. PAD and START never come out of
+    /// a generator; a note-off of a silent key is a no-op the codec never
+    /// writes, so it is masked too. Time shifts and velocities are never
+    /// masked, so at least one token always stays possible.
+    pub fn apply(&self, logits: &mut [f32], sounding: &[bool; 128]) {
+        debug_assert_eq!(logits.len(), VOCAB_SIZE);
+        logits[usize::from(PAD)] = f32::NEG_INFINITY;
+        logits[usize::from(START)] = f32::NEG_INFINITY;
+        if !self.allow_end {
+            logits[usize::from(END)] = f32::NEG_INFINITY;
+        }
+        let voices = sounding.iter().filter(|s| **s).count();
+        let full = self.max_polyphony.is_some_and(|m| voices >= usize::from(m));
+        for pitch in 0..128u8 {
+            let on = usize::from(NOTE_ON_OFFSET + u16::from(pitch));
+            let is_sounding = sounding[usize::from(pitch)];
+            let allowed = (self.lowest_pitch..=self.highest_pitch).contains(&pitch)
+                && self.key.is_none_or(|k| k.contains(pitch))
+                // A re-strike of a sounding key keeps the voice count.
+                && (!full || is_sounding);
+            if allowed {
+                logits[on] += self.density_bias;
+            } else {
+                logits[on] = f32::NEG_INFINITY;
+            }
+            if !is_sounding {
+                logits[usize::from(NOTE_OFF_OFFSET + u16::from(pitch))] = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+/// Draws tokens from logits with its own seeded random stream.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    rng: ChaCha8Rng,
+    /// (logit, token) candidates; kept to avoid an allocation per event.
+    scratch: Vec<(f32, u16)>,
+    probs: Vec<f64>,
+}
+
+impl Sampler {
+    /// Stream `stream` of `seed`: variation `i` of a request uses stream `i`.
+    pub fn new(seed: u64, stream: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        Self { rng, scratch: Vec::with_capacity(VOCAB_SIZE), probs: Vec::with_capacity(VOCAB_SIZE) }
+    }
+
+    /// A token from `logits` (already steered). Tokens at -inf are never chosen;
+    /// if every logit is -inf or NaN, a one-step time shift keeps time moving.
+    pub fn sample(&mut self, logits: &[f32], s: &Sampling) -> u16 {
+        self.scratch.clear();
+        self.scratch.extend(logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(t, &l)| (l, t as u16)));
+        if self.scratch.is_empty() {
+            return codec::Event::TimeShift(1).to_token();
+        }
+        // Highest logit first; ties by token so the order is total.
+        self.scratch.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if s.temperature <= f32::EPSILON {
+            return self.scratch[0].1;
+        }
+        if s.top_k > 0 {
+            self.scratch.truncate(s.top_k);
+        }
+        let inv_t = 1.0 / f64::from(s.temperature);
+        let top = f64::from(self.scratch[0].0) * inv_t;
+        self.probs.clear();
+        self.probs.extend(self.scratch.iter().map(|(l, _)| (f64::from(*l) * inv_t - top).exp()));
+        let total: f64 = self.probs.iter().sum();
+        let mut keep = self.probs.len();
+        if s.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in self.probs.iter().enumerate() {
+                cum += p / total;
+                if cum >= f64::from(s.top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        let kept: f64 = self.probs[..keep].iter().sum();
+        let mut u = self.rng.gen::<f64>() * kept;
+        for i in 0..keep {
+            u -= self.probs[i];
+            if u < 0.0 {
+                return self.scratch[i].1;
+            }
+        }
+        self.scratch[keep - 1].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Event, TIME_SHIFT_OFFSET, VELOCITY_OFFSET};
+
+    fn flat() -> Vec<f32> {
+        vec![0.0; VOCAB_SIZE]
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_streams_differ() {
+        let logits: Vec<f32> = (0..VOCAB_SIZE).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 7 };
+        let draw = |stream| {
+            let mut sm = Sampler::new(7, stream);
+            (0..200).map(|_| sm.sample(&logits, &s)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(0), draw(0));
+        assert_ne!(draw(0), draw(1));
+    }
+
+    #[test]
+    fn zero_temperature_is_argmax_and_top_k_one_too() {
+        let mut l = flat();
+        l[42] = 5.0;
+        let mut sm = Sampler::new(1, 0);
+        assert_eq!(sm.sample(&l, &Sampling { temperature: 0.0, ..Default::default() }), 42);
+        for _ in 0..50 {
+            assert_eq!(sm.sample(&l, &Sampling { temperature: 2.0, top_k: 1, top_p: 1.0, seed: 0 }), 42);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        // Two tokens hold ~99.99% of the mass; top-p 0.9 must never leave them.
+        let mut l = vec![-10.0; VOCAB_SIZE];
+        l[3] = 5.0;
+        l[9] = 4.0;
+        let mut sm = Sampler::new(3, 0);
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 0.9, seed: 3 };
+        let mut seen = [0usize; VOCAB_SIZE];
+        for _ in 0..2000 {
+            seen[usize::from(sm.sample(&l, &s))] += 1;
+        }
+        assert_eq!(seen[3] + seen[9], 2000);
+        // p(3) is about 0.73 < 0.9, so the nucleus holds both tokens.
+        assert!(seen[9] > 300, "{}", seen[9]);
+    }
+
+    #[test]
+    fn sampling_follows_the_distribution() {
+        let mut l = vec![f32::NEG_INFINITY; VOCAB_SIZE];
+        l[0] = 0.0;
+        l[1] = (3.0f32).ln();
+        let mut sm = Sampler::new(11, 0);
+        let s = Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 11 };
+        let ones = (0..8000).filter(|_| sm.sample(&l, &s) == 1).count();
+        assert!((5700..6300).contains(&ones), "{ones} of 8000, expected ~6000");
+    }
+
+    #[test]
+    fn steering_masks_range_key_polyphony_and_silent_note_offs() {
+        let steer = Steering {
+            lowest_pitch: 48,
+            highest_pitch: 72,
+            key: Some(Key::parse("C major").expect("key")),
+            max_polyphony: Some(2),
+            density_bias: 1.5,
+            allow_end: false,
+        };
+        let mut sounding = [false; 128];
+        sounding[60] = true;
+        let mut l = flat();
+        steer.apply(&mut l, &sounding);
+        let on = |p: u8| l[usize::from(Event::NoteOn(p).to_token())];
+        let off = |p: u8| l[usize::from(Event::NoteOff(p).to_token())];
+        assert_eq!(on(62), 1.5); // D, in range and key
+        assert_eq!(on(61), f32::NEG_INFINITY); // C# is not in C major
+        assert_eq!(on(74), f32::NEG_INFINITY); // above the range
+        assert_eq!(off(60), 0.0);
+        assert_eq!(off(62), f32::NEG_INFINITY); // not sounding
+        assert_eq!(l[usize::from(END)], f32::NEG_INFINITY);
+        assert_eq!(l[usize::from(PAD)], f32::NEG_INFINITY);
+        assert_eq!(l[usize::from(TIME_SHIFT_OFFSET)], 0.0);
+        assert_eq!(l[usize::from(VELOCITY_OFFSET)], 0.0);
+
+        sounding[64] = true; // two voices: only re-strikes may start
+        let mut l = flat();
+        steer.apply(&mut l, &sounding);
+        assert_eq!(l[usize::from(Event::NoteOn(62).to_token())], f32::NEG_INFINITY);
+        assert_eq!(l[usize::from(Event::NoteOn(64).to_token())], 1.5);
+    }
+
+    #[test]
+    fn keys_parse_and_contain_their_notes() {
+        let k = Key::parse("Bb dorian").expect("parse");
+        assert_eq!((k.tonic, k.mode), (10, ScaleMode::Dorian));
+        assert_eq!(k.name(), "Bb dorian");
+        assert!(Key::parse("A minor pentatonic").expect("parse").contains(69 + 3));
+        assert!(!Key::parse("A minor").expect("parse").contains(70));
+        assert_eq!(Key::parse("f#").expect("parse"), Key { tonic: 6, mode: ScaleMode::Major });
+        assert!(Key::parse("H major").is_err());
+        assert!(Key::parse("C lydian-flat").is_err());
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        assert!(Sampling { top_p: 0.0, ..Default::default() }.validate().is_err());
+        assert!(Sampling { temperature: -1.0, ..Default::default() }.validate().is_err());
+        assert!(Steering { lowest_pitch: 80, highest_pitch: 70, ..Default::default() }.validate().is_err());
+        assert!(Steering { max_polyphony: Some(0), ..Default::default() }.validate().is_err());
+        let narrow = Steering {
+            lowest_pitch: 61,
+            highest_pitch: 61,
+            key: Some(Key::parse("C major").expect("key")),
+            ..Default::default()
+        };
+        assert!(narrow.validate().is_err());
+    }
+}
