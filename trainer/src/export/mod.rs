@@ -1,0 +1,486 @@
+//! ONNX export: a checkpoint (`<name>.safetensors` + `<name>.json`, see
+//! [`cadenza_core::dataset::CheckpointMeta`]) becomes one `<style>.onnx`
+//! decoder graph with a KV cache, which the engine in `cadenza_core::engine`
+//! runs with ONNX Runtime.
+//!
+//! The graph serves both prefill (past length 0, `new` = the context) and
+//! single-step decoding (`new` = 1): inputs `tokens` int64 `[batch, new]` and
+//! per layer `past_key_i` / `past_value_i` float32 `[batch, heads, past,
+//! head_dim]`; outputs `logits` `[batch, new, vocab]` and `present_key_i` /
+//! `present_value_i` `[batch, heads, past + new, head_dim]` (names in
+//! [`cadenza_core::model::onnx_names`]).
+//!
+//! Relative attention for the new positions against every cached one: the
+//! logit of query `i` and key `j` is `(q_i . k_j + q_i . e_{i-j}) / sqrt(head_dim)`
+//! (the architecture in [`cadenza_core::model`]). The relative term enters as
+//! an additive bias: `q . E_rev^T` against the distances `total-1 .. 0`, then
+//! the paper's skewing (pad one column, flatten, drop `new` elements,
+//! reshape), which lines distance `i - j` up under key `j` for every query row
+//! without an L x L x D tensor. The 1/sqrt(head_dim) scale is folded into the
+//! query projection. Plain MatMul-based attention (opset 17) was chosen over
+//! opset-23 `Attention` / `com.microsoft.MultiHeadAttention` so every ONNX
+//! Runtime since 1.17 runs the file; `cargo xtask bench generate` measures it.
+//!
+//! The trainer calls [`export_checkpoint`] at the end of every training run;
+//! `cargo xtask export` calls it on demand.
+
+mod graph;
+pub mod proto;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use cadenza_core::codec;
+use cadenza_core::dataset::CheckpointMeta;
+use cadenza_core::model::{onnx_names, ModelConfig, ARCHITECTURE};
+use prost::Message;
+
+use graph::{Attr, Dim, GraphBuilder};
+use proto::{data_type, ModelProto, OperatorSetIdProto, StringStringEntryProto};
+
+/// ONNX IR version written (IR 9 = ONNX 1.14; every ONNX Runtime since 1.15 reads it).
+pub const IR_VERSION: i64 = 9;
+/// Default-domain opset: 17 is the first with `LayerNormalization`.
+pub const OPSET: i64 = 17;
+/// Layer-norm epsilon; libtorch's default, which the trainer's layers use.
+pub const LAYER_NORM_EPS: f32 = 1e-5;
+/// Protobuf messages cannot exceed 2 GiB; larger models would need external data.
+pub const MAX_MODEL_BYTES: usize = (2 << 30) - 1;
+
+/// What went wrong while exporting, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a readable safetensors file: {message}", path.display())]
+    Safetensors { path: PathBuf, message: String },
+    #[error("{}: not a checkpoint sidecar: {message}", path.display())]
+    Meta { path: PathBuf, message: String },
+    #[error("{}: the checkpoint has no tensor `{name}`", path.display())]
+    MissingWeight { path: PathBuf, name: String },
+    #[error("{}: tensor `{name}` has shape {found:?}, the model config needs {expected:?}", path.display())]
+    WeightShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{}: tensor `{name}` is {dtype}; the exporter reads float32 checkpoints", path.display())]
+    WeightDtype { path: PathBuf, name: String, dtype: String },
+    #[error("{}: {source}", path.display())]
+    Config { path: PathBuf, source: cadenza_core::model::ConfigError },
+    #[error("{}: written with codec version {found}, this build has codec version {expected}", path.display())]
+    CodecVersion { path: PathBuf, found: u32, expected: u32 },
+    #[error("{}: the model would be {bytes} bytes, over the 2 GiB protobuf limit", path.display())]
+    TooLarge { path: PathBuf, bytes: usize },
+}
+
+/// Float32 tensors by name, as a checkpoint holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    /// Where they came from, for error messages.
+    pub source: PathBuf,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Weights {
+    /// Read every tensor of a safetensors file (float32 only).
+    pub fn read_safetensors(path: &Path) -> Result<Self, ExportError> {
+        let bytes = std::fs::read(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| ExportError::Safetensors { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != safetensors::Dtype::F32 {
+                return Err(ExportError::WeightDtype {
+                    path: path.to_path_buf(),
+                    name,
+                    dtype: format!("{:?}", view.dtype()),
+                });
+            }
+            let data: Vec<f32> =
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            tensors.insert(name, (view.shape().to_vec(), data));
+        }
+        Ok(Self { source: path.to_path_buf(), tensors })
+    }
+
+    /// The tensor `name`, checked against the shape the config implies.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], ExportError> {
+        let (found, data) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ExportError::MissingWeight { path: self.source.clone(), name: name.to_string() })?;
+        if found.as_slice() != shape {
+            return Err(ExportError::WeightShape {
+                path: self.source.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                found: found.clone(),
+            });
+        }
+        Ok(data)
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub path: PathBuf,
+    pub bytes: usize,
+    pub style: String,
+    pub config: ModelConfig,
+}
+
+/// The sidecar path of a checkpoint: `<name>.json` beside `<name>.safetensors`.
+pub fn sidecar_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("json")
+}
+
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta, ExportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| ExportError::Meta { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Export a checkpoint (`<name>.safetensors` with its `<name>.json` sidecar)
+/// to `out` atomically. `style` overrides the style recorded in the sidecar.
+///
+/// The trainer calls this at the end of a training run, e.g.
+/// `export_checkpoint(&best, &run_dir.join(format!("{style}.onnx")), None)`.
+pub fn export_checkpoint(checkpoint: &Path, out: &Path, style: Option<&str>) -> Result<ExportReport, ExportError> {
+    let meta_path = sidecar_path(checkpoint);
+    let mut meta = read_meta(&meta_path)?;
+    if meta.codec_version != codec::CODEC_VERSION {
+        return Err(ExportError::CodecVersion {
+            path: meta_path,
+            found: meta.codec_version,
+            expected: codec::CODEC_VERSION,
+        });
+    }
+    meta.model.validate().map_err(|source| ExportError::Config { path: meta_path.clone(), source })?;
+    if let Some(s) = style {
+        meta.style = s.to_string();
+    }
+    let weights = Weights::read_safetensors(checkpoint)?;
+    export_weights(&weights, &meta, out)
+}
+
+/// Export in-memory weights described by `meta` to `out` atomically.
+pub fn export_weights(weights: &Weights, meta: &CheckpointMeta, out: &Path) -> Result<ExportReport, ExportError> {
+    meta.model.validate().map_err(|source| ExportError::Config { path: weights.source.clone(), source })?;
+    let model = build_model(weights, meta)?;
+    let bytes = model.encode_to_vec();
+    if bytes.len() > MAX_MODEL_BYTES {
+        return Err(ExportError::TooLarge { path: out.to_path_buf(), bytes: bytes.len() });
+    }
+    cadenza_core::fsutil::write_atomic(out, &bytes)
+        .map_err(|source| ExportError::Io { path: out.to_path_buf(), source })?;
+    Ok(ExportReport { path: out.to_path_buf(), bytes: bytes.len(), style: meta.style.clone(), config: meta.model })
+}
+
+/// The ONNX model: graph, opset, and the metadata the engine checks.
+pub fn build_model(weights: &Weights, meta: &CheckpointMeta) -> Result<ModelProto, ExportError> {
+    let cfg = &meta.model;
+    let graph = model_graph(weights, cfg)?;
+    let config_json = serde_json::to_string(cfg).unwrap_or_default();
+    let props = [
+        (onnx_names::META_CONFIG, config_json),
+        (onnx_names::META_CODEC_VERSION, codec::CODEC_VERSION.to_string()),
+        (onnx_names::META_ARCHITECTURE, ARCHITECTURE.to_string()),
+        (onnx_names::META_STYLE, meta.style.clone()),
+        (onnx_names::META_DATA_SUMMARY, meta.data_summary.clone()),
+        (
+            "cadenza.checkpoint",
+            format!("epoch {} step {} best_val_loss {:?}", meta.epoch, meta.step, meta.best_val_loss),
+        ),
+        ("cadenza.manifest_hash", meta.manifest_hash.clone()),
+    ];
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        producer_name: "cadenza-trainer".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        domain: "org.cadenza".into(),
+        model_version: 1,
+        doc_string: format!("Cadenza Music Transformer, style {}", meta.style),
+        graph: Some(graph),
+        metadata_props: props
+            .into_iter()
+            .map(|(key, value)| StringStringEntryProto { key: key.to_string(), value })
+            .collect(),
+    })
+}
+
+/// `w` `[out, in]` (torch Linear) as `[in, out]` for `MatMul(x, w^T)`, times `scale`.
+fn transposed(w: &[f32], out: usize, inp: usize, scale: f32) -> Vec<f32> {
+    let mut t = vec![0.0f32; w.len()];
+    for o in 0..out {
+        for i in 0..inp {
+            t[i * out + o] = w[o * inp + i] * scale;
+        }
+    }
+    t
+}
+
+/// `x @ w + b` for a torch Linear named `prefix` (`prefix.weight` `[out, in]`).
+fn linear(
+    g: &mut GraphBuilder,
+    w: &Weights,
+    x: &str,
+    prefix: &str,
+    inp: usize,
+    out: usize,
+) -> Result<String, ExportError> {
+    let wt = transposed(w.get(&format!("{prefix}.weight"), &[out, inp])?, out, inp, 1.0);
+    let bias = w.get(&format!("{prefix}.bias"), &[out])?;
+    let wn = g.init_f32(&format!("{prefix}.weight_t"), &[inp, out], &wt);
+    let bn = g.init_f32(&format!("{prefix}.bias"), &[out], bias);
+    let mm = g.op("MatMul", &[x, &wn], vec![]);
+    Ok(g.op("Add", &[&mm, &bn], vec![]))
+}
+
+fn layer_norm(g: &mut GraphBuilder, w: &Weights, x: &str, prefix: &str, d: usize) -> Result<String, ExportError> {
+    let scale = g.init_f32(&format!("{prefix}.weight"), &[d], w.get(&format!("{prefix}.weight"), &[d])?);
+    let bias = g.init_f32(&format!("{prefix}.bias"), &[d], w.get(&format!("{prefix}.bias"), &[d])?);
+    Ok(g.op(
+        "LayerNormalization",
+        &[x, &scale, &bias],
+        vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(LAYER_NORM_EPS))],
+    ))
+}
+
+/// The decoder graph. See the module documentation for the attention layout.
+pub fn model_graph(w: &Weights, cfg: &ModelConfig) -> Result<proto::GraphProto, ExportError> {
+    let (v, d, h, hd, f, l) = (cfg.vocab_size, cfg.d_model, cfg.n_heads, cfg.head_dim(), cfg.d_ff, cfg.max_seq_len);
+    let mut g = GraphBuilder::new();
+
+    g.input(onnx_names::TOKENS, data_type::INT64, &[Dim::Named("batch"), Dim::Named("new")]);
+    let cache_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("past"), Dim::Fixed(hd as i64)];
+    let present_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("total"), Dim::Fixed(hd as i64)];
+    for i in 0..cfg.n_layers {
+        g.input(&onnx_names::past_key(i), data_type::FLOAT, &cache_dims);
+        g.input(&onnx_names::past_value(i), data_type::FLOAT, &cache_dims);
+    }
+    g.output(onnx_names::LOGITS, data_type::FLOAT, &[Dim::Named("batch"), Dim::Named("new"), Dim::Fixed(v as i64)]);
+    for i in 0..cfg.n_layers {
+        g.output(&onnx_names::present_key(i), data_type::FLOAT, &present_dims);
+        g.output(&onnx_names::present_value(i), data_type::FLOAT, &present_dims);
+    }
+
+    // Shapes shared by every layer: new, past and total lengths, the causal
+    // mask bias [new, total] and the skew's reshape target.
+    g.set_scope("shapes");
+    let new_1d = g.op("Shape", &[onnx_names::TOKENS], vec![("start", Attr::Int(1)), ("end", Attr::Int(2))]);
+    let past_key0 = onnx_names::past_key(0);
+    let past_1d = g.op("Shape", &[&past_key0], vec![("start", Attr::Int(2)), ("end", Attr::Int(3))]);
+    let total_1d = g.op("Add", &[&new_1d, &past_1d], vec![]);
+    let max_len = g.ints("max_seq_len", &[l as i64]);
+    let rel_start = g.op("Sub", &[&max_len, &total_1d], vec![]);
+    let past_s = g.op("Squeeze", &[&past_1d], vec![]);
+    let total_s = g.op("Squeeze", &[&total_1d], vec![]);
+    let zero = g.scalar_i64("zero", 0);
+    let one = g.scalar_i64("one", 1);
+    let rows = g.op("Range", &[&past_s, &total_s, &one], vec![]);
+    let cols = g.op("Range", &[&zero, &total_s, &one], vec![]);
+    let ax1 = g.ints("axis1", &[1]);
+    let ax0 = g.ints("axis0", &[0]);
+    let rows2 = g.op("Unsqueeze", &[&rows, &ax1], vec![]);
+    let cols2 = g.op("Unsqueeze", &[&cols, &ax0], vec![]);
+    let allowed = g.op("LessOrEqual", &[&cols2, &rows2], vec![]);
+    let zero_f = g.scalar_f32("zero_f", 0.0);
+    let neg_inf = g.scalar_f32("neg_inf", f32::NEG_INFINITY);
+    let mask_bias = g.op("Where", &[&allowed, &zero_f, &neg_inf], vec![]);
+    let zz = g.ints("zero_zero", &[0, 0]);
+    let minus1 = g.ints("minus_one", &[-1]);
+    let skew_shape = g.op("Concat", &[&zz, &new_1d, &minus1], vec![("axis", Attr::Int(0))]);
+    let flat_shape = g.ints("flat_shape", &[0, 0, -1]);
+    let pad_left = g.ints("pad_left", &[0, 0, 0, 1, 0, 0, 0, 0]);
+    let int_max = g.ints("int_max", &[i64::MAX]);
+    let ax2 = g.ints("axis2", &[2]);
+    let split_shape = g.ints("qkv_shape", &[0, 0, 3, h as i64, hd as i64]);
+    let merge_shape = g.ints("merge_shape", &[0, 0, d as i64]);
+    let idx: Vec<String> = (0..3).map(|i| g.scalar_i64("qkv_index", i)).collect();
+
+    g.set_scope("embed");
+    let table = g.init_f32("embed.weight", &[v, d], w.get("embed.weight", &[v, d])?);
+    let mut x = g.op("Gather", &[&table, onnx_names::TOKENS], vec![("axis", Attr::Int(0))]);
+
+    let scale = 1.0 / (hd as f32).sqrt();
+    for i in 0..cfg.n_layers {
+        let p = format!("layers.{i}");
+        g.set_scope(&format!("{p}.attn"));
+        let hn = layer_norm(&mut g, w, &x, &format!("{p}.ln1"), d)?;
+
+        // One [d, 3d] projection for q (pre-scaled), k and v.
+        let mut wqkv = vec![0.0f32; d * 3 * d];
+        let mut bqkv = Vec::with_capacity(3 * d);
+        for (slot, name) in ["q", "k", "v"].iter().enumerate() {
+            let s = if *name == "q" { scale } else { 1.0 };
+            let wt = transposed(w.get(&format!("{p}.attn.{name}.weight"), &[d, d])?, d, d, s);
+            for r in 0..d {
+                wqkv[r * 3 * d + slot * d..r * 3 * d + (slot + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
+            }
+            bqkv.extend(w.get(&format!("{p}.attn.{name}.bias"), &[d])?.iter().map(|b| b * s));
+        }
+        let wn = g.init_f32(&format!("{p}.attn.qkv.weight_t"), &[d, 3 * d], &wqkv);
+        let bn = g.init_f32(&format!("{p}.attn.qkv.bias"), &[3 * d], &bqkv);
+        let mm = g.op("MatMul", &[&hn, &wn], vec![]);
+        let qkv = g.op("Add", &[&mm, &bn], vec![]);
+        let qkv5 = g.op("Reshape", &[&qkv, &split_shape], vec![]);
+        let qkv_t = g.op("Transpose", &[&qkv5], vec![("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))]);
+        let q = g.op("Gather", &[&qkv_t, &idx[0]], vec![("axis", Attr::Int(0))]);
+        let k_new = g.op("Gather", &[&qkv_t, &idx[1]], vec![("axis", Attr::Int(0))]);
+        let v_new = g.op("Gather", &[&qkv_t, &idx[2]], vec![("axis", Attr::Int(0))]);
+        let k_all = g.op_named(
+            "Concat",
+            &[&onnx_names::past_key(i), &k_new],
+            &onnx_names::present_key(i),
+            vec![("axis", Attr::Int(2))],
+        );
+        let v_all = g.op_named(
+            "Concat",
+            &[&onnx_names::past_value(i), &v_new],
+            &onnx_names::present_value(i),
+            vec![("axis", Attr::Int(2))],
+        );
+
+        // Content logits q . k.
+        let k_t = g.op("Transpose", &[&k_all], vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let content = g.op("MatMul", &[&q, &k_t], vec![]);
+
+        // Relative logits: rows of rel_emb in reverse (distance L-1 first), the
+        // last `total` of them give distances total-1 .. 0; then skew.
+        let rel = w.get(&format!("{p}.attn.rel_emb"), &[l, hd])?;
+        let mut rel_rev = Vec::with_capacity(l * hd);
+        for r in (0..l).rev() {
+            rel_rev.extend_from_slice(&rel[r * hd..(r + 1) * hd]);
+        }
+        let rel_rev = g.init_f32(&format!("{p}.attn.rel_emb_reversed"), &[l, hd], &rel_rev);
+        let er = g.op("Slice", &[&rel_rev, &rel_start, &int_max, &ax0], vec![]);
+        let er_t = g.op("Transpose", &[&er], vec![("perm", Attr::Ints(vec![1, 0]))]);
+        let qe = g.op("MatMul", &[&q, &er_t], vec![]);
+        let padded = g.op("Pad", &[&qe, &pad_left], vec![]);
+        let flat = g.op("Reshape", &[&padded, &flat_shape], vec![]);
+        let shifted = g.op("Slice", &[&flat, &new_1d, &int_max, &ax2], vec![]);
+        let relative = g.op("Reshape", &[&shifted, &skew_shape], vec![]);
+
+        let logits = g.op("Add", &[&content, &relative], vec![]);
+        let masked = g.op("Add", &[&logits, &mask_bias], vec![]);
+        let probs = g.op("Softmax", &[&masked], vec![("axis", Attr::Int(-1))]);
+        let ctx = g.op("MatMul", &[&probs, &v_all], vec![]);
+        let ctx_t = g.op("Transpose", &[&ctx], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+        let merged = g.op("Reshape", &[&ctx_t, &merge_shape], vec![]);
+        let attn_out = linear(&mut g, w, &merged, &format!("{p}.attn.o"), d, d)?;
+        x = g.op("Add", &[&x, &attn_out], vec![]);
+
+        g.set_scope(&format!("{p}.ff"));
+        let hn = layer_norm(&mut g, w, &x, &format!("{p}.ln2"), d)?;
+        let h1 = linear(&mut g, w, &hn, &format!("{p}.ff.fc1"), d, f)?;
+        let a = g.op("Relu", &[&h1], vec![]);
+        let h2 = linear(&mut g, w, &a, &format!("{p}.ff.fc2"), f, d)?;
+        x = g.op("Add", &[&x, &h2], vec![]);
+    }
+
+    g.set_scope("head");
+    let xn = layer_norm(&mut g, w, &x, "ln_f", d)?;
+    let wt = transposed(w.get("head.weight", &[v, d])?, v, d, 1.0);
+    let wn = g.init_f32("head.weight_t", &[d, v], &wt);
+    let bn = g.init_f32("head.bias", &[v], w.get("head.bias", &[v])?);
+    let mm = g.op("MatMul", &[&xn, &wn], vec![]);
+    g.op_named("Add", &[&mm, &bn], onnx_names::LOGITS, vec![]);
+
+    Ok(g.finish("cadenza_music_transformer", ARCHITECTURE))
+}
+
+/// Deterministic random weights with the checkpoint's names and shapes, for
+/// benchmarks and tests that need a model of a given size but not a trained
+/// one. Values are small (like a fresh initialisation) so activations stay finite.
+pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        // xorshift64*: enough for reproducible test weights.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let (v, d, f, l, hd) = (cfg.vocab_size, cfg.d_model, cfg.d_ff, cfg.max_seq_len, cfg.head_dim());
+    let mut tensors = HashMap::new();
+    let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| offset + scale * next()).collect();
+        tensors.insert(name, (shape, data));
+    };
+    let lin = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
+    put("embed.weight".into(), vec![v, d], 1.0, 0.0);
+    for i in 0..cfg.n_layers {
+        let p = format!("layers.{i}");
+        for ln in ["ln1", "ln2"] {
+            put(format!("{p}.{ln}.weight"), vec![d], 0.1, 1.0);
+            put(format!("{p}.{ln}.bias"), vec![d], 0.1, 0.0);
+        }
+        for name in ["q", "k", "v", "o"] {
+            put(format!("{p}.attn.{name}.weight"), vec![d, d], lin(d), 0.0);
+            put(format!("{p}.attn.{name}.bias"), vec![d], 0.02, 0.0);
+        }
+        put(format!("{p}.attn.rel_emb"), vec![l, hd], 1.0, 0.0);
+        put(format!("{p}.ff.fc1.weight"), vec![f, d], lin(d), 0.0);
+        put(format!("{p}.ff.fc1.bias"), vec![f], 0.02, 0.0);
+        put(format!("{p}.ff.fc2.weight"), vec![d, f], lin(f), 0.0);
+        put(format!("{p}.ff.fc2.bias"), vec![d], 0.02, 0.0);
+    }
+    put("ln_f.weight".into(), vec![d], 0.1, 1.0);
+    put("ln_f.bias".into(), vec![d], 0.1, 0.0);
+    put("head.weight".into(), vec![v, d], lin(d), 0.0);
+    put("head.bias".into(), vec![v], 0.02, 0.0);
+    Weights { source: PathBuf::from(format!("<random weights, seed {seed}>")), tensors }
+}
+
+/// A sidecar for weights that did not come from a training run (benchmarks, tests).
+pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> CheckpointMeta {
+    CheckpointMeta {
+        model: *cfg,
+        train: serde_json::Value::Null,
+        style: style.to_string(),
+        epoch: 0,
+        step: 0,
+        best_val_loss: None,
+        manifest_hash: String::new(),
+        codec_version: codec::CODEC_VERSION,
+        data_summary: summary.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_swaps_rows_and_columns() {
+        // [[1, 2, 3], [4, 5, 6]] (out 2, in 3) -> [[1, 4], [2, 5], [3, 6]]
+        assert_eq!(transposed(&[1., 2., 3., 4., 5., 6.], 2, 3, 1.0), vec![1., 4., 2., 5., 3., 6.]);
+    }
+
+    #[test]
+    fn missing_and_misshaped_weights_are_named() {
+        let cfg = ModelConfig { n_layers: 1, d_model: 8, n_heads: 2, d_ff: 16, max_seq_len: 8, ..ModelConfig::TINY };
+        let mut w = random_weights(&cfg, 1);
+        w.tensors.remove("layers.0.attn.rel_emb");
+        let e = model_graph(&w, &cfg).expect_err("missing");
+        assert!(e.to_string().contains("layers.0.attn.rel_emb"), "{e}");
+        let mut w = random_weights(&cfg, 1);
+        w.tensors.insert("head.bias".into(), (vec![3], vec![0.0; 3]));
+        let e = model_graph(&w, &cfg).expect_err("shape");
+        assert!(e.to_string().contains("head.bias") && e.to_string().contains("[391]"), "{e}");
+    }
+
+    #[test]
+    fn metadata_carries_config_codec_architecture_and_style() {
+        let cfg = ModelConfig { n_layers: 1, d_model: 8, n_heads: 2, d_ff: 16, max_seq_len: 8, ..ModelConfig::TINY };
+        let m = build_model(&random_weights(&cfg, 2), &synthetic_meta(&cfg, "jazz", "test data")).expect("model");
+        let get = |k: &str| m.metadata_props.iter().find(|p| p.key == k).map(|p| p.value.clone());
+        let back: ModelConfig = serde_json::from_str(&get(onnx_names::META_CONFIG).expect("config")).expect("json");
+        assert_eq!(back, cfg);
+        assert_eq!(get(onnx_names::META_CODEC_VERSION), Some(codec::CODEC_VERSION.to_string()));
+        assert_eq!(get(onnx_names::META_ARCHITECTURE).as_deref(), Some(ARCHITECTURE));
+        assert_eq!(get(onnx_names::META_STYLE).as_deref(), Some("jazz"));
+        assert_eq!(get(onnx_names::META_DATA_SUMMARY).as_deref(), Some("test data"));
+        assert!(m.ir_version >= 9 && m.opset_import[0].version >= 17);
+    }
+}
