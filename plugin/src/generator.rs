@@ -1,0 +1,149 @@
+//! The generator and the thread it runs on. Inference never runs on the audio
+//! or GUI thread: the session thread sends a [`Job`], the inference thread
+//! loads the style's model (once, then cached), generates with progress and
+//! cancel, and sends the result back. The model is ONNX Runtime through
+//! `cadenza_core::engine`, with the library found inside the bundle.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cadenza_core::Performance;
+use crossbeam::channel::{Receiver, Sender};
+
+use crate::shared::Shared;
+
+/// Everything one generation needs, in seconds (the session converts from beats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: u64,
+    pub model: PathBuf,
+    pub primer: Option<Performance>,
+    /// Length of each continuation, in seconds.
+    pub seconds: f64,
+    pub variations: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+    pub pitch_low: u8,
+    pub pitch_high: u8,
+    /// Pitch class of the key, if steered.
+    pub key: Option<u8>,
+    /// Scale intervals above the key.
+    pub scale: Vec<u8>,
+    /// 0: no limit.
+    pub max_polyphony: u32,
+    /// -1..=1.
+    pub density: f32,
+}
+
+/// Why a generation produced nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GenError {
+    #[error("ONNX Runtime is missing: {0}")]
+    Runtime(String),
+    #[error("{}: {message}", path.display())]
+    Model { path: PathBuf, message: String },
+    #[error("generation failed: {0}")]
+    Failed(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The result of a job, sent back to the session thread.
+#[derive(Debug)]
+pub struct Finished {
+    pub id: u64,
+    pub result: Result<Vec<Performance>, GenError>,
+    /// Wall time the inference thread spent (model load included), in milliseconds.
+    pub elapsed_ms: u64,
+    /// What ran it, e.g. "ONNX Runtime (CPU)".
+    pub engine: String,
+}
+
+/// Something that continues a primer. One implementation exists: ONNX Runtime via the engine.
+pub trait Generator: Send {
+    /// Which library and execution provider run it.
+    fn describe(&self) -> String;
+    /// Generate `job.variations` continuations; `progress(fraction)` returns false to cancel.
+    fn generate(&mut self, job: &Job, progress: &mut dyn FnMut(f32) -> bool) -> Result<Vec<Performance>, GenError>;
+}
+
+/// Load the model at `model` with the ONNX Runtime library at `ort_library`.
+pub fn load_generator(model: &Path, ort_library: Option<&Path>) -> Result<Box<dyn Generator>, GenError> {
+    engine_impl::load(model, ort_library)
+}
+
+mod engine_impl {
+    use super::*;
+
+    pub fn load(model: &Path, ort_library: Option<&Path>) -> Result<Box<dyn Generator>, GenError> {
+        let _ = ort_library;
+        Err(GenError::Model {
+            path: model.to_path_buf(),
+            message: "this build has no inference engine yet (cadenza_core::engine)".into(),
+        })
+    }
+}
+
+/// Spawn the inference thread. It ends when `jobs` is closed.
+pub fn spawn(
+    shared: Arc<Shared>,
+    jobs: Receiver<Job>,
+    done: Sender<crate::session::Command>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("cadenza-inference".into()).spawn(move || {
+        let mut cache: Option<(PathBuf, std::time::SystemTime, Box<dyn Generator>)> = None;
+        while let Ok(job) = jobs.recv() {
+            let started = Instant::now();
+            shared.progress.permille.store(0, Ordering::Release);
+            let (result, engine) = run_job(&shared, &job, &mut cache);
+            let finished = Finished { id: job.id, result, elapsed_ms: started.elapsed().as_millis() as u64, engine };
+            shared.progress.running.store(false, Ordering::Release);
+            if done.send(crate::session::Command::Finished(finished)).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+fn run_job(
+    shared: &Shared,
+    job: &Job,
+    cache: &mut Option<(PathBuf, std::time::SystemTime, Box<dyn Generator>)>,
+) -> (Result<Vec<Performance>, GenError>, String) {
+    let modified = match std::fs::metadata(&job.model).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Err(GenError::Model { path: job.model.clone(), message: format!("cannot read the model: {e}") }),
+                String::new(),
+            )
+        }
+    };
+    let fresh = matches!(cache, Some((p, t, _)) if *p == job.model && *t == modified);
+    if !fresh {
+        *cache = None;
+        let ort = crate::locate::ort_library().ok();
+        match load_generator(&job.model, ort.as_deref()) {
+            Ok(g) => *cache = Some((job.model.clone(), modified, g)),
+            Err(e) => return (Err(e), String::new()),
+        }
+    }
+    let Some((_, _, generator)) = cache.as_mut() else {
+        return (Err(GenError::Failed("no model loaded".into())), String::new());
+    };
+    let engine = generator.describe();
+    let mut progress = |fraction: f32| {
+        shared.progress.permille.store((fraction.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Release);
+        !shared.progress.cancel.load(Ordering::Acquire)
+    };
+    // A panic inside the engine must not take the host down: it becomes an error.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate(job, &mut progress)))
+        .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
+    if result.is_err() && shared.progress.cancel.load(Ordering::Acquire) {
+        return (Err(GenError::Cancelled), engine);
+    }
+    (result, engine)
+}

@@ -1,0 +1,315 @@
+//! Cadenza's parameters and persisted fields. The `#[id]` strings are part of
+//! every saved project and every automation lane: they never change once
+//! shipped. New parameters get new ids; retired ones keep theirs reserved.
+
+use std::sync::Arc;
+
+use nice_plug::prelude::*;
+
+use crate::state::SessionSlot;
+
+/// Most variations one generation produces (and the `choice` parameter's top).
+pub const MAX_VARIATIONS: usize = 8;
+/// Longest continuation, in bars.
+pub const MAX_BARS: i32 = 32;
+/// Longest capture window, in bars.
+pub const MAX_CAPTURE_BARS: i32 = 16;
+/// Largest seed the parameter offers (seeds are saved with the project).
+pub const MAX_SEED: i32 = 999_999;
+
+/// The tonic of the key the engine is steered towards, or none.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTonic {
+    #[id = "any"]
+    #[name = "Any key"]
+    Any,
+    #[id = "c"]
+    C,
+    #[id = "cs"]
+    #[name = "C#/Db"]
+    CSharp,
+    #[id = "d"]
+    D,
+    #[id = "ds"]
+    #[name = "D#/Eb"]
+    DSharp,
+    #[id = "e"]
+    E,
+    #[id = "f"]
+    F,
+    #[id = "fs"]
+    #[name = "F#/Gb"]
+    FSharp,
+    #[id = "g"]
+    G,
+    #[id = "gs"]
+    #[name = "G#/Ab"]
+    GSharp,
+    #[id = "a"]
+    A,
+    #[id = "as"]
+    #[name = "A#/Bb"]
+    ASharp,
+    #[id = "b"]
+    B,
+}
+
+impl KeyTonic {
+    /// Pitch class 0 (C) to 11 (B), or `None` for "any key".
+    pub fn pitch_class(self) -> Option<u8> {
+        match self {
+            Self::Any => None,
+            other => Some(other.to_index() as u8 - 1),
+        }
+    }
+
+    /// The display name of pitch class `pc`.
+    pub fn name_of(pc: u8) -> &'static str {
+        Self::variants()[usize::from(pc % 12) + 1]
+    }
+}
+
+/// The scale the key steering keeps notes in.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleKind {
+    #[id = "major"]
+    Major,
+    #[id = "minor"]
+    #[name = "Natural minor"]
+    Minor,
+    #[id = "hminor"]
+    #[name = "Harmonic minor"]
+    HarmonicMinor,
+    #[id = "dorian"]
+    Dorian,
+    #[id = "mixo"]
+    Mixolydian,
+    #[id = "blues"]
+    Blues,
+    #[id = "penta"]
+    #[name = "Major pentatonic"]
+    MajorPentatonic,
+}
+
+impl ScaleKind {
+    /// Semitones above the tonic that belong to the scale.
+    pub fn intervals(self) -> &'static [u8] {
+        match self {
+            Self::Major => &[0, 2, 4, 5, 7, 9, 11],
+            Self::Minor => &[0, 2, 3, 5, 7, 8, 10],
+            Self::HarmonicMinor => &[0, 2, 3, 5, 7, 8, 11],
+            Self::Dorian => &[0, 2, 3, 5, 7, 9, 10],
+            Self::Mixolydian => &[0, 2, 4, 5, 7, 9, 10],
+            Self::Blues => &[0, 3, 5, 6, 7, 10],
+            Self::MajorPentatonic => &[0, 2, 4, 7, 9],
+        }
+    }
+}
+
+/// The grid that quantize pulls onsets towards.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantizeGrid {
+    #[id = "q4"]
+    #[name = "1/4"]
+    Quarter,
+    #[id = "q8"]
+    #[name = "1/8"]
+    Eighth,
+    #[id = "q8t"]
+    #[name = "1/8 triplet"]
+    EighthTriplet,
+    #[id = "q16"]
+    #[name = "1/16"]
+    Sixteenth,
+    #[id = "q16t"]
+    #[name = "1/16 triplet"]
+    SixteenthTriplet,
+}
+
+impl QuantizeGrid {
+    /// Grid spacing in quarter-note beats.
+    pub fn beats(self) -> f64 {
+        match self {
+            Self::Quarter => 1.0,
+            Self::Eighth => 0.5,
+            Self::EighthTriplet => 1.0 / 3.0,
+            Self::Sixteenth => 0.25,
+            Self::SixteenthTriplet => 1.0 / 6.0,
+        }
+    }
+}
+
+#[derive(Params)]
+pub struct CadenzaParams {
+    /// The session the musician built: primer, variations, style, folders.
+    /// Versioned; see [`crate::state`].
+    #[persist = "session"]
+    pub session: SessionSlot,
+
+    /// Generate on a rising edge (automatable, so a host can trigger it from a lane or a controller).
+    #[id = "gen"]
+    pub generate: BoolParam,
+    /// Length of each variation, in bars of the host's metre.
+    #[id = "bars"]
+    pub bars: IntParam,
+    /// How many variations one press makes, 1..=8.
+    #[id = "vars"]
+    pub variations: IntParam,
+    /// The variation that plays and exports, 1-based.
+    #[id = "choice"]
+    pub choice: IntParam,
+    /// Sampling temperature: below 1 plays safe, above 1 takes chances.
+    #[id = "temp"]
+    pub temperature: FloatParam,
+    /// Nucleus sampling: keep the most likely events whose probabilities sum to this.
+    #[id = "topp"]
+    pub top_p: FloatParam,
+    /// Random seed; the same seed, primer and settings give the same notes.
+    #[id = "seed"]
+    pub seed: IntParam,
+    /// Lowest MIDI key the continuation may play.
+    #[id = "plo"]
+    pub pitch_low: IntParam,
+    /// Highest MIDI key the continuation may play.
+    #[id = "phi"]
+    pub pitch_high: IntParam,
+    /// Keep notes in this key (with `scale`), or any key.
+    #[id = "key"]
+    pub key: EnumParam<KeyTonic>,
+    #[id = "scale"]
+    pub scale: EnumParam<ScaleKind>,
+    /// Most notes sounding at once; 0 leaves it to the model.
+    #[id = "poly"]
+    pub max_polyphony: IntParam,
+    /// Note-density bias: below 0 sparser, above 0 busier.
+    #[id = "dens"]
+    pub density: FloatParam,
+
+    /// How many of the most recent bars the capture keeps as the primer.
+    #[id = "capbar"]
+    pub capture_bars: IntParam,
+    /// Pass incoming notes through to the MIDI output.
+    #[id = "thru"]
+    pub pass_through: BoolParam,
+    /// Start the new variations at the next bar line as soon as they are ready.
+    #[id = "auto"]
+    pub autoplay: BoolParam,
+    /// Loop the chosen variation.
+    #[id = "loop"]
+    pub looping: BoolParam,
+    #[id = "qgrid"]
+    pub quantize_grid: EnumParam<QuantizeGrid>,
+    /// Quantize strength, 0 (as played) to 1 (on the grid); applies to the primer sent to the model
+    /// and to the variations played and exported.
+    #[id = "qstr"]
+    pub quantize_strength: FloatParam,
+    /// Render what Cadenza sends out with the built-in preview piano.
+    #[id = "piano"]
+    pub preview_piano: BoolParam,
+    /// Preview piano level, in decibels.
+    #[id = "pgain"]
+    pub preview_gain_db: FloatParam,
+}
+
+impl CadenzaParams {
+    pub fn new(session: SessionSlot) -> Self {
+        Self {
+            session,
+            generate: BoolParam::new("Generate", false),
+            bars: IntParam::new("Bars", 8, IntRange::Linear { min: 1, max: MAX_BARS }).with_unit(" bars"),
+            variations: IntParam::new("Variations", 4, IntRange::Linear { min: 1, max: MAX_VARIATIONS as i32 }),
+            choice: IntParam::new("Variation", 1, IntRange::Linear { min: 1, max: MAX_VARIATIONS as i32 }),
+            temperature: FloatParam::new("Temperature", 1.0, FloatRange::Linear { min: 0.1, max: 2.0 })
+                .with_step_size(0.01),
+            top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 }).with_step_size(0.01),
+            seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
+            pitch_low: IntParam::new("Lowest key", 21, IntRange::Linear { min: 21, max: 108 })
+                .with_value_to_string(Arc::new(|v| note_name(v as u8)))
+                .with_string_to_value(Arc::new(parse_note_name)),
+            pitch_high: IntParam::new("Highest key", 108, IntRange::Linear { min: 21, max: 108 })
+                .with_value_to_string(Arc::new(|v| note_name(v as u8)))
+                .with_string_to_value(Arc::new(parse_note_name)),
+            key: EnumParam::new("Key", KeyTonic::Any),
+            scale: EnumParam::new("Scale", ScaleKind::Major),
+            max_polyphony: IntParam::new("Max polyphony", 0, IntRange::Linear { min: 0, max: 10 })
+                .with_value_to_string(Arc::new(|v| if v == 0 { "free".into() } else { v.to_string() })),
+            density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 }).with_step_size(0.05),
+            capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
+                .with_unit(" bars"),
+            pass_through: BoolParam::new("MIDI thru", true),
+            autoplay: BoolParam::new("Auto-play", true),
+            looping: BoolParam::new("Loop", false),
+            quantize_grid: EnumParam::new("Quantize grid", QuantizeGrid::Sixteenth),
+            quantize_strength: FloatParam::new("Quantize", 0.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_unit("%")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            preview_piano: BoolParam::new("Preview piano", false),
+            preview_gain_db: FloatParam::new("Preview level", -6.0, FloatRange::Linear { min: -40.0, max: 6.0 })
+                .with_unit(" dB")
+                .with_step_size(0.5),
+        }
+    }
+
+    /// The grid and strength quantize uses now, or `None` when it is off.
+    pub fn quantize(&self) -> Option<(f64, f64)> {
+        let strength = f64::from(self.quantize_strength.value());
+        (strength > 0.0).then(|| (self.quantize_grid.value().beats(), strength))
+    }
+}
+
+/// "C4" for MIDI key 60.
+pub fn note_name(key: u8) -> String {
+    const NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+    format!("{}{}", NAMES[usize::from(key % 12)], i32::from(key / 12) - 1)
+}
+
+/// MIDI key from "C4", "c#4", "Bb2" or a plain number.
+pub fn parse_note_name(text: &str) -> Option<i32> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Some(n);
+    }
+    let mut chars = t.chars();
+    let letter = chars.next()?.to_ascii_uppercase();
+    let base = match letter {
+        'C' => 0,
+        'D' => 2,
+        'E' => 4,
+        'F' => 5,
+        'G' => 7,
+        'A' => 9,
+        'B' => 11,
+        _ => return None,
+    };
+    let rest: String = chars.collect();
+    let (accidental, octave) = match rest.chars().next() {
+        Some('#') => (1, &rest[1..]),
+        Some('b') => (-1, &rest[1..]),
+        _ => (0, rest.as_str()),
+    };
+    let octave: i32 = octave.parse().ok()?;
+    Some((octave + 1) * 12 + base + accidental)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn note_names_round_trip() {
+        for key in 21..=108u8 {
+            assert_eq!(parse_note_name(&note_name(key)), Some(i32::from(key)));
+        }
+        assert_eq!(note_name(60), "C4");
+        assert_eq!(parse_note_name("Bb2"), Some(46));
+    }
+
+    #[test]
+    fn key_tonics_map_to_pitch_classes() {
+        assert_eq!(KeyTonic::Any.pitch_class(), None);
+        assert_eq!(KeyTonic::C.pitch_class(), Some(0));
+        assert_eq!(KeyTonic::B.pitch_class(), Some(11));
+        assert_eq!(KeyTonic::name_of(9), "A");
+    }
+}

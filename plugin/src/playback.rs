@@ -1,0 +1,505 @@
+//! Playback: the chosen variation as MIDI out, sample-accurate and in beats,
+//! so it follows the host's tempo. The session thread fills preallocated
+//! [`PlaySet`]s and hands them over a lock-free queue; the audio thread's
+//! [`Player`] swaps them in and returns the old ones the same way, so nothing
+//! is allocated or freed on the audio thread.
+//!
+//! A new set starts on the next bar line while the transport plays, or at
+//! once while it is stopped. All notes go off on stop, on loop jumps, on a
+//! transport jump and on a change of variation.
+
+use cadenza_core::Clip;
+
+use crate::clock::BlockClock;
+use crate::params::MAX_VARIATIONS;
+
+/// Most note edges one variation can hold (4096 notes).
+pub const MAX_EVENTS_PER_CLIP: usize = 8192;
+/// Most events one process block sends (generated and passed through together).
+pub const MAX_OUT_EVENTS_PER_BLOCK: usize = 2048;
+/// Play sets in circulation between the session and the audio thread.
+pub const PLAY_SET_POOL: usize = 4;
+
+/// One note edge of a variation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayEvent {
+    /// Beats from the variation's start.
+    pub beats: f64,
+    pub pitch: u8,
+    /// 1..=127 for a note-on, 0 for a note-off.
+    pub velocity: u8,
+}
+
+/// One variation ready to play.
+#[derive(Debug, Clone)]
+pub struct PlayClip {
+    /// Sorted by beat, note-offs before note-ons at the same beat.
+    pub events: Vec<PlayEvent>,
+    /// Where the variation ends (and loops), in beats.
+    pub length_beats: f64,
+}
+
+/// What the player does when a set arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A fresh result: start the chosen variation at the next bar line (or now when stopped).
+    Start,
+    /// The same music re-rendered (quantize changed, project loaded): keep playing if it was.
+    Keep,
+}
+
+/// All variations of one generation.
+#[derive(Debug, Clone)]
+pub struct PlaySet {
+    pub clips: Vec<PlayClip>,
+    /// How many of `clips` hold a variation.
+    pub count: usize,
+    pub start: StartMode,
+    /// Increases with every set the session sends (0: none yet).
+    pub serial: u64,
+}
+
+impl PlaySet {
+    /// An empty set with all its storage allocated.
+    pub fn with_capacity() -> Box<Self> {
+        let clips = (0..MAX_VARIATIONS)
+            .map(|_| PlayClip { events: Vec::with_capacity(MAX_EVENTS_PER_CLIP), length_beats: 0.0 })
+            .collect();
+        Box::new(Self { clips, count: 0, start: StartMode::Keep, serial: 0 })
+    }
+
+    /// Fill from `variations`, each `length_beats` long. Notes past the end are cut, and a
+    /// variation with more than [`MAX_EVENTS_PER_CLIP`] edges is cut short.
+    pub fn fill(&mut self, variations: &[Clip], length_beats: f64) {
+        self.count = variations.len().min(self.clips.len());
+        for (slot, clip) in self.clips.iter_mut().zip(variations) {
+            slot.events.clear();
+            slot.length_beats = length_beats;
+            for n in &clip.notes {
+                if slot.events.len() + 2 > MAX_EVENTS_PER_CLIP {
+                    break;
+                }
+                if n.start_beats >= length_beats || n.start_beats < 0.0 || n.pitch > 127 {
+                    continue;
+                }
+                let end = n.end_beats().min(length_beats);
+                slot.events.push(PlayEvent { beats: n.start_beats, pitch: n.pitch, velocity: n.velocity.max(1) });
+                slot.events.push(PlayEvent { beats: end, pitch: n.pitch, velocity: 0 });
+            }
+            slot.events.sort_unstable_by(|a, b| {
+                a.beats.total_cmp(&b.beats).then((a.velocity > 0).cmp(&(b.velocity > 0))).then(a.pitch.cmp(&b.pitch))
+            });
+        }
+    }
+}
+
+/// One outgoing note edge of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutEvent {
+    /// Sample offset in the block.
+    pub timing: u32,
+    /// MIDI channel 0..=15.
+    pub channel: u8,
+    pub pitch: u8,
+    /// 1..=127 note-on, 0 note-off.
+    pub velocity: u8,
+}
+
+/// A block's outgoing events, preallocated.
+#[derive(Debug)]
+pub struct OutBuffer {
+    pub events: Vec<OutEvent>,
+    /// Events that did not fit this block (should stay 0).
+    pub dropped: u32,
+}
+
+impl Default for OutBuffer {
+    fn default() -> Self {
+        Self { events: Vec::with_capacity(MAX_OUT_EVENTS_PER_BLOCK), dropped: 0 }
+    }
+}
+
+impl OutBuffer {
+    pub fn clear(&mut self) {
+        self.events.clear();
+    }
+
+    pub fn push(&mut self, ev: OutEvent) {
+        if self.events.len() < MAX_OUT_EVENTS_PER_BLOCK {
+            self.events.push(ev);
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
+    /// Order by time, note-offs first at the same time (no allocation: unstable sort).
+    pub fn sort(&mut self) {
+        self.events.sort_unstable_by_key(|e| (e.timing, e.velocity > 0, e.channel, e.pitch));
+    }
+}
+
+/// Channel the generated notes go out on (MIDI channel 1).
+pub const OUT_CHANNEL: u8 = 0;
+
+/// What the player is doing, for the editor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PlayState {
+    Idle = 0,
+    /// Waiting for the bar line it will start on.
+    Waiting = 1,
+    Playing = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Idle,
+    /// Start when the next block begins (at its next bar line or at once).
+    Armed,
+    /// Playing with beat 0 of the variation at `anchor` (absolute beats).
+    Playing {
+        anchor: f64,
+    },
+}
+
+/// The audio thread's player.
+#[derive(Debug)]
+pub struct Player {
+    set: Option<Box<PlaySet>>,
+    mode: Mode,
+    cursor: usize,
+    variation: usize,
+    sounding: [bool; 128],
+    was_host_playing: bool,
+}
+
+impl Default for Player {
+    fn default() -> Self {
+        Self { set: None, mode: Mode::Idle, cursor: 0, variation: 0, sounding: [false; 128], was_host_playing: false }
+    }
+}
+
+impl Player {
+    /// Swap in a new set; returns the old one for the caller to send back.
+    pub fn install(&mut self, set: Box<PlaySet>) -> Option<Box<PlaySet>> {
+        let start = set.start;
+        let old = self.set.replace(set);
+        match start {
+            StartMode::Start => self.mode = Mode::Armed,
+            StartMode::Keep => {
+                if let Mode::Playing { anchor } = self.mode {
+                    self.mode = Mode::Playing { anchor };
+                }
+            }
+        }
+        // Position within the new material is found again on the next block.
+        self.cursor = usize::MAX;
+        old
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.set.as_ref().map_or(0, |s| s.serial)
+    }
+
+    pub fn play(&mut self) {
+        if self.set.as_ref().is_some_and(|s| s.count > 0) {
+            self.mode = Mode::Armed;
+        }
+    }
+
+    pub fn stop(&mut self, out: &mut OutBuffer) {
+        self.all_notes_off(0, out);
+        self.mode = Mode::Idle;
+    }
+
+    pub fn state(&self) -> PlayState {
+        match self.mode {
+            Mode::Idle => PlayState::Idle,
+            Mode::Armed => PlayState::Waiting,
+            Mode::Playing { .. } => PlayState::Playing,
+        }
+    }
+
+    /// Beats into the variation at absolute position `beats` (negative while waiting).
+    pub fn position_beats(&self, beats: f64) -> Option<f64> {
+        match self.mode {
+            Mode::Playing { anchor } => Some(beats - anchor),
+            _ => None,
+        }
+    }
+
+    pub fn variation(&self) -> usize {
+        self.variation
+    }
+
+    fn all_notes_off(&mut self, timing: u32, out: &mut OutBuffer) {
+        for pitch in 0..128u8 {
+            if std::mem::take(&mut self.sounding[usize::from(pitch)]) {
+                out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch, velocity: 0 });
+            }
+        }
+    }
+
+    fn emit(&mut self, timing: u32, ev: &PlayEvent, out: &mut OutBuffer) {
+        let p = usize::from(ev.pitch);
+        if ev.velocity > 0 {
+            if self.sounding[p] {
+                out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: 0 });
+            }
+            out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: ev.velocity });
+            self.sounding[p] = true;
+        } else if self.sounding[p] {
+            out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: 0 });
+            self.sounding[p] = false;
+        }
+    }
+
+    /// Point the cursor at the first event at or after `clip_beats`.
+    fn seek(&mut self, clip_beats: f64) {
+        let Some(set) = &self.set else { return };
+        let Some(clip) = set.clips.get(self.variation) else { return };
+        self.cursor = clip.events.partition_point(|e| e.beats < clip_beats - 1e-9);
+    }
+
+    /// Play one block of `len` samples. `variation` is the chosen one (0-based).
+    pub fn process(&mut self, clock: &BlockClock, len: u32, variation: usize, looping: bool, out: &mut OutBuffer) {
+        let host_started = clock.host_playing && !self.was_host_playing;
+        self.was_host_playing = clock.host_playing;
+        let count = self.set.as_ref().map_or(0, |s| s.count);
+        if count == 0 {
+            if self.mode != Mode::Idle {
+                self.stop(out);
+            }
+            return;
+        }
+        let variation = variation.min(count - 1);
+        if variation != self.variation {
+            self.all_notes_off(0, out);
+            self.variation = variation;
+            self.cursor = usize::MAX;
+        }
+        if clock.jumped {
+            self.all_notes_off(0, out);
+            match self.mode {
+                // The host stopped: so do we.
+                Mode::Playing { .. } if !clock.host_playing => self.mode = Mode::Idle,
+                // Free-running playback meets the host transport: restart in its time.
+                Mode::Playing { .. } if host_started => self.mode = Mode::Armed,
+                // A relocation or host loop: keep the anchor, find our place again.
+                _ => self.cursor = usize::MAX,
+            }
+        }
+        let block_start = clock.start_beats;
+        let len_samples = f64::from(len);
+        if self.mode == Mode::Armed {
+            let anchor = if clock.host_playing { clock.next_bar_line(block_start) } else { block_start };
+            self.mode = Mode::Playing { anchor };
+            self.cursor = 0;
+        }
+        let Mode::Playing { mut anchor } = self.mode else { return };
+        if self.cursor == usize::MAX {
+            self.seek(block_start - anchor);
+        }
+        // A block can hold the end of one loop pass and the start of the next.
+        for _pass in 0..4 {
+            if clock.sample_of(anchor) >= len_samples {
+                break;
+            }
+            let (length_beats, n_events) = match self.set.as_ref().and_then(|s| s.clips.get(self.variation)) {
+                Some(c) => (c.length_beats, c.events.len()),
+                None => break,
+            };
+            if length_beats <= 0.0 {
+                self.stop(out);
+                return;
+            }
+            let end_abs = anchor + length_beats;
+            while self.cursor < n_events {
+                let ev = match self.set.as_ref() {
+                    Some(s) => s.clips[self.variation].events[self.cursor],
+                    None => break,
+                };
+                let t = anchor + ev.beats;
+                let s = clock.sample_of(t);
+                if s >= len_samples || t >= end_abs - 1e-9 {
+                    break;
+                }
+                // Events before the block (only after a seek) are skipped, not played late.
+                if s >= 0.0 {
+                    self.emit(s as u32, &ev, out);
+                }
+                self.cursor += 1;
+            }
+            let end_s = clock.sample_of(end_abs);
+            if end_s < len_samples {
+                let timing = end_s.max(0.0) as u32;
+                self.all_notes_off(timing, out);
+                if looping {
+                    anchor = end_abs;
+                    self.cursor = 0;
+                    self.mode = Mode::Playing { anchor };
+                    continue;
+                }
+                self.mode = Mode::Idle;
+            }
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, HostTime};
+    use cadenza_core::ClipNote;
+
+    fn set_of(variations: &[Clip], length_beats: f64, start: StartMode) -> Box<PlaySet> {
+        let mut set = PlaySet::with_capacity();
+        set.fill(variations, length_beats);
+        set.start = start;
+        set.serial = 1;
+        set
+    }
+
+    fn two_note_clip(pitch: u8) -> Clip {
+        Clip {
+            notes: vec![
+                ClipNote { pitch, velocity: 100, start_beats: 0.0, length_beats: 1.0 },
+                ClipNote { pitch: pitch + 2, velocity: 90, start_beats: 2.0, length_beats: 4.0 },
+            ],
+            length_beats: 6.0,
+        }
+    }
+
+    /// Run `blocks` blocks of `len` samples at 120 BPM, 48 kHz from `pos` beats; return (absolute sample, event).
+    fn run(
+        player: &mut Player,
+        playing: bool,
+        pos: f64,
+        blocks: usize,
+        len: u32,
+        looping: bool,
+    ) -> Vec<(u64, OutEvent)> {
+        let mut clock = Clock::default();
+        let sr = 48_000.0;
+        let mut out = OutBuffer::default();
+        let mut all = Vec::new();
+        for b in 0..blocks {
+            let beats = pos + (b as f64) * f64::from(len) * 2.0 / sr;
+            let host = HostTime {
+                playing,
+                tempo_bpm: Some(120.0),
+                time_sig: Some((4, 4)),
+                pos_beats: Some(beats),
+                bar_start_beats: Some((beats / 4.0).floor() * 4.0),
+            };
+            let c = clock.advance(&host, sr, len);
+            out.clear();
+            player.process(&c, len, 0, looping, &mut out);
+            out.sort();
+            for e in &out.events {
+                all.push(((b as u64) * u64::from(len) + u64::from(e.timing), *e));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn starts_on_the_next_bar_line_sample_accurately() {
+        let mut player = Player::default();
+        assert!(player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start)).is_none());
+        // Transport at beat 1.0; next bar line at beat 4 = 1.5 s later = sample 72000.
+        let events = run(&mut player, true, 1.0, 400, 512, false);
+        let first = events.first().expect("events");
+        assert_eq!(first.1, OutEvent { timing: first.1.timing, channel: 0, pitch: 60, velocity: 100 });
+        assert_eq!(first.0, 72_000);
+        // The second note starts at beat 2 of the clip (+1 s) and is cut at the clip end (beat 4).
+        let second_on = events.iter().find(|(_, e)| e.pitch == 62 && e.velocity > 0).expect("second");
+        assert_eq!(second_on.0, 72_000 + 48_000);
+        let second_off = events.iter().find(|(_, e)| e.pitch == 62 && e.velocity == 0).expect("off");
+        assert_eq!(second_off.0, 72_000 + 96_000);
+        assert_eq!(player.state(), PlayState::Idle, "one pass without loop");
+    }
+
+    #[test]
+    fn starts_at_once_when_stopped_and_loops_with_notes_off() {
+        let mut player = Player::default();
+        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start));
+        // 4 beats = 2 s = 96000 samples per pass; run ~2.5 passes.
+        let events = run(&mut player, false, 0.0, 470, 512, true);
+        let ons: Vec<u64> = events.iter().filter(|(_, e)| e.pitch == 60 && e.velocity > 0).map(|x| x.0).collect();
+        assert_eq!(ons, vec![0, 96_000, 192_000]);
+        // The long note is turned off at every loop boundary before the next pass starts.
+        let offs_62: Vec<u64> = events.iter().filter(|(_, e)| e.pitch == 62 && e.velocity == 0).map(|x| x.0).collect();
+        assert_eq!(offs_62, vec![96_000, 192_000]);
+        assert_eq!(player.state(), PlayState::Playing);
+    }
+
+    #[test]
+    fn changing_variation_turns_notes_off_and_continues_in_the_other() {
+        let mut player = Player::default();
+        player.install(set_of(&[two_note_clip(60), two_note_clip(70)], 8.0, StartMode::Start));
+        let mut clock = Clock::default();
+        let mut out = OutBuffer::default();
+        let stopped =
+            HostTime { playing: false, tempo_bpm: Some(120.0), time_sig: None, pos_beats: None, bar_start_beats: None };
+        // Into beat 2.5 of variation 1: the long note 62 sounds.
+        for _ in 0..((2.5 * 24_000.0) as usize / 500) {
+            let c = clock.advance(&stopped, 48_000.0, 500);
+            player.process(&c, 500, 0, false, &mut out);
+        }
+        out.clear();
+        let c = clock.advance(&stopped, 48_000.0, 500);
+        player.process(&c, 500, 1, false, &mut out);
+        assert!(out.events.contains(&OutEvent { timing: 0, channel: 0, pitch: 62, velocity: 0 }));
+        assert_eq!(player.variation(), 1);
+        // Variation 2's long note (72 at beat 2) already started, so it is not replayed mid-way.
+        assert!(!out.events.iter().any(|e| e.velocity > 0));
+    }
+
+    #[test]
+    fn transport_stop_stops_and_silences() {
+        let mut player = Player::default();
+        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start));
+        let host = |pos_beats: f64, playing: bool| HostTime {
+            playing,
+            tempo_bpm: Some(120.0),
+            time_sig: Some((4, 4)),
+            pos_beats: Some(pos_beats),
+            bar_start_beats: Some((pos_beats / 4.0).floor() * 4.0),
+        };
+        let mut clock = Clock::default();
+        let mut out = OutBuffer::default();
+        let mut pos = 4.0;
+        for _ in 0..40 {
+            let c = clock.advance(&host(pos, true), 48_000.0, 512);
+            out.clear();
+            player.process(&c, 512, 0, false, &mut out);
+            pos += 512.0 * 2.0 / 48_000.0;
+        }
+        // Beat ~4.85: the first note (beats 4..5) sounds. The host stops.
+        out.clear();
+        let c = clock.advance(&host(pos, false), 48_000.0, 512);
+        player.process(&c, 512, 0, false, &mut out);
+        assert_eq!(out.events, vec![OutEvent { timing: 0, channel: 0, pitch: 60, velocity: 0 }]);
+        assert_eq!(player.state(), PlayState::Idle);
+    }
+
+    #[test]
+    fn fill_cuts_at_the_length_and_orders_offs_first() {
+        let clip = Clip {
+            notes: vec![
+                ClipNote { pitch: 60, velocity: 80, start_beats: 0.0, length_beats: 1.0 },
+                ClipNote { pitch: 60, velocity: 80, start_beats: 1.0, length_beats: 9.0 },
+                ClipNote { pitch: 64, velocity: 80, start_beats: 5.0, length_beats: 1.0 },
+            ],
+            length_beats: 10.0,
+        };
+        let set = set_of(&[clip], 4.0, StartMode::Keep);
+        let ev = &set.clips[0].events;
+        assert_eq!(ev.len(), 4);
+        assert_eq!((ev[1].beats, ev[1].velocity), (1.0, 0), "the off of the first note precedes the re-strike");
+        assert_eq!((ev[2].beats, ev[2].velocity), (1.0, 80));
+        assert_eq!(ev[3].beats, 4.0);
+    }
+}

@@ -1,0 +1,759 @@
+//! The session thread: owns the musician's session (capture, primer,
+//! variations, style, folders), answers the editor's commands, hands jobs to
+//! the inference thread, turns results into play sets for the audio thread,
+//! keeps the persisted copy current, and publishes the editor's view.
+//!
+//! It never blocks the audio thread: everything it sends there goes through
+//! lock-free queues of preallocated objects, and the audio thread's requests
+//! arrive as atomic counters it polls every [`TICK`].
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cadenza_core::midi::{read_file, ReadOptions, WriteOptions};
+use cadenza_core::Clip;
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::capture::{Capture, CaptureEvent, MAX_CAPTURE_EVENTS_IN_FLIGHT};
+use crate::generator::{Finished, GenError, Job};
+use crate::locate::{self, Style};
+use crate::params::CadenzaParams;
+use crate::playback::{PlaySet, StartMode, PLAY_SET_POOL};
+use crate::preview::PreviewSynth;
+use crate::shared::Shared;
+use crate::state::{Generation, GenerationSettings, LoadedPrimer, SessionState};
+use crate::view::{GenerationView, PrimerSource, Status, StyleView, View};
+
+/// How often the session thread looks at the audio thread's counters and queues.
+pub const TICK: Duration = Duration::from_millis(10);
+/// How often the live capture display is refreshed while notes are held or the clock moves.
+const CAPTURE_REFRESH: Duration = Duration::from_millis(100);
+/// Preview synthesizers in flight (one playing, one arriving).
+pub const SYNTH_QUEUE: usize = 2;
+
+/// What the editor (and the inference thread) ask of the session.
+#[derive(Debug)]
+pub enum Command {
+    Generate,
+    Cancel,
+    /// Use a MIDI file as the primer.
+    LoadPrimer(PathBuf),
+    /// Go back to the capture as the primer.
+    UseCapture,
+    ClearCapture,
+    SetStyle(String),
+    RescanStyles,
+    Export {
+        with_primer: bool,
+    },
+    SetExportDir(PathBuf),
+    /// `None`: search the system.
+    SetSoundfont(Option<PathBuf>),
+    Finished(Finished),
+    SynthLoaded {
+        key: SynthKey,
+        result: Result<Box<PreviewSynth>, String>,
+    },
+    Shutdown,
+}
+
+/// A soundfont at a sample rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthKey {
+    pub path: PathBuf,
+    pub sample_rate: f64,
+}
+
+/// The session's ends of the queues to and from the audio thread.
+pub struct SessionPorts {
+    pub capture_rx: rtrb::Consumer<CaptureEvent>,
+    pub sets_tx: rtrb::Producer<Box<PlaySet>>,
+    pub sets_back_rx: rtrb::Consumer<Box<PlaySet>>,
+    pub synth_tx: rtrb::Producer<Box<PreviewSynth>>,
+    pub synth_back_rx: rtrb::Consumer<Box<PreviewSynth>>,
+}
+
+/// The audio thread's ends.
+pub struct AudioPorts {
+    pub capture_tx: rtrb::Producer<CaptureEvent>,
+    pub sets_rx: rtrb::Consumer<Box<PlaySet>>,
+    pub sets_back_tx: rtrb::Producer<Box<PlaySet>>,
+    pub synth_rx: rtrb::Consumer<Box<PreviewSynth>>,
+    pub synth_back_tx: rtrb::Producer<Box<PreviewSynth>>,
+}
+
+/// Make both ends of every queue.
+pub fn ports() -> (SessionPorts, AudioPorts) {
+    let (capture_tx, capture_rx) = rtrb::RingBuffer::new(MAX_CAPTURE_EVENTS_IN_FLIGHT);
+    let (sets_tx, sets_rx) = rtrb::RingBuffer::new(PLAY_SET_POOL);
+    let (sets_back_tx, sets_back_rx) = rtrb::RingBuffer::new(PLAY_SET_POOL);
+    let (synth_tx, synth_rx) = rtrb::RingBuffer::new(SYNTH_QUEUE);
+    let (synth_back_tx, synth_back_rx) = rtrb::RingBuffer::new(SYNTH_QUEUE + 1);
+    (
+        SessionPorts { capture_rx, sets_tx, sets_back_rx, synth_tx, synth_back_rx },
+        AudioPorts { capture_tx, sets_rx, sets_back_tx, synth_rx, synth_back_tx },
+    )
+}
+
+/// A job on the inference thread and what its result needs.
+struct Pending {
+    id: u64,
+    started: Instant,
+    primer: Option<Clip>,
+    primer_len_beats: f64,
+    tempo_bpm: f64,
+    bar_len_beats: f64,
+    time_signature: (u8, u8),
+    style: String,
+    settings: GenerationSettings,
+}
+
+struct Session {
+    params: Arc<CadenzaParams>,
+    shared: Arc<Shared>,
+    ports: SessionPorts,
+    commands_tx: Sender<Command>,
+    jobs_tx: Option<Sender<Job>>,
+    inference: Option<std::thread::JoinHandle<()>>,
+    loaders: Vec<std::thread::JoinHandle<()>>,
+
+    state: SessionState,
+    seen_restores: u64,
+    capture: Capture,
+    styles: Vec<Style>,
+    status: Status,
+    engine: String,
+
+    pool: Vec<Box<PlaySet>>,
+    next_serial: u64,
+    /// A play set that could not be sent yet (pool empty or queue full).
+    pending_render: Option<StartMode>,
+    rendered_quantize: Option<(f64, f64)>,
+
+    job: Option<Pending>,
+    next_job_id: u64,
+    seen_generate: u32,
+
+    synth_loaded: Option<SynthKey>,
+    synth_loading: Option<SynthKey>,
+    synth_failed: Option<(SynthKey, String)>,
+
+    dirty: bool,
+    last_capture_publish: Instant,
+}
+
+/// Start the session and inference threads. Returns the command sender and the session's handle.
+pub fn spawn(
+    params: Arc<CadenzaParams>,
+    shared: Arc<Shared>,
+    ports: SessionPorts,
+) -> std::io::Result<(Sender<Command>, std::thread::JoinHandle<()>)> {
+    let (commands_tx, commands_rx) = crossbeam::channel::unbounded();
+    let (jobs_tx, jobs_rx) = crossbeam::channel::unbounded();
+    let inference = crate::generator::spawn(shared.clone(), jobs_rx, commands_tx.clone())?;
+    let (state, seen_restores) = params.session.snapshot();
+    let mut session = Session {
+        params,
+        shared,
+        ports,
+        commands_tx: commands_tx.clone(),
+        jobs_tx: Some(jobs_tx),
+        inference: Some(inference),
+        loaders: Vec::new(),
+        state,
+        seen_restores,
+        capture: Capture::default(),
+        styles: Vec::new(),
+        status: Status::info("Play something, then press Generate."),
+        engine: "ONNX Runtime: not loaded yet".into(),
+        pool: (0..PLAY_SET_POOL).map(|_| PlaySet::with_capacity()).collect(),
+        next_serial: 1,
+        pending_render: None,
+        rendered_quantize: None,
+        job: None,
+        next_job_id: 1,
+        seen_generate: 0,
+        synth_loaded: None,
+        synth_loading: None,
+        synth_failed: None,
+        dirty: true,
+        last_capture_publish: Instant::now(),
+    };
+    session.seen_generate = session.shared.generate_requests.current();
+    let handle = std::thread::Builder::new().name("cadenza-session".into()).spawn(move || {
+        session.startup();
+        session.run(commands_rx);
+    })?;
+    Ok((commands_tx, handle))
+}
+
+impl Session {
+    fn startup(&mut self) {
+        self.rescan_styles();
+        self.engine = match locate::ort_library() {
+            Ok(p) => format!("ONNX Runtime: {}", p.display()),
+            Err(tried) => format!(
+                "ONNX Runtime library not found (looked in {})",
+                tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        if self.state.generation.is_some() {
+            self.render(StartMode::Keep);
+        }
+    }
+
+    fn run(&mut self, commands: Receiver<Command>) {
+        loop {
+            match commands.recv_timeout(TICK) {
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Drain whatever else queued up before doing the periodic work.
+            while let Ok(cmd) = commands.try_recv() {
+                if matches!(cmd, Command::Shutdown) {
+                    self.shutdown();
+                    return;
+                }
+                self.handle(cmd);
+            }
+            self.tick();
+        }
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.progress.cancel.store(true, Ordering::Release);
+        self.jobs_tx = None;
+        // The plugin's code is unloaded after the instance goes: every thread must be gone first.
+        if let Some(h) = self.inference.take() {
+            let _ = h.join();
+        }
+        for h in self.loaders.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    fn tick(&mut self) {
+        self.drain_capture();
+        self.check_restore();
+        if self.shared.generate_requests.take(&mut self.seen_generate) {
+            self.start_generation();
+        }
+        while let Ok(set) = self.ports.sets_back_rx.pop() {
+            self.pool.push(set);
+        }
+        while let Ok(synth) = self.ports.synth_back_rx.pop() {
+            drop(synth);
+        }
+        let quantize = self.params.quantize();
+        if self.state.generation.is_some() && quantize != self.rendered_quantize && self.pending_render.is_none() {
+            self.render(StartMode::Keep);
+            self.dirty = true;
+        }
+        if let Some(mode) = self.pending_render.take() {
+            self.render(mode);
+        }
+        self.update_preview();
+        if self.dirty {
+            self.publish();
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        self.dirty = true;
+        match cmd {
+            Command::Generate => self.start_generation(),
+            Command::Cancel => {
+                if self.job.is_some() {
+                    self.shared.progress.cancel.store(true, Ordering::Release);
+                    self.status = Status::info("Cancelling…");
+                }
+            }
+            Command::LoadPrimer(path) => self.load_primer(path),
+            Command::UseCapture => {
+                self.state.primer_file = None;
+                self.status = Status::info("The primer is what you play (the last bars captured).");
+                self.store();
+            }
+            Command::ClearCapture => {
+                self.capture.clear();
+                self.status = Status::info("Capture cleared.");
+            }
+            Command::SetStyle(name) => {
+                self.state.style = Some(name);
+                self.store();
+            }
+            Command::RescanStyles => {
+                self.rescan_styles();
+                self.status = Status::info(format!("{} styles found.", self.styles.len()));
+            }
+            Command::Export { with_primer } => self.export(with_primer),
+            Command::SetExportDir(dir) => {
+                self.state.export_dir = Some(dir);
+                self.store();
+            }
+            Command::SetSoundfont(path) => {
+                self.state.soundfont = path;
+                self.synth_failed = None;
+                self.store();
+            }
+            Command::Finished(f) => self.finish(f),
+            Command::SynthLoaded { key, result } => {
+                self.synth_loading = None;
+                match result {
+                    Ok(synth) => match self.ports.synth_tx.push(synth) {
+                        Ok(()) => {
+                            self.synth_loaded = Some(key);
+                            self.synth_failed = None;
+                        }
+                        Err(_) => self.synth_failed = Some((key, "the audio thread is not taking it".into())),
+                    },
+                    Err(message) => self.synth_failed = Some((key, message)),
+                }
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn drain_capture(&mut self) {
+        let mut any = false;
+        while let Ok(ev) = self.ports.capture_rx.pop() {
+            self.capture.push(&ev);
+            any = true;
+        }
+        let clock = &self.shared.clock;
+        let epoch = clock.epoch.load(Ordering::Acquire);
+        if epoch != 0 {
+            self.capture.observe_now(
+                epoch,
+                clock.now_beats.load(),
+                clock.bar_origin_beats.load(),
+                clock.bar_len_beats.load(),
+            );
+        }
+        if any || (!self.capture.is_empty() && self.last_capture_publish.elapsed() >= CAPTURE_REFRESH) {
+            self.dirty = true;
+        }
+    }
+
+    fn check_restore(&mut self) {
+        let restores = self.params.session.restores();
+        if restores == self.seen_restores {
+            return;
+        }
+        self.dirty = true;
+        if let Some(err) = self.params.session.take_restore_error() {
+            self.seen_restores = restores;
+            self.status = Status::error(format!("Could not restore the saved session: {err}. Nothing was changed."));
+            // Keep what we had, and put it back as the state the host will save next.
+            self.params.session.store(restores, &self.state);
+            return;
+        }
+        let (state, seen) = self.params.session.snapshot();
+        self.state = state;
+        self.seen_restores = seen;
+        self.status = Status::info("Session restored.");
+        if self.state.generation.is_some() {
+            self.render(StartMode::Keep);
+        }
+    }
+
+    /// Keep the persisted copy current.
+    fn store(&mut self) {
+        self.params.session.store(self.seen_restores, &self.state);
+    }
+
+    fn rescan_styles(&mut self) {
+        self.styles = locate::scan_styles();
+        self.dirty = true;
+    }
+
+    fn current_style(&self) -> Option<&Style> {
+        let chosen = self.state.style.as_deref();
+        chosen.and_then(|name| self.styles.iter().find(|s| s.name == name)).or_else(|| self.styles.first())
+    }
+
+    fn load_primer(&mut self, path: PathBuf) {
+        let tempo = self.shared.clock.tempo_bpm.load();
+        match read_file(&path, &ReadOptions::default()) {
+            Ok(perf) => {
+                let clip = Clip::from_performance(&perf.shifted_to(0.0), tempo);
+                self.status = Status::success(format!(
+                    "Primer loaded: {} ({} notes). Generate continues it.",
+                    path.display(),
+                    clip.notes.len()
+                ));
+                self.state.primer_file = Some(LoadedPrimer { path, clip });
+                self.store();
+            }
+            Err(e) => self.status = Status::error(format!("Could not load the primer: {e}")),
+        }
+    }
+
+    fn start_generation(&mut self) {
+        self.dirty = true;
+        if self.job.is_some() {
+            self.status = Status::warning("Still generating; press Cancel to stop it first.");
+            return;
+        }
+        let Some(style) = self.current_style().cloned() else {
+            self.rescan_styles();
+            let dir = locate::user_model_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            self.status = Status::error(format!(
+                "No style found: the bundle ships none and {dir} holds no .onnx model. Reinstall Cadenza or train a style."
+            ));
+            return;
+        };
+        let p = &self.params;
+        let clock = &self.shared.clock;
+        let tempo_bpm = clock.tempo_bpm.load();
+        let bar_len_beats = clock.bar_len_beats.load();
+        let time_signature = clock.time_signature();
+        let mut primer = match &self.state.primer_file {
+            Some(f) => Some(f.clip.clone()),
+            None => self.capture.primer(p.capture_bars.value().max(1) as u32),
+        };
+        if let (Some(clip), Some((grid, strength))) = (primer.as_mut(), p.quantize()) {
+            clip.quantize(grid, strength);
+        }
+        let primer_len_beats =
+            primer.as_ref().map_or(0.0, |c| ((c.length_beats / bar_len_beats) - 1e-6).ceil().max(1.0) * bar_len_beats);
+        let bars = p.bars.value().max(1) as u32;
+        let key = p.key.value().pitch_class();
+        let settings = GenerationSettings {
+            bars,
+            variations: p.variations.value().clamp(1, crate::params::MAX_VARIATIONS as i32) as u32,
+            temperature: p.temperature.value(),
+            top_p: p.top_p.value(),
+            seed: p.seed.value().max(0) as u64,
+            pitch_low: p.pitch_low.value().clamp(0, 127) as u8,
+            pitch_high: p.pitch_high.value().clamp(0, 127) as u8,
+            key,
+            scale: if key.is_some() { p.scale.value().intervals().to_vec() } else { Vec::new() },
+            max_polyphony: p.max_polyphony.value().max(0) as u32,
+            density: p.density.value(),
+        };
+        let (pitch_low, pitch_high) = if settings.pitch_low <= settings.pitch_high {
+            (settings.pitch_low, settings.pitch_high)
+        } else {
+            (settings.pitch_high, settings.pitch_low)
+        };
+        let job = Job {
+            id: self.next_job_id,
+            model: style.path.clone(),
+            primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
+            seconds: f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm,
+            variations: settings.variations,
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+            seed: settings.seed,
+            pitch_low,
+            pitch_high,
+            key: settings.key,
+            scale: settings.scale.clone(),
+            max_polyphony: settings.max_polyphony,
+            density: settings.density,
+        };
+        self.next_job_id += 1;
+        let from = match (&self.state.primer_file, &primer) {
+            (Some(f), _) => {
+                format!("continuing {}", f.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())
+            }
+            (None, Some(c)) => format!("continuing the {} notes you played", c.notes.len()),
+            (None, None) => "improvising (nothing captured yet)".into(),
+        };
+        self.status = Status::info(format!(
+            "Generating {} variation{} of {bars} bars in {}, {from}…",
+            settings.variations,
+            if settings.variations == 1 { "" } else { "s" },
+            style.name
+        ));
+        self.shared.progress.cancel.store(false, Ordering::Release);
+        self.shared.progress.permille.store(0, Ordering::Release);
+        self.shared.progress.running.store(true, Ordering::Release);
+        self.job = Some(Pending {
+            id: job.id,
+            started: Instant::now(),
+            primer,
+            primer_len_beats,
+            tempo_bpm,
+            bar_len_beats,
+            time_signature,
+            style: style.name.clone(),
+            settings,
+        });
+        let sent = self.jobs_tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
+        if !sent {
+            self.job = None;
+            self.shared.progress.running.store(false, Ordering::Release);
+            self.status = Status::error("The inference thread is gone; reload the plugin.");
+        }
+    }
+
+    fn finish(&mut self, f: Finished) {
+        if !f.engine.is_empty() {
+            self.engine = f.engine.clone();
+        }
+        let Some(job) = self.job.take_if(|j| j.id == f.id) else { return };
+        match f.result {
+            Ok(performances) => {
+                let length_beats = f64::from(job.settings.bars) * job.bar_len_beats;
+                let variations: Vec<Clip> = performances
+                    .iter()
+                    .map(|p| fit_to_length(Clip::from_performance(p, job.tempo_bpm), length_beats))
+                    .collect();
+                let notes: usize = variations.iter().map(|v| v.notes.len()).sum();
+                let elapsed_ms = job.started.elapsed().as_millis() as u64;
+                let count = variations.len();
+                self.state.generation = Some(Generation {
+                    primer: job.primer.unwrap_or_default(),
+                    primer_len_beats: job.primer_len_beats,
+                    variations,
+                    tempo_bpm: job.tempo_bpm,
+                    bar_len_beats: job.bar_len_beats,
+                    time_signature: job.time_signature,
+                    style: job.style.clone(),
+                    settings: job.settings,
+                    elapsed_ms,
+                });
+                self.store();
+                let autoplay = self.params.autoplay.value();
+                self.render(if autoplay { StartMode::Start } else { StartMode::Keep });
+                let when = if !autoplay {
+                    "press Play to hear them"
+                } else if self.shared.clock.host_playing.load(Ordering::Acquire) {
+                    "playing from the next bar line"
+                } else {
+                    "playing now"
+                };
+                self.status = if notes == 0 {
+                    Status::warning(format!(
+                        "{} made {count} variation(s) without a single note; try a higher temperature or another seed.",
+                        job.style
+                    ))
+                } else {
+                    Status::success(format!(
+                        "{count} variation{} ready in {:.1} s ({}, seed {}); {when}.",
+                        if count == 1 { "" } else { "s" },
+                        elapsed_ms as f64 / 1000.0,
+                        job.style,
+                        self.state.generation.as_ref().map_or(0, |g| g.settings.seed)
+                    ))
+                };
+            }
+            Err(GenError::Cancelled) => self.status = Status::info("Generation cancelled; nothing changed."),
+            Err(e) => self.status = Status::error(format!("{e}. MIDI still passes through.")),
+        }
+        self.dirty = true;
+    }
+
+    /// The variations as they play: quantized when quantize is on.
+    fn rendered_variations(&self, g: &Generation) -> Vec<Clip> {
+        let quantize = self.params.quantize();
+        g.variations
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                if let Some((grid, strength)) = quantize {
+                    v.quantize(grid, strength);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Send the current generation to the audio thread.
+    fn render(&mut self, mode: StartMode) {
+        let Some(g) = &self.state.generation else { return };
+        let variations = self.rendered_variations(g);
+        let length_beats = f64::from(g.settings.bars) * g.bar_len_beats;
+        let Some(mut set) = self.pool.pop() else {
+            self.pending_render = Some(mode);
+            return;
+        };
+        set.fill(&variations, length_beats);
+        set.start = mode;
+        set.serial = self.next_serial;
+        self.next_serial += 1;
+        match self.ports.sets_tx.push(set) {
+            Ok(()) => self.rendered_quantize = self.params.quantize(),
+            Err(rtrb::PushError::Full(set)) => {
+                self.pool.push(set);
+                self.pending_render = Some(mode);
+            }
+        }
+    }
+
+    fn export(&mut self, with_primer: bool) {
+        let Some(g) = &self.state.generation else {
+            self.status = Status::warning("Nothing to export yet: generate first.");
+            return;
+        };
+        let variations = self.rendered_variations(g);
+        if variations.is_empty() {
+            self.status = Status::warning("The last generation has no variations to export.");
+            return;
+        }
+        let chosen = (self.params.choice.value().max(1) as usize - 1).min(variations.len() - 1);
+        let variation = &variations[chosen];
+        let clip = if with_primer {
+            let mut primer = g.primer.clone();
+            if let Some((grid, strength)) = self.params.quantize() {
+                primer.quantize(grid, strength);
+            }
+            crate::keep::with_primer(&primer, g.primer_len_beats, variation)
+        } else {
+            variation.clone()
+        };
+        let clock = &self.shared.clock;
+        let opts = WriteOptions {
+            tempo_bpm: clock.tempo_bpm.load(),
+            time_signature: clock.time_signature(),
+            track_name: format!("Cadenza {} variation {}", g.style, chosen + 1),
+        };
+        let dir = self.state.export_dir.clone().unwrap_or_else(locate::default_export_dir);
+        let stem = format!(
+            "{}-seed{}-v{}{}",
+            g.style,
+            g.settings.seed,
+            chosen + 1,
+            if with_primer { "-with-primer" } else { "" }
+        );
+        match crate::keep::export(&dir, &stem, &clip, &opts) {
+            Ok(path) => {
+                self.status = Status::success(format!("Exported {}", path.display()));
+                self.state.last_export = Some(path);
+                self.store();
+            }
+            Err(e) => self.status = Status::error(format!("Export failed: {e}")),
+        }
+    }
+
+    fn update_preview(&mut self) {
+        let sample_rate = self.shared.clock.sample_rate.load();
+        if !self.params.preview_piano.value() || sample_rate <= 0.0 {
+            return;
+        }
+        let path = match self.state.soundfont.clone().or_else(|| locate::find_soundfonts().into_iter().next()) {
+            Some(p) => p,
+            None => {
+                if self.synth_failed.is_none() {
+                    let key = SynthKey { path: PathBuf::new(), sample_rate };
+                    self.synth_failed =
+                        Some((key, "no soundfont found (install fluid-soundfont-gm or choose an .sf2 file)".into()));
+                    self.dirty = true;
+                }
+                return;
+            }
+        };
+        let key = SynthKey { path: path.clone(), sample_rate };
+        let busy = self.synth_loaded.as_ref() == Some(&key)
+            || self.synth_loading.is_some()
+            || self.synth_failed.as_ref().is_some_and(|(k, _)| k == &key);
+        if busy {
+            return;
+        }
+        self.synth_loading = Some(key.clone());
+        self.dirty = true;
+        let tx = self.commands_tx.clone();
+        let spawned = std::thread::Builder::new().name("cadenza-soundfont".into()).spawn(move || {
+            let result = PreviewSynth::load(&key.path, key.sample_rate as f32).map_err(|e| e.to_string());
+            let _ = tx.send(Command::SynthLoaded { key, result });
+        });
+        match spawned {
+            Ok(h) => self.loaders.push(h),
+            Err(e) => {
+                self.synth_failed = Some((SynthKey { path, sample_rate }, format!("cannot start the loader: {e}")));
+                self.synth_loading = None;
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.dirty = false;
+        self.last_capture_publish = Instant::now();
+        let generation = self.state.generation.as_ref().map(|g| {
+            let mut primer = g.primer.clone();
+            if let Some((grid, strength)) = self.params.quantize() {
+                primer.quantize(grid, strength);
+            }
+            GenerationView {
+                primer,
+                primer_len_beats: g.primer_len_beats,
+                variations: self.rendered_variations(g),
+                length_beats: f64::from(g.settings.bars) * g.bar_len_beats,
+                bar_len_beats: g.bar_len_beats,
+                tempo_bpm: g.tempo_bpm,
+                style: g.style.clone(),
+                settings: g.settings.clone(),
+                elapsed_ms: g.elapsed_ms,
+            }
+        });
+        let primer_source = match &self.state.primer_file {
+            Some(f) => PrimerSource::File {
+                path: f.path.clone(),
+                notes: f.clip.notes.len(),
+                bars: f.clip.length_beats / self.shared.clock.bar_len_beats.load().max(1e-9),
+            },
+            None => PrimerSource::Capture,
+        };
+        let capture_bars = self.params.capture_bars.value().max(1) as u32;
+        let soundfont = self
+            .synth_loaded
+            .as_ref()
+            .map(|k| k.path.clone())
+            .or_else(|| self.state.soundfont.clone())
+            .or_else(|| self.synth_loading.as_ref().map(|k| k.path.clone()));
+        let view = View {
+            status: self.status.clone(),
+            styles: self.styles.iter().map(|s| StyleView { name: s.name.clone(), shipped: s.shipped }).collect(),
+            style: self.current_style().map(|s| s.name.clone()),
+            primer_source,
+            live_capture: self.capture.recent(capture_bars),
+            capture_notes: self.capture.len(),
+            generation,
+            export_dir: self.state.export_dir.clone().unwrap_or_else(locate::default_export_dir),
+            last_export: self.state.last_export.clone(),
+            soundfont,
+            soundfont_ready: self.synth_loaded.is_some(),
+            soundfont_error: self.synth_failed.as_ref().map(|(_, e)| e.clone()),
+            engine: self.engine.clone(),
+        };
+        self.shared.publish(view);
+    }
+}
+
+/// Cut a continuation to `length_beats`: notes starting later go, notes running over end there.
+pub fn fit_to_length(mut clip: Clip, length_beats: f64) -> Clip {
+    clip.notes.retain(|n| n.start_beats < length_beats - 1e-9);
+    for n in &mut clip.notes {
+        n.length_beats = n.length_beats.min(length_beats - n.start_beats).max(1e-3);
+    }
+    clip.length_beats = length_beats;
+    clip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadenza_core::ClipNote;
+
+    #[test]
+    fn continuations_are_cut_to_the_bars_asked_for() {
+        let clip = Clip {
+            notes: vec![
+                ClipNote { pitch: 60, velocity: 80, start_beats: 0.0, length_beats: 1.0 },
+                ClipNote { pitch: 62, velocity: 80, start_beats: 7.5, length_beats: 2.0 },
+                ClipNote { pitch: 64, velocity: 80, start_beats: 8.0, length_beats: 1.0 },
+            ],
+            length_beats: 9.0,
+        };
+        let fit = fit_to_length(clip, 8.0);
+        assert_eq!(fit.notes.len(), 2);
+        assert_eq!(fit.notes[1].length_beats, 0.5);
+        assert_eq!(fit.length_beats, 8.0);
+    }
+}
