@@ -3,8 +3,11 @@
 mod data;
 mod demo;
 mod env;
+mod export;
 mod fuzz;
+mod generate;
 mod primers;
+mod render;
 mod roundtrip;
 mod setup;
 mod test;
@@ -27,6 +30,10 @@ enum Cmd {
     Demo(demo::Args),
     /// Run every test (sets up first when needed).
     Test(test::Args),
+    /// Continue a MIDI primer (or improvise) in a style; write MIDI, optionally WAV and a piano-roll PNG.
+    Generate(generate::Args),
+    /// Export a style's trained checkpoint to models/STYLE.onnx (ONNX with a KV cache).
+    Export(export::Args),
     /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
     Roundtrip(roundtrip::Args),
     /// Build the training corpora data/<style>/ (classical, jazz, pop, folk) from pinned packages.
@@ -43,6 +50,8 @@ fn main() {
         Cmd::Setup(a) => setup::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Test(a) => test::run(a),
+        Cmd::Generate(a) => generate::run(a),
+        Cmd::Export(a) => export::run(a),
         Cmd::Roundtrip(a) => roundtrip::run(a),
         Cmd::Data(a) => data::run(a),
         Cmd::Primers => primers::run(),

@@ -152,8 +152,8 @@ pub enum EngineError {
     LibraryLoad { path: PathBuf, message: String },
     #[error("ONNX Runtime is already loaded from {} in this process; it cannot also load {}", loaded.display(), requested.display())]
     LibraryConflict { loaded: PathBuf, requested: PathBuf },
-    #[error("{}: cannot read the model: {source}", path.display())]
-    ModelRead { path: PathBuf, source: std::io::Error },
+    #[error("{}: cannot read the model: {error}", path.display())]
+    ModelRead { path: PathBuf, error: std::io::Error },
     #[error("{}: not a usable ONNX model: {message}", path.display())]
     ModelInvalid { path: PathBuf, message: String },
     #[error("{}: {problem}", path.display())]

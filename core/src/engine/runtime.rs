@@ -189,7 +189,7 @@ impl Model {
     pub fn load(path: &Path, opts: &EngineOptions) -> Result<Model, EngineError> {
         let rt = runtime(opts.ort_library.as_deref())?;
         let meta =
-            std::fs::metadata(path).map_err(|source| EngineError::ModelRead { path: path.to_path_buf(), source })?;
+            std::fs::metadata(path).map_err(|error| EngineError::ModelRead { path: path.to_path_buf(), error })?;
         if !meta.is_file() {
             return Err(EngineError::ModelInvalid { path: path.to_path_buf(), message: "not a file".into() });
         }

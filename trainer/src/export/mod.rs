@@ -50,8 +50,8 @@ pub const MAX_MODEL_BYTES: usize = (2 << 30) - 1;
 /// What went wrong while exporting, naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}: not a readable safetensors file: {message}", path.display())]
     Safetensors { path: PathBuf, message: String },
     #[error("{}: not a checkpoint sidecar: {message}", path.display())]
@@ -62,8 +62,8 @@ pub enum ExportError {
     WeightShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{}: tensor `{name}` is {dtype}; the exporter reads float32 checkpoints", path.display())]
     WeightDtype { path: PathBuf, name: String, dtype: String },
-    #[error("{}: {source}", path.display())]
-    Config { path: PathBuf, source: cadenza_core::model::ConfigError },
+    #[error("{}: {error}", path.display())]
+    Config { path: PathBuf, error: cadenza_core::model::ConfigError },
     #[error("{}: written with codec version {found}, this build has codec version {expected}", path.display())]
     CodecVersion { path: PathBuf, found: u32, expected: u32 },
     #[error("{}: the model would be {bytes} bytes, over the 2 GiB protobuf limit", path.display())]
@@ -81,7 +81,7 @@ pub struct Weights {
 impl Weights {
     /// Read every tensor of a safetensors file (float32 only).
     pub fn read_safetensors(path: &Path) -> Result<Self, ExportError> {
-        let bytes = std::fs::read(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| ExportError::Io { path: path.to_path_buf(), error })?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| ExportError::Safetensors { path: path.to_path_buf(), message: e.to_string() })?;
         let mut tensors = HashMap::new();
@@ -127,23 +127,20 @@ pub struct ExportReport {
     pub config: ModelConfig,
 }
 
-/// The sidecar path of a checkpoint: `<name>.json` beside `<name>.safetensors`.
-pub fn sidecar_path(checkpoint: &Path) -> PathBuf {
-    checkpoint.with_extension("json")
-}
-
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta, ExportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| ExportError::Io { path: path.to_path_buf(), error })?;
     serde_json::from_str(&text).map_err(|e| ExportError::Meta { path: path.to_path_buf(), message: e.to_string() })
 }
 
-/// Export a checkpoint (`<name>.safetensors` with its `<name>.json` sidecar)
-/// to `out` atomically. `style` overrides the style recorded in the sidecar.
+/// Export a checkpoint (`<name>.safetensors` with its `<name>.json` sidecar;
+/// `checkpoint` may name either file or the base path `<name>`) to `out`
+/// atomically. `style` overrides the style recorded in the sidecar.
 ///
 /// The trainer calls this at the end of a training run, e.g.
 /// `export_checkpoint(&best, &run_dir.join(format!("{style}.onnx")), None)`.
 pub fn export_checkpoint(checkpoint: &Path, out: &Path, style: Option<&str>) -> Result<ExportReport, ExportError> {
-    let meta_path = sidecar_path(checkpoint);
+    let paths = crate::checkpoint::CheckpointPaths::new(checkpoint);
+    let meta_path = paths.sidecar;
     let mut meta = read_meta(&meta_path)?;
     if meta.codec_version != codec::CODEC_VERSION {
         return Err(ExportError::CodecVersion {
@@ -152,24 +149,24 @@ pub fn export_checkpoint(checkpoint: &Path, out: &Path, style: Option<&str>) -> 
             expected: codec::CODEC_VERSION,
         });
     }
-    meta.model.validate().map_err(|source| ExportError::Config { path: meta_path.clone(), source })?;
+    meta.model.validate().map_err(|error| ExportError::Config { path: meta_path.clone(), error })?;
     if let Some(s) = style {
         meta.style = s.to_string();
     }
-    let weights = Weights::read_safetensors(checkpoint)?;
+    let weights = Weights::read_safetensors(&paths.weights)?;
     export_weights(&weights, &meta, out)
 }
 
 /// Export in-memory weights described by `meta` to `out` atomically.
 pub fn export_weights(weights: &Weights, meta: &CheckpointMeta, out: &Path) -> Result<ExportReport, ExportError> {
-    meta.model.validate().map_err(|source| ExportError::Config { path: weights.source.clone(), source })?;
+    meta.model.validate().map_err(|error| ExportError::Config { path: weights.source.clone(), error })?;
     let model = build_model(weights, meta)?;
     let bytes = model.encode_to_vec();
     if bytes.len() > MAX_MODEL_BYTES {
         return Err(ExportError::TooLarge { path: out.to_path_buf(), bytes: bytes.len() });
     }
     cadenza_core::fsutil::write_atomic(out, &bytes)
-        .map_err(|source| ExportError::Io { path: out.to_path_buf(), source })?;
+        .map_err(|error| ExportError::Io { path: out.to_path_buf(), error })?;
     Ok(ExportReport { path: out.to_path_buf(), bytes: bytes.len(), style: meta.style.clone(), config: meta.model })
 }
 

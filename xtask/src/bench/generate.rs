@@ -1,0 +1,330 @@
+//! `cargo xtask bench generate`: the engine's speed and memory. For each
+//! preset (random weights are fine for timing) and context length, in one
+//! process per model so its peak RSS is its own: milliseconds per event
+//! with the KV cache, the same model recomputing the whole sequence for
+//! every event (as the study's generator did), their ratio, and the
+//! memory-traffic bound of a cached step (fp32 weights + KV cache read once,
+//! at this machine's measured read bandwidth). Then the wall time for 30
+//! seconds of music from the `small` model.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::model::ModelConfig;
+use cadenza_core::sampling::{Sampling, Steering};
+use serde::{Deserialize, Serialize};
+
+use crate::env::{repo_root, ToolEnv};
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Presets to time, comma-separated (random weights).
+    #[arg(long, value_delimiter = ',', default_value = "small,base")]
+    pub presets: Vec<String>,
+    /// Context lengths in events, comma-separated. A preset whose window is
+    /// shorter is timed with the same layers and a window this long.
+    #[arg(long, value_delimiter = ',', default_value = "256,1024,2048")]
+    pub contexts: Vec<usize>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed cached steps per context (the cache grows from context-steps to context).
+    #[arg(long, default_value_t = 32)]
+    pub steps: usize,
+    /// Timed full recomputations per context.
+    #[arg(long, default_value_t = 3)]
+    pub recompute: usize,
+    /// Model for the "30 s of music" timing: a trained small model gives a
+    /// realistic event rate. Default: models/*.onnx with the small config, else random small weights.
+    #[arg(long)]
+    pub music_model: Option<PathBuf>,
+    /// Seconds of music for the music timing.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Execution provider: auto, cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub provider: String,
+    /// Internal: time one model in this process and print one JSON line.
+    #[arg(long, hide = true)]
+    pub worker: Option<PathBuf>,
+    /// Internal: with --worker, time generating --seconds of music instead.
+    #[arg(long, hide = true)]
+    pub worker_music: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ContextRow {
+    context: usize,
+    cached_ms: f64,
+    recompute_ms: f64,
+    bound_ms: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WorkerReport {
+    provider: String,
+    config: ModelConfig,
+    read_gb_s: f64,
+    rows: Vec<ContextRow>,
+    peak_rss_mb: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MusicReport {
+    provider: String,
+    style: String,
+    config: ModelConfig,
+    events: usize,
+    music_s: f64,
+    wall_s: f64,
+    load_s: f64,
+    peak_rss_mb: f64,
+}
+
+fn provider(name: &str) -> Result<Provider> {
+    Ok(match name {
+        "auto" => Provider::Auto,
+        "cpu" => Provider::Cpu,
+        "cuda" => Provider::Cuda,
+        other => bail!("--provider {other}: use auto, cpu or cuda"),
+    })
+}
+
+fn engine_options(a: &GenerateArgs) -> Result<EngineOptions> {
+    let env = ToolEnv::load().ok();
+    Ok(EngineOptions {
+        ort_library: std::env::var_os("ORT_DYLIB_PATH").is_none().then(|| env.map(|e| e.ort_dylib_path)).flatten(),
+        intra_threads: a.threads,
+        provider: provider(&a.provider)?,
+    })
+}
+
+/// Peak resident memory of this process, from /proc/self/status (Linux).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Read bandwidth with `threads` threads summing a 512 MB buffer (best of 5), in GB/s.
+fn read_bandwidth_gb_s(threads: usize) -> f64 {
+    let n = 128 << 20; // f32s
+    let data: Vec<f32> = (0..n).map(|i| (i & 7) as f32).collect();
+    let chunk = n.div_ceil(threads.max(1));
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let total: f32 = std::thread::scope(|s| {
+            let handles: Vec<_> = data.chunks(chunk).map(|c| s.spawn(move || c.iter().copied().sum::<f32>())).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
+        });
+        std::hint::black_box(total);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    (n * 4) as f64 / best / 1e9
+}
+
+fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
+    let read_gb_s = read_bandwidth_gb_s(a.threads);
+    let mut engine = Engine::load(model, &engine_options(a)?)?;
+    let info = engine.info().clone();
+    let cfg = info.config;
+    if a.worker_music {
+        let req = GenerateRequest {
+            length: Length::Seconds(a.seconds),
+            sampling: Sampling { seed: 7, ..Default::default() },
+            steering: Steering { allow_end: false, ..Default::default() },
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut events = 0;
+        let v = engine.generate_variations(&req, &mut |p| {
+            events = p.events;
+            true
+        })?;
+        let wall_s = t0.elapsed().as_secs_f64();
+        let report = MusicReport {
+            provider: info.provider.to_string(),
+            style: info.style.clone(),
+            config: cfg,
+            events,
+            music_s: v.first().map_or(0.0, |v| v.performance.duration_s()),
+            wall_s,
+            load_s: 0.0,
+            peak_rss_mb: peak_rss_mb(),
+        };
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    let weight_bytes = cfg.num_params() as f64 * 4.0;
+    let mut rows = Vec::new();
+    // Deterministic pseudo-random events (the content does not change the time).
+    let tokens: Vec<i64> = (0..cfg.max_seq_len as i64).map(|i| (i * 7919 + 13) % 388).collect();
+    for &ctx in a.contexts.iter().filter(|&&c| c <= cfg.max_seq_len) {
+        let model = engine.model();
+        let start = ctx.saturating_sub(a.steps).max(1);
+        let (_, mut cache) = model.forward(&tokens[..start], model.empty_cache(1)?)?;
+        // One untimed step warms the arena for this size.
+        let (_, c) = model.forward(&tokens[start..start + 1], cache)?;
+        cache = c;
+        let t0 = Instant::now();
+        let timed = ctx - start - 1;
+        for t in start + 1..ctx {
+            let (_, c) = model.forward(&tokens[t..t + 1], cache)?;
+            cache = c;
+        }
+        let cached_ms = t0.elapsed().as_secs_f64() * 1e3 / timed.max(1) as f64;
+        drop(cache);
+
+        let _ = model.forward(&tokens[..ctx], model.empty_cache(1)?)?; // warm-up
+        let t0 = Instant::now();
+        for _ in 0..a.recompute {
+            let _ = model.forward(&tokens[..ctx], model.empty_cache(1)?)?;
+        }
+        let recompute_ms = t0.elapsed().as_secs_f64() * 1e3 / a.recompute.max(1) as f64;
+        let kv_bytes = (2 * cfg.n_layers * ctx * cfg.d_model * 4) as f64;
+        let bound_ms = (weight_bytes + kv_bytes) / (read_gb_s * 1e9) * 1e3;
+        rows.push(ContextRow { context: ctx, cached_ms, recompute_ms, bound_ms });
+    }
+    let report =
+        WorkerReport { provider: info.provider.to_string(), config: cfg, read_gb_s, rows, peak_rss_mb: peak_rss_mb() };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn json_line<T: for<'de> Deserialize<'de>>(cmd: &mut Command, what: &str) -> Result<T> {
+    let out = cmd.output().with_context(|| format!("cannot start {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("{what} printed no result line:\n{text}"))
+}
+
+/// Export random weights for `preset` (window `max_len`) once into target/bench/.
+fn random_model(env: &ToolEnv, exporter: &Path, preset: &str, max_len: usize) -> Result<PathBuf> {
+    let dir = repo_root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let path = dir.join(format!("random-{preset}-{max_len}.onnx"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // Export again whenever the exporter is newer than the file.
+    if !path.is_file() || modified(exporter) > modified(&path) {
+        let mut cmd = Command::new(exporter);
+        env.apply(&mut cmd);
+        cmd.args(["--random", preset, "--max-seq-len", &max_len.to_string(), "--out"]).arg(&path);
+        crate::env::run_checked(&mut cmd)?;
+    }
+    Ok(path)
+}
+
+/// A shipped model with the small config, for a realistic event rate.
+fn shipped_small() -> Option<PathBuf> {
+    let dir = repo_root().join("models");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    found.sort();
+    found.into_iter().find(|p| {
+        let opts = EngineOptions { intra_threads: 1, provider: Provider::Cpu, ..Default::default() };
+        Engine::load(p, &opts).is_ok_and(|e| {
+            let c = e.info().config;
+            (c.n_layers, c.d_model, c.n_heads, c.d_ff) == {
+                let s = ModelConfig::SMALL;
+                (s.n_layers, s.d_model, s.n_heads, s.d_ff)
+            }
+        })
+    })
+}
+
+pub fn run(a: &GenerateArgs) -> Result<()> {
+    if let Some(model) = &a.worker {
+        return worker(a, model);
+    }
+    let env = ToolEnv::load_or_setup()?;
+    let exporter = crate::export::build_exporter(&env)?;
+    let me = std::env::current_exe().context("cannot find the xtask binary")?;
+    let longest = a.contexts.iter().copied().max().unwrap_or(2048);
+    let common = |cmd: &mut Command| {
+        env.apply(cmd);
+        cmd.args(["bench", "generate", "--threads", &a.threads.to_string(), "--provider", &a.provider]);
+        cmd.args(["--steps", &a.steps.to_string(), "--recompute", &a.recompute.to_string()]);
+        cmd.args(["--seconds", &a.seconds.to_string()]);
+        cmd.arg("--contexts").arg(a.contexts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
+    };
+
+    println!(
+        "generation speed, batch 1, {} threads, fp32, provider {}: cached = KV-cache step; recompute = whole sequence per event",
+        a.threads, a.provider
+    );
+    println!(
+        "{:<7} {:>8} {:>11} {:>14} {:>9} {:>11} {:>9} {:>9}",
+        "model", "context", "cached ms", "recompute ms", "speed-up", "bound ms", "x bound", "peak MB"
+    );
+    for preset in &a.presets {
+        let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
+        let max_len = base.max_seq_len.max(longest);
+        let model = random_model(&env, &exporter, preset, max_len)?;
+        let mut cmd = Command::new(&me);
+        common(&mut cmd);
+        cmd.arg("--worker").arg(&model);
+        let r: WorkerReport = json_line(&mut cmd, &format!("bench worker {preset}"))?;
+        for row in &r.rows {
+            println!(
+                "{:<7} {:>8} {:>11.2} {:>14.1} {:>8.0}x {:>11.2} {:>9.2} {:>9.0}",
+                preset,
+                row.context,
+                row.cached_ms,
+                row.recompute_ms,
+                row.recompute_ms / row.cached_ms,
+                row.bound_ms,
+                row.cached_ms / row.bound_ms,
+                r.peak_rss_mb
+            );
+        }
+        println!(
+            "        ({} on {}; read bandwidth {:.1} GB/s; window {}{})",
+            preset,
+            r.provider,
+            r.read_gb_s,
+            r.config.max_seq_len,
+            if r.config.max_seq_len != base.max_seq_len {
+                format!(", stretched from {} to time long contexts", base.max_seq_len)
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    let (music_model, trained) = match (&a.music_model, shipped_small()) {
+        (Some(p), _) => (p.clone(), true),
+        (None, Some(p)) => (p, true),
+        (None, None) => (random_model(&env, &exporter, "small", ModelConfig::SMALL.max_seq_len)?, false),
+    };
+    let mut cmd = Command::new(&me);
+    common(&mut cmd);
+    cmd.arg("--worker").arg(&music_model).arg("--worker-music");
+    let m: MusicReport = json_line(&mut cmd, "bench worker music")?;
+    println!(
+        "{:.0} s of music from {} ({}{}): {} events in {:.2} s ({:.2} ms per event, window slides included), peak {:.0} MB",
+        m.music_s,
+        music_model.display(),
+        m.style,
+        if trained { "" } else { ", random weights: event rate not representative" },
+        m.events,
+        m.wall_s,
+        m.wall_s * 1e3 / m.events.max(1) as f64,
+        m.peak_rss_mb
+    );
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! `cargo xtask generate`: continue a MIDI primer (or improvise) in a style
+//! with the ONNX Runtime engine, and write MIDI, optionally a WAV and a
+//! piano-roll PNG. Every output is checked before the model runs and written
+//! atomically; on any error the files of this run are removed again.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::fsutil::temp_path;
+use cadenza_core::sampling::{Key, Sampling, Steering};
+use cadenza_core::{codec, midi, Note, Performance};
+
+use crate::env::{repo_root, ToolEnv};
+use crate::render;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A shipped style name (models/STYLE.onnx) or the path of an .onnx model.
+    #[arg(long)]
+    pub style: String,
+    /// A MIDI file to continue; without it the model improvises from nothing.
+    #[arg(long)]
+    pub primer: Option<PathBuf>,
+    /// Seconds of music to generate after the primer.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Generate this many performance events instead of --seconds.
+    #[arg(long)]
+    pub events: Option<usize>,
+    /// Random seed: the same model, primer, settings and seed give the same music.
+    /// Default: a fresh seed, printed so the result can be made again.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The MIDI file to write. With several variations: OUT-1.mid, OUT-2.mid, ...
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also render a WAV file with a General MIDI piano (named like --out for variations).
+    #[arg(long)]
+    pub wav: Option<PathBuf>,
+    /// Also draw a piano roll (primer in blue, continuation in orange).
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Independent continuations, generated together in one batch (1-16).
+    #[arg(long, default_value_t = 1)]
+    pub variations: usize,
+    /// Sampling temperature: below 1 safer, above 1 wilder, 0 always the likeliest event.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: draw from the likeliest events holding this much probability (1 = all).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Draw only from the K likeliest events (0 = no limit).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Write the primer before the continuation in the MIDI and WAV files.
+    #[arg(long)]
+    pub with_primer: bool,
+    /// Tempo written into the MIDI file, in BPM (the music's timing in seconds does not change).
+    #[arg(long, default_value_t = 120.0)]
+    pub tempo: f64,
+    /// The SF2 soundfont for --wav (default: the installed General MIDI soundfont).
+    #[arg(long)]
+    pub soundfont: Option<PathBuf>,
+    /// Lowest MIDI pitch of new notes.
+    #[arg(long, default_value_t = 21)]
+    pub lowest_pitch: u8,
+    /// Highest MIDI pitch of new notes.
+    #[arg(long, default_value_t = 108)]
+    pub highest_pitch: u8,
+    /// Keep new notes in a key, e.g. "C major", "A minor", "D dorian", "Eb blues".
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Most notes sounding at once.
+    #[arg(long)]
+    pub max_polyphony: Option<u8>,
+    /// Note-density bias in nats (-8..8): positive gives more notes, negative fewer.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub density: f32,
+    /// Never let the model end the piece early: always fill the requested length.
+    #[arg(long)]
+    pub no_end: bool,
+    /// ONNX Runtime threads (0 = one per physical core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Where the model runs: CUDA when available (auto), the CPU, or CUDA only.
+    #[arg(long, value_enum, default_value_t = ProviderArg::Auto)]
+    pub provider: ProviderArg,
+}
+
+/// The model file for `--style`: a path to an .onnx file, or models/STYLE.onnx.
+pub fn resolve_model(style: &str) -> Result<PathBuf> {
+    let as_path = Path::new(style);
+    if style.ends_with(".onnx") || style.contains(std::path::MAIN_SEPARATOR) {
+        if !as_path.is_file() {
+            bail!("{}: model not found", as_path.display());
+        }
+        return Ok(as_path.to_path_buf());
+    }
+    let models = repo_root().join("models");
+    let shipped = models.join(format!("{style}.onnx"));
+    if shipped.is_file() {
+        return Ok(shipped);
+    }
+    let mut known: Vec<String> = std::fs::read_dir(&models)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".onnx")).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
+    bail!(
+        "no model for style `{style}`: {} does not exist (shipped styles: {known}); pass the path of an .onnx \
+         file, or train one with `cargo xtask train --style {style}` and `cargo xtask export --style {style}`",
+        shipped.display()
+    )
+}
+
+/// `out` for variation `i` of `n`: unchanged for one, `stem-i.ext` for several.
+pub fn variation_path(out: &Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}-{}.{}", i + 1, ext.to_string_lossy()),
+        None => format!("{stem}-{}", i + 1),
+    };
+    out.with_file_name(name)
+}
+
+/// Fail now, before minutes of work, if `path` cannot be written.
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("{}: is a folder, not a file name", path.display());
+    }
+    let probe = temp_path(path);
+    std::fs::write(&probe, b"").with_context(|| format!("{}: cannot write here", path.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes the files of a run that failed half-way.
+struct Written(Vec<PathBuf>);
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (nanos as u64 ^ (u64::from(std::process::id()) << 32)) % 1_000_000
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let model_path = resolve_model(&args.style)?;
+    let n = args.variations;
+    if n == 0 || n > cadenza_core::engine::MAX_VARIATIONS {
+        bail!("--variations {n}: ask for 1 to {}", cadenza_core::engine::MAX_VARIATIONS);
+    }
+    let outputs: Vec<(PathBuf, Option<PathBuf>, Option<PathBuf>)> = (0..n)
+        .map(|i| {
+            (
+                variation_path(&args.out, i, n),
+                args.wav.as_ref().map(|w| variation_path(w, i, n)),
+                args.png.as_ref().map(|p| variation_path(p, i, n)),
+            )
+        })
+        .collect();
+    for (mid, wav, png) in &outputs {
+        for p in std::iter::once(mid).chain(wav).chain(png) {
+            check_writable(p)?;
+        }
+    }
+    let soundfont = match &args.wav {
+        Some(_) => {
+            let path = render::find_soundfont(args.soundfont.as_deref())?;
+            Some(render::load_soundfont(&path)?)
+        }
+        None => None,
+    };
+    let primer = match &args.primer {
+        Some(p) => Some(midi::read_file(p, &midi::ReadOptions::default())?),
+        None => None,
+    };
+    let key = args.key.as_deref().map(Key::parse).transpose().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    let seed = args.seed.unwrap_or_else(fresh_seed);
+    let req = GenerateRequest {
+        primer: primer.clone(),
+        primer_end_s: None,
+        length: match args.events {
+            Some(e) => Length::Events(e),
+            None => Length::Seconds(args.seconds),
+        },
+        variations: n,
+        sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed },
+        steering: Steering {
+            lowest_pitch: args.lowest_pitch,
+            highest_pitch: args.highest_pitch,
+            key,
+            max_polyphony: args.max_polyphony,
+            density_bias: args.density,
+            allow_end: !args.no_end,
+        },
+    };
+
+    let env = ToolEnv::load().ok();
+    let opts = EngineOptions {
+        ort_library: std::env::var_os("ORT_DYLIB_PATH").is_none().then(|| env.map(|e| e.ort_dylib_path)).flatten(),
+        intra_threads: args.threads,
+        provider: match args.provider {
+            ProviderArg::Auto => Provider::Auto,
+            ProviderArg::Cpu => Provider::Cpu,
+            ProviderArg::Cuda => Provider::Cuda,
+        },
+    };
+    let t_load = Instant::now();
+    let mut engine = Engine::load(&model_path, &opts)?;
+    let info = engine.info().clone();
+    eprintln!(
+        "generate: {} ({} style, {} layers x {}, window {}) on {} in {:.0} ms; seed {seed}",
+        model_path.display(),
+        info.style,
+        info.config.n_layers,
+        info.config.d_model,
+        info.config.max_seq_len,
+        info.provider,
+        t_load.elapsed().as_secs_f64() * 1e3
+    );
+
+    let t_gen = Instant::now();
+    let mut last_report = Instant::now();
+    let mut events = 0usize;
+    let variations = engine.generate_variations(&req, &mut |p| {
+        events = p.events;
+        if last_report.elapsed() > Duration::from_millis(250) {
+            eprint!("\rgenerate: {:>3.0}% ({} events)", p.fraction * 100.0, p.events);
+            last_report = Instant::now();
+        }
+        true
+    })?;
+    let gen_s = t_gen.elapsed().as_secs_f64();
+    eprintln!(
+        "\rgenerate: {events} events per variation in {gen_s:.2} s ({:.2} ms per event)",
+        gen_s * 1e3 / events.max(1) as f64
+    );
+
+    // Where the continuation starts: the primer's end on the codec's grid.
+    let primer_end_s = primer.as_ref().map_or(0.0, |p| codec::tokens_duration_s(&codec::encode_tokens(p)));
+    let mut written = Written(Vec::new());
+    let write_opts = midi::WriteOptions { tempo_bpm: args.tempo, ..Default::default() };
+    for (i, (v, (mid, wav, png))) in variations.iter().zip(&outputs).enumerate() {
+        let placed = place_after(primer.as_ref(), &v.performance, primer_end_s);
+        let file_perf = if args.with_primer { &placed } else { &v.performance };
+        written.0.push(mid.clone());
+        midi::write_performance_file(mid, file_perf, &write_opts)
+            .with_context(|| format!("{}: cannot write", mid.display()))?;
+        if let (Some(wav), Some(sf)) = (wav, &soundfont) {
+            written.0.push(wav.clone());
+            render::write_wav(file_perf, sf, wav)?;
+        }
+        if let Some(png) = png {
+            written.0.push(png.clone());
+            let title = format!("{} · seed {seed} · variation {}", info.style, i + 1);
+            let split = primer.as_ref().map(|_| primer_end_s);
+            render::write_piano_roll(&placed, split, &title, png)?;
+        }
+        println!(
+            "{}: {} notes, {:.1} s{}{}",
+            mid.display(),
+            v.performance.notes.len(),
+            v.performance.duration_s(),
+            if v.ended { ", the model ended the piece" } else { "" },
+            [wav, png].iter().filter_map(|p| p.as_ref()).map(|p| format!(", {}", p.display())).collect::<String>()
+        );
+    }
+    written.0.clear();
+    Ok(())
+}
+
+/// The primer followed by the continuation, which starts at `primer_end_s`.
+pub fn place_after(primer: Option<&Performance>, cont: &Performance, primer_end_s: f64) -> Performance {
+    let mut notes: Vec<Note> = primer.map(|p| p.notes.clone()).unwrap_or_default();
+    notes.extend(cont.notes.iter().map(|n| Note {
+        start_s: n.start_s + primer_end_s,
+        end_s: n.end_s + primer_end_s,
+        ..*n
+    }));
+    Performance::new(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variations_get_numbered_names() {
+        assert_eq!(variation_path(Path::new("out/a.mid"), 0, 1), PathBuf::from("out/a.mid"));
+        assert_eq!(variation_path(Path::new("out/a.mid"), 1, 3), PathBuf::from("out/a-2.mid"));
+    }
+
+    #[test]
+    fn an_unknown_style_lists_what_exists() {
+        let e = resolve_model("no-such-style-xyz").expect_err("unknown");
+        assert!(e.to_string().contains("no-such-style-xyz.onnx"), "{e}");
+        let e = resolve_model("/tmp/none/x.onnx").expect_err("missing");
+        assert!(e.to_string().contains("/tmp/none/x.onnx: model not found"), "{e}");
+    }
+
+    #[test]
+    fn unwritable_outputs_are_refused_before_work() {
+        assert!(check_writable(Path::new("/nonexistent-dir/out.mid")).is_err());
+        assert!(check_writable(&std::env::temp_dir()).is_err());
+    }
+}

@@ -1,0 +1,208 @@
+//! What `cargo xtask generate` writes besides MIDI: a WAV rendered with
+//! rustysynth and a General MIDI soundfont, and a piano-roll PNG drawn with
+//! plotters (primer and continuation in different colours). Both are written
+//! through a temporary file and a rename, so a failure leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cadenza_core::fsutil::{temp_path, write_atomic};
+use cadenza_core::Performance;
+use plotters::prelude::*;
+use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
+
+/// Sample rate of rendered WAV files.
+pub const SAMPLE_RATE_HZ: u32 = 44_100;
+/// Silence rendered after the last release, so the notes ring out.
+pub const TAIL_S: f64 = 1.5;
+/// Longest audio rendered, in seconds (an hour of CD-quality stereo is 635 MB).
+pub const MAX_RENDER_S: f64 = 3600.0;
+
+/// Where Debian's General MIDI soundfont packages put their files
+/// (`fluid-soundfont-gm`, `timgm6mb-soundfont`, and the alternatives link).
+pub const SOUNDFONT_CANDIDATES: &[&str] = &[
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+];
+
+/// The soundfont to render with: `explicit`, else the first installed candidate.
+pub fn find_soundfont(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if !p.is_file() {
+            bail!("{}: soundfont not found", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    SOUNDFONT_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).with_context(|| {
+        format!(
+            "no General MIDI soundfont found for --wav (looked for {}); install one with \
+             `apt-get install fluid-soundfont-gm` (or timgm6mb-soundfont), or pass --soundfont FILE.sf2",
+            SOUNDFONT_CANDIDATES.join(", ")
+        )
+    })
+}
+
+/// Load a soundfont, naming the file when it is not one.
+pub fn load_soundfont(path: &Path) -> Result<Arc<SoundFont>> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open the soundfont", path.display()))?;
+    let sf = SoundFont::new(&mut file)
+        .map_err(|e| anyhow::anyhow!("{}: not a usable SF2 soundfont: {e}", path.display()))?;
+    Ok(Arc::new(sf))
+}
+
+/// Render `perf` on piano (General MIDI program 0) to 16-bit stereo samples.
+pub fn synthesize(perf: &Performance, soundfont: &Arc<SoundFont>) -> Result<Vec<i16>> {
+    let settings = SynthesizerSettings::new(SAMPLE_RATE_HZ as i32);
+    let mut synth =
+        Synthesizer::new(soundfont, &settings).map_err(|e| anyhow::anyhow!("cannot start the synthesizer: {e}"))?;
+    let seconds = (perf.duration_s() + TAIL_S).min(MAX_RENDER_S);
+    let total = (seconds * f64::from(SAMPLE_RATE_HZ)).ceil() as usize;
+    // (sample, 0 = off / 1 = on, pitch, velocity): offs first at a shared instant.
+    let mut events: Vec<(usize, u8, u8, u8)> = Vec::with_capacity(perf.notes.len() * 2);
+    let at = |s: f64| ((s * f64::from(SAMPLE_RATE_HZ)).round().max(0.0) as usize).min(total);
+    for n in &perf.notes {
+        events.push((at(n.start_s), 1, n.pitch, n.velocity));
+        events.push((at(n.end_s), 0, n.pitch, 0));
+    }
+    events.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+
+    let mut left = vec![0.0f32; total];
+    let mut right = vec![0.0f32; total];
+    let mut pos = 0usize;
+    for (sample, kind, pitch, velocity) in events {
+        if sample > pos {
+            synth.render(&mut left[pos..sample], &mut right[pos..sample]);
+            pos = sample;
+        }
+        if kind == 1 {
+            synth.note_on(0, i32::from(pitch), i32::from(velocity));
+        } else {
+            synth.note_off(0, i32::from(pitch));
+        }
+    }
+    if total > pos {
+        synth.render(&mut left[pos..], &mut right[pos..]);
+    }
+    let to_i16 = |x: f32| (x.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
+    Ok(left.iter().zip(&right).flat_map(|(&l, &r)| [to_i16(l), to_i16(r)]).collect())
+}
+
+/// A canonical 44-byte-header PCM WAV file of interleaved stereo samples.
+pub fn wav_bytes(stereo: &[i16]) -> Vec<u8> {
+    let data_len = (stereo.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + stereo.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&2u16.to_le_bytes()); // channels
+    out.extend_from_slice(&SAMPLE_RATE_HZ.to_le_bytes());
+    out.extend_from_slice(&(SAMPLE_RATE_HZ * 4).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&4u16.to_le_bytes()); // block align
+    out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for s in stereo {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+pub fn write_wav(perf: &Performance, soundfont: &Arc<SoundFont>, out: &Path) -> Result<()> {
+    let samples = synthesize(perf, soundfont)?;
+    write_atomic(out, &wav_bytes(&samples)).with_context(|| format!("{}: cannot write", out.display()))
+}
+
+/// A piano roll: time in seconds across, pitch up; the primer (if any) in
+/// grey-blue before `split_s`, the continuation in orange; opacity follows velocity.
+pub fn write_piano_roll(perf: &Performance, split_s: Option<f64>, title: &str, out: &Path) -> Result<()> {
+    let tmp = temp_path(out);
+    let result = draw_piano_roll(perf, split_s, title, &tmp)
+        .map_err(|e| anyhow::anyhow!("{}: cannot draw the piano roll: {e}", out.display()))
+        .and_then(|()| std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display())));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn draw_piano_roll(
+    perf: &Performance,
+    split_s: Option<f64>,
+    title: &str,
+    path: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let end_s = perf.duration_s().max(1.0);
+    let (lo, hi) = perf.notes.iter().fold((127u8, 0u8), |(lo, hi), n| (lo.min(n.pitch), hi.max(n.pitch)));
+    let (lo, hi) = if lo > hi { (48, 84) } else { (lo.saturating_sub(2), (hi + 2).min(127)) };
+    let root = BitMapBackend::new(path, (1600, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..end_s, f64::from(lo)..f64::from(hi) + 1.0)?;
+    chart.configure_mesh().x_desc("seconds").y_desc("MIDI pitch").light_line_style(WHITE.mix(0.0)).draw()?;
+    // Octave lines at each C.
+    for c in (0..=127u8).filter(|p| p % 12 == 0 && *p >= lo && *p <= hi) {
+        chart.draw_series(LineSeries::new([(0.0, f64::from(c)), (end_s, f64::from(c))], BLACK.mix(0.15)))?;
+    }
+    if let Some(s) = split_s {
+        chart.draw_series(LineSeries::new([(s, f64::from(lo)), (s, f64::from(hi) + 1.0)], BLACK.stroke_width(2)))?;
+    }
+    let primer_colour = RGBColor(70, 110, 170);
+    let cont_colour = RGBColor(230, 120, 20);
+    chart.draw_series(perf.notes.iter().map(|n| {
+        let colour = if split_s.is_some_and(|s| n.start_s < s) { primer_colour } else { cont_colour };
+        let alpha = 0.35 + 0.65 * f64::from(n.velocity) / 127.0;
+        let y = f64::from(n.pitch);
+        Rectangle::new([(n.start_s, y + 0.1), (n.end_s, y + 0.9)], colour.mix(alpha).filled())
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadenza_core::Note;
+
+    #[test]
+    fn wav_header_matches_the_data() {
+        let bytes = wav_bytes(&[0, 1, -1, 2]);
+        assert_eq!(&bytes[0..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize, bytes.len() - 8);
+        assert_eq!(u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]), 8);
+        assert_eq!(bytes.len(), 44 + 8);
+    }
+
+    #[test]
+    fn a_missing_soundfont_is_named() {
+        let e = find_soundfont(Some(Path::new("/nonexistent/x.sf2"))).expect_err("missing");
+        assert!(e.to_string().contains("/nonexistent/x.sf2"));
+    }
+
+    #[test]
+    fn piano_renders_sound_where_the_notes_are() -> Result<()> {
+        let Ok(sf) = find_soundfont(None) else {
+            eprintln!("skipped: no General MIDI soundfont installed");
+            return Ok(());
+        };
+        let sf = load_soundfont(&sf)?;
+        let perf = Performance::new(vec![Note { pitch: 60, velocity: 100, start_s: 0.5, end_s: 1.0 }]);
+        let s = synthesize(&perf, &sf)?;
+        let rate = SAMPLE_RATE_HZ as usize;
+        let energy = |a: usize, b: usize| s[a * 2..b * 2].iter().map(|&x| f64::from(x).abs()).sum::<f64>();
+        assert_eq!(energy(0, rate / 2), 0.0, "silence before the note");
+        assert!(energy(rate / 2, rate) > 1e5, "the note sounds");
+        assert_eq!(s.len(), ((1.0 + TAIL_S) * rate as f64).ceil() as usize * 2);
+        Ok(())
+    }
+}
