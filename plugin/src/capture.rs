@@ -120,6 +120,24 @@ impl Capture {
         self.notes.retain(|n| n.1 >= keep_from);
     }
 
+    /// The capture timeline's present, in beats.
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+
+    /// Bar length of the current epoch, in beats.
+    pub fn bar_len(&self) -> f64 {
+        self.bar_len
+    }
+
+    /// When the last note ended (timeline beats), or `None` while a key is held or nothing was played.
+    pub fn last_release(&self) -> Option<f64> {
+        if self.held.iter().any(Option::is_some) {
+            return None;
+        }
+        self.notes.iter().map(|n| n.1).reduce(f64::max)
+    }
+
     pub fn clear(&mut self) {
         self.notes.clear();
         self.held = [None; 128];
@@ -232,6 +250,18 @@ mod tests {
         assert_eq!(primer.notes.len(), 2);
         assert!((primer.notes[0].length_beats - 1.0).abs() < 1e-9);
         assert!(primer.notes[1].start_beats > primer.notes[0].start_beats);
+    }
+
+    #[test]
+    fn last_release_waits_for_every_key_to_be_let_go() {
+        let mut cap = Capture::default();
+        assert_eq!(cap.last_release(), None);
+        cap.push(&ev(1, 0.0, 60, 80));
+        cap.push(&ev(1, 0.5, 64, 80));
+        cap.push(&ev(1, 1.0, 60, 0));
+        assert_eq!(cap.last_release(), None, "64 is still held");
+        cap.push(&ev(1, 2.0, 64, 0));
+        assert_eq!(cap.last_release(), Some(2.0));
     }
 
     #[test]

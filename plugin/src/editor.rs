@@ -357,7 +357,7 @@ impl CadenzaEditor {
             if let Some(g) = &view.generation {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     let key = match g.settings.key {
-                        Some(pc) => format!(", key {}", crate::params::KeyTonic::name_of(pc)),
+                        Some(k) => format!(" · {}", k.name()),
                         None => String::new(),
                     };
                     ui.label(

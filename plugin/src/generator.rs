@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cadenza_core::sampling::Key;
 use cadenza_core::Performance;
 use crossbeam::channel::{Receiver, Sender};
 
@@ -20,6 +21,8 @@ pub struct Job {
     pub id: u64,
     pub model: PathBuf,
     pub primer: Option<Performance>,
+    /// Where the primer ends (its bar line), in seconds from its start.
+    pub primer_end_s: Option<f64>,
     /// Length of each continuation, in seconds.
     pub seconds: f64,
     pub variations: u32,
@@ -28,10 +31,8 @@ pub struct Job {
     pub seed: u64,
     pub pitch_low: u8,
     pub pitch_high: u8,
-    /// Pitch class of the key, if steered.
-    pub key: Option<u8>,
-    /// Scale intervals above the key.
-    pub scale: Vec<u8>,
+    /// Key and scale, if steered.
+    pub key: Option<Key>,
     /// 0: no limit.
     pub max_polyphony: u32,
     /// -1..=1.
@@ -77,13 +78,73 @@ pub fn load_generator(model: &Path, ort_library: Option<&Path>) -> Result<Box<dy
 
 mod engine_impl {
     use super::*;
+    use cadenza_core::engine::{Engine, EngineError, EngineOptions, GenerateRequest, Length, Provider};
+    use cadenza_core::sampling::{Sampling, Steering};
+
+    /// Most ONNX Runtime threads one generation uses: leave the host's audio threads room.
+    const MAX_INTRA_THREADS: usize = 4;
+
+    struct EngineGenerator {
+        engine: Engine,
+    }
+
+    fn to_gen_error(e: EngineError, model: &Path) -> GenError {
+        match e {
+            EngineError::LibraryNotFound { .. }
+            | EngineError::LibraryLoad { .. }
+            | EngineError::LibraryConflict { .. } => GenError::Runtime(e.to_string()),
+            EngineError::ModelRead { .. } | EngineError::ModelInvalid { .. } | EngineError::Metadata { .. } => {
+                GenError::Model { path: model.to_path_buf(), message: e.to_string() }
+            }
+            EngineError::Cancelled => GenError::Cancelled,
+            other => GenError::Failed(other.to_string()),
+        }
+    }
 
     pub fn load(model: &Path, ort_library: Option<&Path>) -> Result<Box<dyn Generator>, GenError> {
-        let _ = ort_library;
-        Err(GenError::Model {
-            path: model.to_path_buf(),
-            message: "this build has no inference engine yet (cadenza_core::engine)".into(),
-        })
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_INTRA_THREADS);
+        let opts = EngineOptions {
+            ort_library: ort_library.map(Path::to_path_buf),
+            intra_threads: threads,
+            provider: Provider::Cpu,
+        };
+        let engine = Engine::load(model, &opts).map_err(|e| to_gen_error(e, model))?;
+        Ok(Box::new(EngineGenerator { engine }))
+    }
+
+    impl Generator for EngineGenerator {
+        fn describe(&self) -> String {
+            let info = self.engine.info();
+            format!(
+                "{} model ({} layers, window {}) on ONNX Runtime {} from {}",
+                info.style,
+                info.config.n_layers,
+                info.config.max_seq_len,
+                info.provider,
+                info.library.display()
+            )
+        }
+
+        fn generate(&mut self, job: &Job, progress: &mut dyn FnMut(f32) -> bool) -> Result<Vec<Performance>, GenError> {
+            let req = GenerateRequest {
+                primer: job.primer.clone(),
+                primer_end_s: job.primer_end_s,
+                length: Length::Seconds(job.seconds),
+                variations: job.variations as usize,
+                sampling: Sampling { temperature: job.temperature, top_k: 0, top_p: job.top_p, seed: job.seed },
+                steering: Steering {
+                    lowest_pitch: job.pitch_low,
+                    highest_pitch: job.pitch_high,
+                    key: job.key,
+                    max_polyphony: (job.max_polyphony > 0).then(|| job.max_polyphony.min(u32::from(u8::MAX)) as u8),
+                    density_bias: job.density * crate::params::DENSITY_NATS,
+                    // The musician asked for so many bars: fill them.
+                    allow_end: false,
+                },
+            };
+            let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);
+            self.engine.generate(&req, &mut report).map_err(|e| to_gen_error(e, &job.model))
+        }
     }
 }
 

@@ -2,9 +2,12 @@
 //! every saved project and every automation lane: they never change once
 //! shipped. New parameters get new ids; retired ones keep theirs reserved.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use nice_plug::prelude::*;
+
+use cadenza_core::sampling::{Key, ScaleMode};
 
 use crate::state::SessionSlot;
 
@@ -14,6 +17,11 @@ pub const MAX_VARIATIONS: usize = 8;
 pub const MAX_BARS: i32 = 32;
 /// Longest capture window, in bars.
 pub const MAX_CAPTURE_BARS: i32 = 16;
+/// The `answer` parameter's default for instances created from now on: the
+/// standalone's `--answer` flag sets it (a host never does).
+pub static ANSWER_BY_DEFAULT: AtomicBool = AtomicBool::new(false);
+/// Nats of note-on logit bias at density +1.
+pub const DENSITY_NATS: f32 = 4.0;
 /// Largest seed the parameter offers (seeds are saved with the project).
 pub const MAX_SEED: i32 = 999_999;
 
@@ -69,7 +77,7 @@ impl KeyTonic {
     }
 }
 
-/// The scale the key steering keeps notes in.
+/// The scale the key steering keeps notes in; one variant per engine [`ScaleMode`], same order.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleKind {
     #[id = "major"]
@@ -80,29 +88,36 @@ pub enum ScaleKind {
     #[id = "hminor"]
     #[name = "Harmonic minor"]
     HarmonicMinor,
+    #[id = "mminor"]
+    #[name = "Melodic minor"]
+    MelodicMinor,
     #[id = "dorian"]
     Dorian,
+    #[id = "phryg"]
+    Phrygian,
+    #[id = "lydian"]
+    Lydian,
     #[id = "mixo"]
     Mixolydian,
-    #[id = "blues"]
-    Blues,
+    #[id = "locr"]
+    Locrian,
     #[id = "penta"]
     #[name = "Major pentatonic"]
     MajorPentatonic,
+    #[id = "mpenta"]
+    #[name = "Minor pentatonic"]
+    MinorPentatonic,
+    #[id = "blues"]
+    Blues,
+    #[id = "whole"]
+    #[name = "Whole tone"]
+    WholeTone,
 }
 
 impl ScaleKind {
-    /// Semitones above the tonic that belong to the scale.
-    pub fn intervals(self) -> &'static [u8] {
-        match self {
-            Self::Major => &[0, 2, 4, 5, 7, 9, 11],
-            Self::Minor => &[0, 2, 3, 5, 7, 8, 10],
-            Self::HarmonicMinor => &[0, 2, 3, 5, 7, 8, 11],
-            Self::Dorian => &[0, 2, 3, 5, 7, 9, 10],
-            Self::Mixolydian => &[0, 2, 4, 5, 7, 9, 10],
-            Self::Blues => &[0, 3, 5, 6, 7, 10],
-            Self::MajorPentatonic => &[0, 2, 4, 7, 9],
-        }
+    /// The engine's scale.
+    pub fn mode(self) -> ScaleMode {
+        ScaleMode::ALL[self.to_index()]
     }
 }
 
@@ -181,7 +196,7 @@ pub struct CadenzaParams {
     /// Most notes sounding at once; 0 leaves it to the model.
     #[id = "poly"]
     pub max_polyphony: IntParam,
-    /// Note-density bias: below 0 sparser, above 0 busier.
+    /// Note-density bias: below 0 sparser, above 0 busier (x [`DENSITY_NATS`] nats on every note-on).
     #[id = "dens"]
     pub density: FloatParam,
 
@@ -191,6 +206,9 @@ pub struct CadenzaParams {
     /// Pass incoming notes through to the MIDI output.
     #[id = "thru"]
     pub pass_through: BoolParam,
+    /// Call and response: generate by itself once the musician pauses for a bar after a phrase.
+    #[id = "answer"]
+    pub answer: BoolParam,
     /// Start the new variations at the next bar line as soon as they are ready.
     #[id = "auto"]
     pub autoplay: BoolParam,
@@ -237,6 +255,7 @@ impl CadenzaParams {
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
+            answer: BoolParam::new("Answer when I pause", ANSWER_BY_DEFAULT.load(Ordering::Relaxed)),
             autoplay: BoolParam::new("Auto-play", true),
             looping: BoolParam::new("Loop", false),
             quantize_grid: EnumParam::new("Quantize grid", QuantizeGrid::Sixteenth),
@@ -249,6 +268,11 @@ impl CadenzaParams {
                 .with_unit(" dB")
                 .with_step_size(0.5),
         }
+    }
+
+    /// The key steering asks for, or `None` for any key.
+    pub fn steering_key(&self) -> Option<Key> {
+        self.key.value().pitch_class().map(|tonic| Key { tonic, mode: self.scale.value().mode() })
     }
 
     /// The grid and strength quantize uses now, or `None` when it is off.
@@ -311,5 +335,16 @@ mod tests {
         assert_eq!(KeyTonic::C.pitch_class(), Some(0));
         assert_eq!(KeyTonic::B.pitch_class(), Some(11));
         assert_eq!(KeyTonic::name_of(9), "A");
+    }
+
+    #[test]
+    fn every_scale_maps_to_the_engine_scale_of_the_same_name() {
+        assert_eq!(ScaleKind::variants().len(), ScaleMode::ALL.len());
+        for (i, mode) in ScaleMode::ALL.iter().enumerate() {
+            let ours = ScaleKind::from_index(i);
+            assert_eq!(ours.mode(), *mode);
+            let words = ScaleKind::variants()[i].to_ascii_lowercase().replace(' ', "-").replace("natural-", "");
+            assert_eq!(words, mode.name());
+        }
     }
 }

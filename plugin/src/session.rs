@@ -135,6 +135,8 @@ struct Session {
     job: Option<Pending>,
     next_job_id: u64,
     seen_generate: u32,
+    /// The end of the last phrase answered (capture timeline beats).
+    answered_up_to: f64,
 
     synth_loaded: Option<SynthKey>,
     synth_loading: Option<SynthKey>,
@@ -175,6 +177,7 @@ pub fn spawn(
         job: None,
         next_job_id: 1,
         seen_generate: 0,
+        answered_up_to: f64::NEG_INFINITY,
         synth_loaded: None,
         synth_loading: None,
         synth_failed: None,
@@ -242,6 +245,7 @@ impl Session {
         if self.shared.generate_requests.take(&mut self.seen_generate) {
             self.start_generation();
         }
+        self.maybe_answer();
         while let Ok(set) = self.ports.sets_back_rx.pop() {
             self.pool.push(set);
         }
@@ -259,6 +263,18 @@ impl Session {
         self.update_preview();
         if self.dirty {
             self.publish();
+        }
+    }
+
+    /// Call and response: a phrase followed by a bar of silence gets an answer.
+    fn maybe_answer(&mut self) {
+        if !self.params.answer.value() || self.job.is_some() || self.state.primer_file.is_some() {
+            return;
+        }
+        let Some(last) = self.capture.last_release() else { return };
+        if last > self.answered_up_to && self.capture.now() - last >= self.capture.bar_len() {
+            self.answered_up_to = last;
+            self.start_generation();
         }
     }
 
@@ -422,7 +438,7 @@ impl Session {
         let primer_len_beats =
             primer.as_ref().map_or(0.0, |c| ((c.length_beats / bar_len_beats) - 1e-6).ceil().max(1.0) * bar_len_beats);
         let bars = p.bars.value().max(1) as u32;
-        let key = p.key.value().pitch_class();
+        let key = p.steering_key();
         let settings = GenerationSettings {
             bars,
             variations: p.variations.value().clamp(1, crate::params::MAX_VARIATIONS as i32) as u32,
@@ -432,7 +448,6 @@ impl Session {
             pitch_low: p.pitch_low.value().clamp(0, 127) as u8,
             pitch_high: p.pitch_high.value().clamp(0, 127) as u8,
             key,
-            scale: if key.is_some() { p.scale.value().intervals().to_vec() } else { Vec::new() },
             max_polyphony: p.max_polyphony.value().max(0) as u32,
             density: p.density.value(),
         };
@@ -445,6 +460,7 @@ impl Session {
             id: self.next_job_id,
             model: style.path.clone(),
             primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
+            primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
             seconds: f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm,
             variations: settings.variations,
             temperature: settings.temperature,
@@ -453,7 +469,6 @@ impl Session {
             pitch_low,
             pitch_high,
             key: settings.key,
-            scale: settings.scale.clone(),
             max_polyphony: settings.max_polyphony,
             density: settings.density,
         };

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cadenza_core::sampling::Key;
 use cadenza_core::Clip;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::Mutex;
@@ -37,10 +38,9 @@ pub struct GenerationSettings {
     pub seed: u64,
     pub pitch_low: u8,
     pub pitch_high: u8,
-    /// Pitch class 0..=11 of the key, if steered.
-    pub key: Option<u8>,
-    /// Scale intervals of the key, if steered.
-    pub scale: Vec<u8>,
+    /// Key and scale, if steered.
+    pub key: Option<Key>,
+    /// 0: no limit.
     pub max_polyphony: u32,
     pub density: f32,
 }
@@ -206,6 +206,7 @@ impl<'a> PersistentField<'a, serde_json::Value> for SessionSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cadenza_core::sampling::ScaleMode;
     use cadenza_core::ClipNote;
 
     fn sample_state() -> SessionState {
@@ -231,8 +232,7 @@ mod tests {
                     seed: 7,
                     pitch_low: 21,
                     pitch_high: 108,
-                    key: Some(0),
-                    scale: vec![0, 2, 4, 5, 7, 9, 11],
+                    key: Some(Key { tonic: 2, mode: ScaleMode::Dorian }),
                     max_polyphony: 0,
                     density: 0.0,
                 },

@@ -1,0 +1,267 @@
+//! Cadenza in a CLAP host: the built `.clap` (debug, so any allocation in
+//! process() aborts the test), real notes from the bundled primer, a moving
+//! transport, a real model through real ONNX Runtime.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::clap_host::{param_hash, ClapLibrary, InEvent, OutNote, Transport};
+use crate::support;
+
+const SAMPLE_RATE: f64 = 48_000.0;
+const FRAMES: u32 = 512;
+const TEMPO_BPM: f64 = 120.0;
+const BEATS_PER_SAMPLE: f64 = TEMPO_BPM / 60.0 / SAMPLE_RATE;
+const CLAP_ID: &str = "org.cadenza-music.cadenza";
+
+/// Every parameter id Cadenza ships with. Changing one breaks saved projects and automation.
+const PARAM_IDS: &[&str] = &[
+    "gen", "bars", "vars", "choice", "temp", "topp", "seed", "plo", "phi", "key", "scale", "poly", "dens", "capbar",
+    "thru", "answer", "auto", "loop", "qgrid", "qstr", "piano", "pgain",
+];
+
+fn transport_at(beats: f64) -> Transport {
+    Transport { playing: true, tempo_bpm: TEMPO_BPM, beats, tsig: (4, 4) }
+}
+
+/// Input events of block `b` for notes given as (start beats, length beats, key, velocity), from beat `from`.
+fn block_notes(notes: &[(f64, f64, u8, u8)], b: usize, from: f64) -> Vec<InEvent> {
+    let start = from + b as f64 * f64::from(FRAMES) * BEATS_PER_SAMPLE;
+    let end = start + f64::from(FRAMES) * BEATS_PER_SAMPLE;
+    let mut events = Vec::new();
+    let mut edges: Vec<(f64, u8, u8, bool)> = Vec::new();
+    for &(s, l, k, v) in notes {
+        edges.push((s, k, v, true));
+        edges.push((s + l, k, 0, false));
+    }
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.3.cmp(&b.3)));
+    for (t, key, vel, on) in edges {
+        if t >= start && t < end {
+            let time = (((t - start) / BEATS_PER_SAMPLE).floor() as u32).min(FRAMES - 1);
+            events.push(InEvent::Note { time, key: i16::from(key), velocity: f64::from(vel) / 127.0, on });
+        }
+    }
+    events
+}
+
+fn load(models: &[(&str, &[u8])]) -> (tempfile::TempDir, ClapLibrary) {
+    support::isolate_user_data();
+    let dir = tempfile::tempdir().expect("tmp");
+    let clap = support::clap_bundle(dir.path(), models, true);
+    let lib = ClapLibrary::load(&clap).expect("load the .clap");
+    (dir, lib)
+}
+
+#[test]
+fn clap_lists_fixed_parameters_and_one_note_port_each_way() {
+    let (_dir, lib) = load(&[]);
+    let descs = lib.descriptors();
+    assert_eq!(descs.len(), 1);
+    let (id, name, features) = &descs[0];
+    assert_eq!((id.as_str(), name.as_str()), (CLAP_ID, "Cadenza"));
+    assert!(features.iter().any(|f| f == "note-effect") && features.iter().any(|f| f == "instrument"), "{features:?}");
+
+    let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+    let params = inst.params();
+    for p in &params {
+        eprintln!("param {:>10} {:<22} {:>6}..{:<6} default {}", p.id, p.name, p.min, p.max, p.default);
+    }
+    let ids: BTreeSet<u32> = params.iter().map(|p| p.id).collect();
+    let expected: BTreeSet<u32> = PARAM_IDS.iter().map(|id| param_hash(id)).collect();
+    assert_eq!(ids, expected, "parameter ids are fixed forever");
+    let gen = params.iter().find(|p| p.id == param_hash("gen")).expect("gen");
+    assert!(gen.automatable && gen.max == 1.0, "the Generate trigger is an automatable switch");
+    assert_eq!(inst.note_ports(), (1, 1));
+
+    // The debug build carries nice-plug's allocation checker, so every process() below is checked.
+    let so = std::fs::read(support::plugin_so()).expect("read .so");
+    let marker = b"Memory allocation of";
+    assert!(so.windows(marker.len()).any(|w| w == marker), "assert_process_allocs is compiled in");
+
+    inst.activate(SAMPLE_RATE, FRAMES);
+    let out = inst.process_blocks(8, FRAMES, |_| Vec::new(), |b| transport_at(b as f64 * 0.02), |_, _| true);
+    assert!(out.is_empty(), "silence in, silence out");
+}
+
+/// Without a usable model, Generate does nothing harmful and notes still pass through.
+#[test]
+fn clap_without_a_usable_model_still_passes_notes_through() {
+    for models in [&[][..], &[("broken", &b"this is not an onnx file"[..])][..]] {
+        let (_dir, lib) = load(models);
+        let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+        inst.activate(SAMPLE_RATE, FRAMES);
+        let phrase: Vec<(f64, f64, u8, u8)> = support::twinkle(TEMPO_BPM).into_iter().filter(|n| n.0 < 8.0).collect();
+        let blocks = (9.0 / (f64::from(FRAMES) * BEATS_PER_SAMPLE)) as usize;
+        let gen_block = blocks / 2;
+        let out = inst.process_blocks(
+            blocks,
+            FRAMES,
+            |b| {
+                let mut ev = block_notes(&phrase, b, 0.0);
+                if b == gen_block {
+                    ev.push(InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 });
+                }
+                if b == gen_block + 1 {
+                    ev.push(InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 });
+                }
+                ev
+            },
+            |b| transport_at(b as f64 * f64::from(FRAMES) * BEATS_PER_SAMPLE),
+            |_, _| {
+                std::thread::sleep(Duration::from_millis(1));
+                true
+            },
+        );
+        let ons: Vec<&OutNote> = out.iter().filter(|n| n.velocity > 0.0).collect();
+        assert_eq!(ons.len(), phrase.len(), "every note passes through, nothing else comes out ({models:?})");
+        for (n, p) in ons.iter().zip(&phrase) {
+            let expected = (p.0 / BEATS_PER_SAMPLE).floor() as u64;
+            assert_eq!((n.key, n.sample), (i16::from(p.2), expected), "pass-through keeps key and sample time");
+        }
+    }
+}
+
+/// The whole musician's loop: play a phrase, press Generate, hear the continuation from the next
+/// bar line in time with the transport; save the project, reopen it, find the same variations.
+#[test]
+fn clap_continues_a_phrase_in_time_and_restores_it() {
+    let (style, model) = support::test_model();
+    let model_bytes = std::fs::read(&model).expect("model");
+    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+    inst.activate(SAMPLE_RATE, FRAMES);
+    let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
+
+    // Settings as a host's automation would send them (CLAP values: plain minus minimum for integers).
+    let settings = vec![
+        InEvent::Param { time: 0, id: param_hash("bars"), value: 2.0 - 1.0 },
+        InEvent::Param { time: 0, id: param_hash("vars"), value: 2.0 - 1.0 },
+        InEvent::Param { time: 0, id: param_hash("seed"), value: 7.0 },
+        InEvent::Param { time: 0, id: param_hash("plo"), value: 48.0 - 21.0 },
+        InEvent::Param { time: 0, id: param_hash("phi"), value: 84.0 - 21.0 },
+    ];
+    let phrase: Vec<(f64, f64, u8, u8)> = support::twinkle(TEMPO_BPM).into_iter().filter(|n| n.0 < 14.0).collect();
+    assert!(phrase.len() >= 10, "a real phrase");
+    let phrase_blocks = (16.5 / block_beats).ceil() as usize;
+    let out = inst.process_blocks(
+        phrase_blocks,
+        FRAMES,
+        |b| {
+            let mut ev = block_notes(&phrase, b, 0.0);
+            if b == 0 {
+                ev.extend(settings.iter().copied());
+            }
+            ev
+        },
+        |b| transport_at(b as f64 * block_beats),
+        |_, _| true,
+    );
+    assert_eq!(out.iter().filter(|n| n.velocity > 0.0).count(), phrase.len(), "the phrase passes through");
+
+    // Press Generate (a rising edge of the automatable trigger), then let the transport run.
+    let pressed_beat = phrase_blocks as f64 * block_beats;
+    let pressed_at = Instant::now();
+    let mut first_on: Option<(u64, Duration)> = None;
+    let mut stop_after_sample = u64::MAX;
+    let start_sample = inst.steady_time;
+    let generated = inst.process_blocks(
+        200_000,
+        FRAMES,
+        |b| match b {
+            0 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 }],
+            1 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 }],
+            _ => Vec::new(),
+        },
+        |b| transport_at(pressed_beat + b as f64 * block_beats),
+        |b, notes| {
+            if first_on.is_none() {
+                if let Some(n) = notes.iter().find(|n| n.velocity > 0.0) {
+                    first_on = Some((n.sample, pressed_at.elapsed()));
+                    // Two bars of 4/4 at 120 BPM are 4 s: play them out, plus a beat.
+                    stop_after_sample = n.sample + (9.0 / BEATS_PER_SAMPLE) as u64;
+                }
+                std::thread::sleep(Duration::from_micros(500));
+                assert!(pressed_at.elapsed() < Duration::from_secs(300), "no continuation within 5 minutes");
+            }
+            start_sample + (b as u64 + 1) * u64::from(FRAMES) < stop_after_sample
+        },
+    );
+    let (first_sample, waited) = first_on.expect("generated notes came out");
+    let first_beat = first_sample as f64 * BEATS_PER_SAMPLE;
+    eprintln!(
+        "first generated note at beat {first_beat:.4} (pressed at {pressed_beat:.3}), {} ms after pressing; {} events",
+        waited.as_millis(),
+        generated.len()
+    );
+    let ons: Vec<&OutNote> = generated.iter().filter(|n| n.velocity > 0.0).collect();
+    assert!(!ons.is_empty());
+    assert!(ons.iter().all(|n| (48..=84).contains(&n.key)), "steering keeps notes in range: {ons:?}");
+    assert!(first_beat >= pressed_beat, "nothing plays before the press");
+
+    // What the plugin says it generated, from its saved state.
+    let state = inst.save_state();
+    let session = support::session_of_state(&state);
+    let generation = &session["generation"];
+    assert_eq!(generation["style"], style.as_str());
+    assert_eq!(generation["settings"]["seed"], 7);
+    assert_eq!(generation["settings"]["bars"], 2);
+    let variations = generation["variations"].as_array().expect("variations");
+    assert_eq!(variations.len(), 2);
+    let primer_notes = generation["primer"]["notes"].as_array().expect("primer").len();
+    assert!(primer_notes >= 8, "the captured phrase is the primer ({primer_notes} notes)");
+    let chosen: Vec<(f64, i64, i64)> = variations[0]["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .map(|n| {
+            (
+                n["start_beats"].as_f64().expect("start"),
+                n["pitch"].as_i64().expect("pitch"),
+                n["velocity"].as_i64().expect("vel"),
+            )
+        })
+        .collect();
+    assert!(!chosen.is_empty(), "variation 1 has notes");
+    // In time with the transport: variation 1's notes sound at anchor + their beat, to the sample,
+    // where the anchor is the first bar line at or after the moment the result arrived.
+    let anchor = first_beat - chosen[0].0;
+    let bar = (anchor / 4.0).round() * 4.0;
+    assert!((anchor - bar).abs() < 2.0 * BEATS_PER_SAMPLE, "starts on a bar line (anchor beat {anchor})");
+    assert!(bar >= pressed_beat, "on the next bar line after the press, not before");
+    for (start, pitch, velocity) in &chosen {
+        let expected = ((bar + start) / BEATS_PER_SAMPLE).round() as i64;
+        let hit = ons.iter().find(|n| i64::from(n.key) == *pitch && (n.sample as i64 - expected).abs() <= 1);
+        let hit = hit.unwrap_or_else(|| {
+            panic!("note {pitch} at beat {start} of the variation never sounded at sample {expected}")
+        });
+        assert!((hit.velocity * 127.0 - *velocity as f64).abs() < 0.51, "velocity kept");
+    }
+    // Every note that went on went off again (the last ones at the end of the variation).
+    for key in ons.iter().map(|n| n.key).collect::<BTreeSet<_>>() {
+        let on = generated.iter().filter(|n| n.key == key && n.velocity > 0.0).count();
+        let off = generated.iter().filter(|n| n.key == key && n.velocity == 0.0).count();
+        assert_eq!(on, off, "key {key}: {on} on, {off} off");
+    }
+
+    // Reopen the project: a fresh instance loads the state and holds the same session.
+    let fresh = lib.instantiate(CLAP_ID).expect("fresh instance");
+    assert!(fresh.load_state(&state), "state loads");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let restored = support::session_of_state(&fresh.save_state());
+        if restored == session {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fresh instance did not restore the session: {restored}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // CLAP values of integer parameters: plain minus minimum (through an f32 normalized value).
+    let near = |id: &str, v: f64| fresh.param_value(param_hash(id)).is_some_and(|x| (x - v).abs() < 1e-3);
+    assert!(near("seed", 7.0) && near("bars", 1.0) && near("plo", 27.0), "parameters come back with the project");
+    eprintln!(
+        "state: {} bytes; restored {} variations, {} notes in variation 1",
+        state.len(),
+        variations.len(),
+        chosen.len()
+    );
+}
