@@ -1,8 +1,10 @@
 //! `cargo xtask`: Cadenza's front door. Each subcommand's `--help` explains its flags.
 
+mod bundle;
 mod data;
 mod demo;
 mod env;
+mod eval;
 mod export;
 mod fuzz;
 mod generate;
@@ -40,8 +42,14 @@ enum Cmd {
     Data(data::Args),
     /// Rewrite the bundled public-domain primers in models/primers/.
     Primers,
+    /// Evaluate the styles: a style classifier on real and generated music.
+    Eval(eval::Args),
     /// Fuzz the MIDI reader and the codec with generated inputs.
     Fuzz(fuzz::Args),
+    /// Build the CLAP and VST3 plugin bundles (with ONNX Runtime and the shipped models) into target/bundled/.
+    Bundle(bundle::BundleArgs),
+    /// Bundle, then install into ~/.clap, ~/.vst3 and the user model folder.
+    Install(bundle::InstallArgs),
 }
 
 fn main() {
@@ -56,6 +64,9 @@ fn main() {
         Cmd::Data(a) => data::run(a),
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),
+        Cmd::Eval(a) => eval::run(a),
+        Cmd::Bundle(a) => bundle::run_bundle(a),
+        Cmd::Install(a) => bundle::run_install(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
