@@ -1,0 +1,360 @@
+//! The exported model under ONNX Runtime against the libtorch model it came
+//! from, and the engine built on it, on real MIDI: a `tiny`-sized model
+//! (window 640) trained for 300 steps on the Bach chorales in
+//! tests/fixtures/classical, exported with `export_checkpoint`.
+//!
+//! - parity: tch logits vs ONNX Runtime logits, max |diff| < 1e-4 in fp32,
+//!   for a 512-event prefill and 64 cached steps after it (trained tiny, and
+//!   random `small`-sized weights);
+//! - the file passes `onnx.checker.check_model(full_check=True)`;
+//! - determinism: same model, primer, settings and seed give the same events;
+//! - steering and length are honoured on a real primer; the window slides;
+//! - bad files are typed errors naming the file.
+//!
+//! Needs the ONNX Runtime library: `ORT_DYLIB_PATH` (set by `cargo xtask test`)
+//! or the one `cargo xtask setup` recorded in .cadenza-env.json.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use cadenza_core::engine::{Engine, EngineError, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::model::{onnx_names, ModelConfig};
+use cadenza_core::sampling::{Key, Sampling, Steering};
+use cadenza_core::{codec, midi, Performance};
+use cadenza_trainer::checkpoint::{self, CheckpointPaths};
+use cadenza_trainer::device::DeviceChoice;
+use cadenza_trainer::export::{build_model, export_checkpoint, read_meta, Weights};
+use cadenza_trainer::train::{self, RunOptions};
+use cadenza_trainer::MusicTransformer;
+use prost::Message;
+use tch::{nn, Device, Tensor};
+
+/// Largest allowed |tch - ORT| on any logit, fp32.
+const PARITY_TOLERANCE: f32 = 1e-4;
+const PREFILL: usize = 512;
+const STEPS: usize = 64;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// libtorch's random generator is process-global: tests that train or
+/// initialise weights take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The recorded environment of `cargo xtask setup`, for runs outside `cargo xtask test`.
+fn tool_env(key: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(repo_root().join(".cadenza-env.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get(key)?.as_str().map(PathBuf::from)
+}
+
+fn engine_options() -> EngineOptions {
+    let ort_library = match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => tool_env("ort_dylib_path"),
+    };
+    EngineOptions { ort_library, intra_threads: 2, provider: Provider::Cpu }
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("CADENZA_PYTHON").map(PathBuf::from).or_else(|| tool_env("python")).expect("the project's Python")
+}
+
+/// Real events: Bach chorales framed as the trainer frames pieces.
+fn chorale_tokens(min_len: usize) -> Vec<i64> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join("classical"))
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mid"))
+        .collect();
+    files.sort();
+    let mut tokens = Vec::new();
+    for f in files.iter().cycle().take(64) {
+        let perf = midi::read_file(f, &midi::ReadOptions::default()).expect("fixture reads");
+        tokens.push(i64::from(codec::START));
+        tokens.extend(codec::encode_tokens(&perf).into_iter().map(i64::from));
+        tokens.push(i64::from(codec::END));
+        if tokens.len() >= min_len {
+            break;
+        }
+    }
+    tokens
+}
+
+fn chorale(name: &str) -> Performance {
+    midi::read_file(&fixtures().join("classical").join(name), &midi::ReadOptions::default()).expect("fixture reads")
+}
+
+/// A tiny model with a 640-event window, trained on real chorales, exported.
+struct Trained {
+    _dir: tempfile::TempDir,
+    checkpoint: PathBuf,
+    onnx: PathBuf,
+}
+
+fn trained() -> &'static Trained {
+    static FIXTURE: OnceLock<Trained> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let _lock = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("tiny640.toml");
+        std::fs::write(
+            &config,
+            "preset = \"tiny\"\nprecision = \"fp32\"\nseq_len = 128\nbatch_size = 8\nlr = 2e-3\nmin_lr = 2e-4\n\
+             warmup_steps = 20\nlog_every_steps = 100\ncheckpoint_every_steps = 300\nval_max_windows = 8\n\
+             epochs = 1000\n[model]\nmax_seq_len = 640\n",
+        )
+        .expect("config");
+        let run = dir.path().join("runs/classical");
+        let summary = train::run(&RunOptions {
+            data: Some(fixtures().join("classical")),
+            config: Some(config.display().to_string()),
+            steps: Some(300),
+            device: DeviceChoice::Cpu,
+            threads: Some(2),
+            progress: false,
+            ..RunOptions::new("classical", &run)
+        })
+        .expect("a short real training run");
+        let checkpoint = checkpoint::run_checkpoint(&summary.out).expect("a checkpoint");
+        let onnx = dir.path().join("classical.onnx");
+        export_checkpoint(&checkpoint, &onnx, None).expect("export");
+        Trained { _dir: dir, checkpoint, onnx }
+    })
+}
+
+fn to_vec(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.flatten(0, -1)).expect("float tensor")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Prefill `PREFILL` events, then `STEPS` cached steps; compare every logit with tch.
+fn assert_parity(model: &MusicTransformer, onnx: &Path, tokens: &[i64]) {
+    assert!(tokens.len() >= PREFILL + STEPS);
+    let v = codec::VOCAB_SIZE;
+    let mut engine = Engine::load(onnx, &engine_options()).expect("engine loads");
+    let ort = engine.model();
+    let (logits, mut cache) = ort.forward(&tokens[..PREFILL], ort.empty_cache(1).expect("cache")).expect("prefill");
+    let reference = tch::no_grad(|| {
+        model.forward_t(&Tensor::from_slice(&tokens[..PREFILL + STEPS]).view([1, (PREFILL + STEPS) as i64]), false)
+    });
+    let reference = to_vec(&reference);
+    let prefill_diff = max_abs_diff(&logits, &reference[..PREFILL * v]);
+    assert!(prefill_diff < PARITY_TOLERANCE, "prefill: max |tch - ort| = {prefill_diff}");
+    let mut step_diff = 0.0f32;
+    for t in PREFILL..PREFILL + STEPS {
+        let (l, c) = ort.forward(&tokens[t..t + 1], cache).expect("step");
+        cache = c;
+        step_diff = step_diff.max(max_abs_diff(&l, &reference[t * v..(t + 1) * v]));
+    }
+    assert!(step_diff < PARITY_TOLERANCE, "cached steps: max |tch - ort| = {step_diff}");
+    // The logits are not trivially flat: a check that can fail.
+    let spread =
+        reference[..v].iter().fold(f32::MIN, |m, &x| m.max(x)) - reference[..v].iter().fold(f32::MAX, |m, &x| m.min(x));
+    assert!(spread > 0.5, "logit spread {spread}");
+    eprintln!("parity: prefill {prefill_diff:.2e}, {STEPS} cached steps {step_diff:.2e}, spread {spread:.1}");
+}
+
+#[test]
+fn ort_matches_tch_on_a_trained_model() {
+    let fx = trained();
+    let _lock = serial();
+    tch::set_num_threads(2);
+    let loaded = checkpoint::load_checkpoint(&fx.checkpoint, Device::Cpu).expect("checkpoint loads");
+    assert_parity(&loaded.model, &fx.onnx, &chorale_tokens(PREFILL + STEPS));
+}
+
+#[test]
+fn ort_matches_tch_on_small_sized_random_weights() {
+    let _lock = serial();
+    tch::manual_seed(11);
+    tch::set_num_threads(2);
+    let cfg = ModelConfig { max_seq_len: 640, dropout: 0.0, ..ModelConfig::SMALL };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = MusicTransformer::new(&vs.root(), &cfg);
+    // Four times the initialisation (as after training) so attention is far from uniform.
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            if name.ends_with("rel_emb") || name.contains(".q.") || name.contains(".k.") {
+                let _ = t.f_mul_scalar_(4.0).expect("scale");
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = CheckpointPaths::new(&dir.path().join("random"));
+    let meta = cadenza_trainer::export::synthetic_meta(&cfg, "random", "random weights");
+    checkpoint::save_checkpoint(&paths, &vs, None, &meta).expect("save");
+    let onnx = dir.path().join("random.onnx");
+    export_checkpoint(&paths.weights, &onnx, None).expect("export");
+    let tokens: Vec<i64> = (0..(PREFILL + STEPS) as i64).map(|i| (i * 7919 + 5) % 388).collect();
+    assert_parity(&model, &onnx, &tokens);
+}
+
+#[test]
+fn exported_model_passes_the_full_onnx_checker() {
+    let fx = trained();
+    let out = std::process::Command::new(python())
+        .args(["-c", "import sys, onnx; m = onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(m.ir_version, m.opset_import[0].version)"])
+        .arg(&fx.onnx)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "onnx.checker: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<i64>().expect("number"));
+    let (ir, opset) = (it.next().expect("ir"), it.next().expect("opset"));
+    assert!(ir >= 9 && opset >= 17, "IR {ir}, opset {opset}");
+}
+
+#[test]
+fn same_seed_same_events_and_seeds_and_variations_differ() {
+    let fx = trained();
+    let primer = chorale("bwv66_6.mid");
+    let req = GenerateRequest {
+        primer: Some(primer),
+        length: Length::Seconds(6.0),
+        variations: 3,
+        sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, seed: 7 },
+        ..Default::default()
+    };
+    let run = |req: &GenerateRequest| {
+        let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+        e.generate_variations(req, &mut |_| true).expect("generate")
+    };
+    let a = run(&req);
+    let b = run(&req);
+    assert_eq!(a, b, "same model, primer, settings and seed");
+    assert_eq!(a.len(), 3);
+    assert_ne!(a[0].tokens, a[1].tokens, "variations are independent draws");
+    let c = run(&GenerateRequest { sampling: Sampling { seed: 8, ..req.sampling }, ..req.clone() });
+    assert_ne!(a[0].tokens, c[0].tokens, "another seed, other music");
+}
+
+#[test]
+fn a_real_primer_is_continued_within_the_steering_and_length() {
+    let fx = trained();
+    let primer = chorale("bwv1_6.mid");
+    let steering = Steering {
+        lowest_pitch: 48,
+        highest_pitch: 76,
+        key: Some(Key::parse("F major").expect("key")),
+        max_polyphony: Some(4),
+        density_bias: 0.0,
+        allow_end: false,
+    };
+    let req = GenerateRequest {
+        primer: Some(primer),
+        length: Length::Seconds(12.0),
+        variations: 2,
+        sampling: Sampling { seed: 3, ..Default::default() },
+        steering,
+        ..Default::default()
+    };
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    assert_eq!(e.info().style, "classical");
+    assert_eq!(e.info().provider, "CPU");
+    let mut calls = 0;
+    let out = e
+        .generate(&req, &mut |p| {
+            calls += 1;
+            assert!((0.0..=1.0).contains(&p.fraction));
+            true
+        })
+        .expect("generate");
+    assert!(calls > 10);
+    let key = steering.key.expect("key");
+    for perf in &out {
+        assert!(perf.notes.len() >= 12, "a 12 s continuation with notes: {}", perf.notes.len());
+        assert!(perf.duration_s() <= 12.0 + 1e-9, "{}", perf.duration_s());
+        for n in &perf.notes {
+            assert!((48..=76).contains(&n.pitch) && key.contains(n.pitch), "pitch {}", n.pitch);
+            assert!(n.start_s >= 0.0 && n.end_s > n.start_s);
+            let sounding = perf.notes.iter().filter(|m| m.start_s <= n.start_s && m.end_s > n.start_s).count();
+            assert!(sounding <= 4, "{sounding} notes at {}", n.start_s);
+        }
+    }
+}
+
+#[test]
+fn generation_slides_past_the_window_and_can_be_cancelled() {
+    let fx = trained();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let window = e.info().config.max_seq_len;
+    let req = GenerateRequest {
+        length: Length::Events(window + 300),
+        steering: Steering { allow_end: false, ..Default::default() },
+        sampling: Sampling { seed: 5, ..Default::default() },
+        ..Default::default()
+    };
+    let v = e.generate_variations(&req, &mut |_| true).expect("generate past the window");
+    assert_eq!(v[0].tokens.len(), window + 300);
+    assert!(!v[0].performance.is_empty());
+    let mut n = 0;
+    let r = e.generate(&req, &mut |_| {
+        n += 1;
+        n < 50
+    });
+    assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
+}
+
+/// Write `fx`'s model with one metadata entry changed.
+fn with_metadata(fx: &Trained, key: &str, value: &str, out: &Path) {
+    let paths = CheckpointPaths::new(&fx.checkpoint);
+    let meta = read_meta(&paths.sidecar).expect("sidecar");
+    let weights = Weights::read_safetensors(&paths.weights).expect("weights");
+    let mut m = build_model(&weights, &meta).expect("model");
+    for p in &mut m.metadata_props {
+        if p.key == key {
+            p.value = value.to_string();
+        }
+    }
+    std::fs::write(out, m.encode_to_vec()).expect("write");
+}
+
+#[test]
+fn bad_model_files_are_typed_errors_naming_the_file() {
+    let fx = trained();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = engine_options();
+
+    let missing = dir.path().join("missing.onnx");
+    let e = Engine::load(&missing, &opts).err().expect("missing");
+    assert!(matches!(e, EngineError::ModelRead { .. }) && e.to_string().contains("missing.onnx"), "{e}");
+
+    let corrupt = dir.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, b"this is not a protobuf, let alone an ONNX model").expect("write");
+    let e = Engine::load(&corrupt, &opts).err().expect("corrupt");
+    assert!(matches!(e, EngineError::ModelInvalid { .. }) && e.to_string().contains("corrupt.onnx"), "{e}");
+
+    let truncated = dir.path().join("truncated.onnx");
+    let bytes = std::fs::read(&fx.onnx).expect("read");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let e = Engine::load(&truncated, &opts).err().expect("truncated");
+    assert!(e.to_string().contains("truncated.onnx"), "{e}");
+
+    let old_codec = dir.path().join("old-codec.onnx");
+    with_metadata(fx, onnx_names::META_CODEC_VERSION, "0", &old_codec);
+    let e = Engine::load(&old_codec, &opts).err().expect("codec");
+    assert!(matches!(e, EngineError::Metadata { .. }), "{e}");
+    assert!(e.to_string().contains("old-codec.onnx") && e.to_string().contains("codec version 0"), "{e}");
+
+    let other_arch = dir.path().join("other-arch.onnx");
+    with_metadata(fx, onnx_names::META_ARCHITECTURE, "something-else-v9", &other_arch);
+    let e = Engine::load(&other_arch, &opts).err().expect("architecture");
+    assert!(matches!(e, EngineError::Metadata { .. }) && e.to_string().contains("something-else-v9"), "{e}");
+
+    let wrong_library = EngineOptions { ort_library: Some(dir.path().join("libonnxruntime.so")), ..opts };
+    let e = Engine::load(&fx.onnx, &wrong_library).err().expect("library");
+    assert!(e.to_string().contains("libonnxruntime.so"), "{e}");
+}
