@@ -1,0 +1,24 @@
+//! `cargo xtask eval`: does a style sound like its style (`eval style`), and
+//! what does transfer learning buy (`eval transfer`).
+
+pub mod classifier;
+pub mod features;
+pub mod style;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Train a style classifier on real music, then ask it to name the style of generated music.
+    Style(style::Args),
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    match &args.what {
+        What::Style(a) => style::run(a),
+    }
+}

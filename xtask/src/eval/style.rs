@@ -1,0 +1,251 @@
+//! `cargo xtask eval style`: a classifier trained on the real train split of
+//! every style, its confusion matrix on the real test split, then on music
+//! the shipped models generate (improvised and primed), with the real and
+//! generated statistics side by side.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
+use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length};
+use cadenza_core::sampling::Sampling;
+use cadenza_core::{midi, Performance};
+use plotters::prelude::*;
+
+use super::classifier::{Classifier, Confusion, Fit};
+use super::features::{features, stats, windows, Stats};
+use crate::env::{repo_root, ToolEnv};
+use crate::primers::PRIMERS;
+
+/// The styles Cadenza ships, in report order.
+pub const STYLES: [&str; 4] = ["classical", "jazz", "pop", "folk"];
+/// Length of a window of real music and of each generated piece.
+const WINDOW_S: f64 = 30.0;
+/// Windows taken from one real piece, so long pieces cannot dominate.
+const MAX_WINDOWS_PER_PIECE: usize = 3;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder `cargo xtask data` wrote.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Where the style models are (STYLE.onnx).
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Generated pieces per style; half improvised, half continuing the bundled primers.
+    #[arg(long, default_value_t = 20)]
+    pub pieces: usize,
+    /// Real pieces per style and split, at most (a deterministic choice by file hash).
+    #[arg(long, default_value_t = 400)]
+    pub max_pieces: usize,
+    /// Seed of the generated pieces.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write style.md and the plots.
+    #[arg(long, default_value = "models/eval")]
+    pub out: PathBuf,
+    /// Only the real-music part: skip generation.
+    #[arg(long)]
+    pub real_only: bool,
+}
+
+/// Real windows of a style's split: (features, stats) per window.
+fn real_windows(data: &Path, style: &str, split: Split, max_pieces: usize) -> Result<Vec<Performance>> {
+    let dir = data.join(style);
+    let manifest = dir.join(MANIFEST_FILE);
+    let mut rows = read_manifest(&manifest)?;
+    rows.retain(|r| r.split == split);
+    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    rows.truncate(max_pieces);
+    let mut out = Vec::new();
+    for r in rows {
+        let path = dir.join(&r.path);
+        match midi::read_file(&path, &midi::ReadOptions::default()) {
+            Ok(p) => out.extend(windows(&p, WINDOW_S, MAX_WINDOWS_PER_PIECE)),
+            Err(e) => eprintln!("eval: skipping {e}"),
+        }
+    }
+    Ok(out)
+}
+
+fn generate(model: &Path, pieces: usize, seed: u64) -> Result<(Vec<Performance>, f64)> {
+    let mut engine = Engine::load(model, &EngineOptions::default())?;
+    let t0 = std::time::Instant::now();
+    let mut out = Vec::new();
+    for i in 0..pieces {
+        // even pieces improvise, odd ones continue a bundled primer
+        let primer = (i % 2 == 1).then(|| {
+            let p = &PRIMERS[(i / 2) % PRIMERS.len()];
+            p.clip().to_performance(p.tempo_bpm)
+        });
+        let req = GenerateRequest {
+            primer,
+            length: Length::Seconds(WINDOW_S),
+            sampling: Sampling { seed: seed.wrapping_mul(1000).wrapping_add(i as u64), ..Sampling::default() },
+            ..GenerateRequest::default()
+        };
+        let mut variations = engine.generate(&req, &mut |_| true)?;
+        out.push(variations.remove(0));
+    }
+    Ok((out, t0.elapsed().as_secs_f64()))
+}
+
+fn mean_stats(perfs: &[Performance]) -> [f64; 8] {
+    let mut acc = [0.0; 8];
+    for p in perfs {
+        for (a, v) in acc.iter_mut().zip(stats(p).values()) {
+            *a += v / perfs.len().max(1) as f64;
+        }
+    }
+    acc
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let root = repo_root();
+    let data = root.join(&args.data);
+    let out = root.join(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let styles: Vec<String> =
+        STYLES.iter().filter(|s| data.join(s).join(MANIFEST_FILE).exists()).map(|s| s.to_string()).collect();
+    if styles.len() < 2 {
+        bail!("{}: needs at least two styles with a manifest.csv; run `cargo xtask data` first", data.display());
+    }
+    let mut train = Vec::new();
+    let mut test: Vec<Vec<Performance>> = Vec::new();
+    for (c, style) in styles.iter().enumerate() {
+        let tr = real_windows(&data, style, Split::Train, args.max_pieces)?;
+        let te = real_windows(&data, style, Split::Test, args.max_pieces)?;
+        println!("eval style: {style}: {} train windows, {} test windows", tr.len(), te.len());
+        train.extend(tr.iter().map(|p| (features(p).to_vec(), c)));
+        test.push(te);
+    }
+    let model = Classifier::fit(styles.clone(), &train, Fit::default());
+    let mut real_cm = Confusion::new(&styles);
+    for (c, perfs) in test.iter().enumerate() {
+        for p in perfs {
+            real_cm.add(c, model.predict(&features(p)));
+        }
+    }
+    let mut report = format!(
+        "# Does a style sound like its style?\n\nGenerated by `cargo xtask eval style` (seed {}). A logistic-regression \
+         classifier on {} features per {WINDOW_S:.0}-second window (key-relative scale degrees, melodic intervals, \
+         inter-onset times, swing, density, polyphony, repetition, chords, dynamics), trained on the real train split \
+         ({} windows, at most {MAX_WINDOWS_PER_PIECE} per piece).\n\n## Real held-out music (test split)\n\n\
+         Accuracy {:.1}%, balanced {:.1}% (chance {:.1}%).\n\n{}\n",
+        args.seed,
+        super::features::NUM_FEATURES,
+        train.len(),
+        100.0 * real_cm.accuracy(),
+        100.0 * real_cm.balanced_accuracy(),
+        100.0 / styles.len() as f64,
+        real_cm.markdown()
+    );
+    println!("real test split: accuracy {:.1}%\n{}", 100.0 * real_cm.accuracy(), real_cm.markdown());
+
+    let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
+    if !args.real_only {
+        ToolEnv::load_or_setup()?;
+        for (c, style) in styles.iter().enumerate() {
+            let path = root.join(&args.models).join(format!("{style}.onnx"));
+            if !path.exists() {
+                println!("eval style: no model {} — skipped", path.display());
+                continue;
+            }
+            let (perfs, secs) = generate(&path, args.pieces, args.seed)?;
+            println!("eval style: generated {} {style} pieces in {secs:.1} s", perfs.len());
+            generated.push((c, perfs));
+        }
+        if !generated.is_empty() {
+            let mut cm = Confusion::new(&styles);
+            let mut by_mode = [Confusion::new(&styles), Confusion::new(&styles)];
+            for (c, perfs) in &generated {
+                for (i, p) in perfs.iter().enumerate() {
+                    let guess = model.predict(&features(p));
+                    cm.add(*c, guess);
+                    by_mode[i % 2].add(*c, guess);
+                }
+            }
+            report.push_str(&format!(
+                "## Generated music ({} pieces per style, {WINDOW_S:.0} s each; half improvised, half continuing the \
+                 bundled primers, which are not part of the window)\n\nAccuracy {:.1}%, balanced {:.1}% (chance \
+                 {:.1}%); improvised {:.1}%, primed {:.1}%.\n\n{}\n",
+                args.pieces,
+                100.0 * cm.accuracy(),
+                100.0 * cm.balanced_accuracy(),
+                100.0 / styles.len() as f64,
+                100.0 * by_mode[0].accuracy(),
+                100.0 * by_mode[1].accuracy(),
+                cm.markdown()
+            ));
+            println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
+        }
+    }
+
+    report.push_str("## Real and generated music, side by side (means per window)\n\n| style | source |");
+    for n in Stats::NAMES {
+        report.push_str(&format!(" {n} |"));
+    }
+    report.push_str(&format!("\n|---|---|{}\n", "---|".repeat(Stats::NAMES.len())));
+    let mut rows: Vec<(String, bool, [f64; 8])> = Vec::new();
+    for (c, style) in styles.iter().enumerate() {
+        rows.push((style.clone(), false, mean_stats(&test[c])));
+        if let Some((_, g)) = generated.iter().find(|(gc, _)| *gc == c) {
+            rows.push((style.clone(), true, mean_stats(g)));
+        }
+    }
+    for (style, is_gen, v) in &rows {
+        let cells: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+        report.push_str(&format!(
+            "| {style} | {} | {} |\n",
+            if *is_gen { "generated" } else { "real" },
+            cells.join(" | ")
+        ));
+    }
+    let plot = out.join("style-stats.png");
+    plot_stats(&rows, &plot)?;
+    report.push_str("\n![statistics](style-stats.png)\n");
+    let md = out.join("style.md");
+    cadenza_core::fsutil::write_atomic(&md, report.as_bytes())?;
+    println!("eval style: wrote {} and {}", md.display(), plot.display());
+    Ok(())
+}
+
+/// One panel per statistic; bars per style, real and generated side by side.
+fn plot_stats(rows: &[(String, bool, [f64; 8])], path: &Path) -> Result<()> {
+    let tmp = cadenza_core::fsutil::temp_path(path).with_extension("png");
+    {
+        let root = BitMapBackend::new(&tmp, (1600, 800)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let panels = root.split_evenly((2, 4));
+        let styles: Vec<&String> = rows.iter().filter(|r| !r.1).map(|r| &r.0).collect();
+        for (k, panel) in panels.iter().enumerate() {
+            let max = rows.iter().map(|r| r.2[k]).fold(0.0f64, f64::max).max(1e-6) * 1.15;
+            let mut chart = ChartBuilder::on(panel)
+                .caption(Stats::NAMES[k], ("sans-serif", 20))
+                .margin(8)
+                .x_label_area_size(28)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0.0..styles.len() as f64, 0.0..max)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(styles.len())
+                .x_label_formatter(&|x| styles.get(*x as usize).map(|s| s.to_string()).unwrap_or_default())
+                .draw()?;
+            for (i, style) in styles.iter().enumerate() {
+                for (is_gen, color) in [(false, RGBColor(70, 110, 180)), (true, RGBColor(230, 140, 40))] {
+                    if let Some(r) = rows.iter().find(|r| &r.0 == *style && r.1 == is_gen) {
+                        let x0 = i as f64 + if is_gen { 0.5 } else { 0.1 };
+                        chart.draw_series(std::iter::once(Rectangle::new(
+                            [(x0, 0.0), (x0 + 0.4, r.2[k])],
+                            color.filled(),
+                        )))?;
+                    }
+                }
+            }
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
