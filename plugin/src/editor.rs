@@ -310,6 +310,7 @@ impl CadenzaEditor {
                 ui.add(ParamSlider::for_param(&params.capture_bars, s).with_width(80.0))
                     .on_hover_text("How many of the last bars the capture keeps as the primer");
                 toggle(ui, &params.pass_through, s, "MIDI thru");
+                toggle(ui, &params.answer, s, "Answer when I pause");
             });
             if ui.button("Clear capture").clicked() {
                 self.send(Command::ClearCapture);

@@ -44,7 +44,8 @@ pub struct Job {
 pub enum GenError {
     #[error("ONNX Runtime is missing: {0}")]
     Runtime(String),
-    #[error("{}: {message}", path.display())]
+    /// `message` names the file.
+    #[error("{message}")]
     Model { path: PathBuf, message: String },
     #[error("generation failed: {0}")]
     Failed(String),
@@ -178,7 +179,10 @@ fn run_job(
         Ok(t) => t,
         Err(e) => {
             return (
-                Err(GenError::Model { path: job.model.clone(), message: format!("cannot read the model: {e}") }),
+                Err(GenError::Model {
+                    path: job.model.clone(),
+                    message: format!("{}: cannot read the model: {e}", job.model.display()),
+                }),
                 String::new(),
             )
         }
@@ -186,7 +190,19 @@ fn run_job(
     let fresh = matches!(cache, Some((p, t, _)) if *p == job.model && *t == modified);
     if !fresh {
         *cache = None;
-        let ort = crate::locate::ort_library().ok();
+        let ort = match crate::locate::ort_library() {
+            Ok(path) => Some(path),
+            // Outside a bundle (development), the engine's own search (ORT_DYLIB_PATH) may still find it.
+            Err(_) if std::env::var_os(cadenza_core::engine::ORT_DYLIB_ENV).is_some() => None,
+            Err(tried) => {
+                let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+                let message = format!(
+                    "the library is not in Cadenza's bundle (looked for {}); reinstall Cadenza",
+                    tried.join(", ")
+                );
+                return (Err(GenError::Runtime(message)), String::new());
+            }
+        };
         match load_generator(&job.model, ort.as_deref()) {
             Ok(g) => *cache = Some((job.model.clone(), modified, g)),
             Err(e) => return (Err(e), String::new()),

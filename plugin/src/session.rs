@@ -415,6 +415,8 @@ impl Session {
             self.status = Status::warning("Still generating; press Cancel to stop it first.");
             return;
         }
+        // Everything played up to the press belongs to the primer, even what is still queued.
+        self.drain_capture();
         let Some(style) = self.current_style().cloned() else {
             self.rescan_styles();
             let dir = locate::user_model_dir().map(|d| d.display().to_string()).unwrap_or_default();
@@ -560,7 +562,10 @@ impl Session {
                 };
             }
             Err(GenError::Cancelled) => self.status = Status::info("Generation cancelled; nothing changed."),
-            Err(e) => self.status = Status::error(format!("{e}. MIDI still passes through.")),
+            Err(e) => {
+                let e = e.to_string();
+                self.status = Status::error(format!("{}. MIDI still passes through.", e.trim_end_matches('.')));
+            }
         }
         self.dirty = true;
     }

@@ -181,6 +181,7 @@ impl ClapLibrary {
             active: false,
             processing: false,
             steady_time: 0,
+            block_us: Vec::new(),
             sample_rate: 48_000.0,
         })
     }
@@ -285,6 +286,8 @@ pub struct Instance {
     processing: bool,
     /// Samples processed so far.
     pub steady_time: u64,
+    /// Wall time of each process() call of the last batch, in microseconds.
+    pub block_us: Vec<f64>,
     pub sample_rate: f64,
 }
 
@@ -366,6 +369,8 @@ impl Instance {
         let sample_rate = self.sample_rate;
         let start_processing = !self.processing;
         self.processing = true;
+        let block_us = &mut self.block_us;
+        block_us.clear();
         let (notes, processed) = std::thread::scope(|s| {
             s.spawn(move || {
                 let ptr = ptr;
@@ -413,7 +418,9 @@ impl Instance {
                         in_events: &in_list,
                         out_events: &out_list,
                     };
+                    let t0 = std::time::Instant::now();
                     let status = unsafe { ((*plugin).process.expect("process"))(plugin, &process) };
+                    block_us.push(t0.elapsed().as_secs_f64() * 1e6);
                     assert_ne!(status, CLAP_PROCESS_ERROR, "process returned an error");
                     assert!(!out.overflow, "more than {MAX_OUT_EVENTS} events in one block");
                     assert!(left.iter().chain(right.iter()).all(|s| s.is_finite()), "audio out is finite");

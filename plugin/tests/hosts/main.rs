@@ -4,3 +4,4 @@
 mod clap;
 mod clap_host;
 mod support;
+mod vst3;

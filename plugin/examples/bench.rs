@@ -1,0 +1,194 @@
+//! `cargo xtask bench plugin` runs this against the release bundle: the time
+//! one process() call of 512 samples takes while idle and while playing (with
+//! and without the preview piano), measured by the host around the call, and
+//! the wall time from pressing Generate (an automation event, transport
+//! stopped so the result plays at once) to the first generated note-on for
+//! 8 bars. Usage: `bench --clap target/bundled/Cadenza.clap [--blocks N]`.
+
+#[path = "../tests/hosts/clap_host.rs"]
+#[allow(dead_code)]
+mod clap_host;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap_host::{param_hash, ClapLibrary, InEvent, Instance, Transport};
+
+const SAMPLE_RATE: f64 = 48_000.0;
+const FRAMES: u32 = 512;
+const BLOCK_S: f64 = FRAMES as f64 / SAMPLE_RATE;
+
+fn stats(us: &[f64]) -> String {
+    let mut v = us.to_vec();
+    v.sort_by(f64::total_cmp);
+    let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    format!(
+        "median {:7.1} us  mean {:7.1} us  p99 {:7.1} us  max {:8.1} us  ({:.2}% of the {:.2} ms block, {} blocks)",
+        pct(0.5),
+        mean,
+        pct(0.99),
+        pct(1.0),
+        100.0 * pct(0.5) / (BLOCK_S * 1e6),
+        BLOCK_S * 1e3,
+        v.len()
+    )
+}
+
+fn stopped(beats: f64) -> Transport {
+    Transport { playing: false, tempo_bpm: 120.0, beats, tsig: (4, 4) }
+}
+
+/// The first bars of Twinkle as note events, fed as fast as the plugin takes them (the capture runs on
+/// the plugin's beat clock, not the wall clock).
+fn play_phrase(inst: &mut Instance) {
+    let beats_per_block = BLOCK_S * 2.0;
+    let notes: Vec<(f64, u8)> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60]
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k > 0)
+        .map(|(i, k)| (i as f64, *k))
+        .collect();
+    let blocks = (16.0 / beats_per_block) as usize;
+    inst.process_blocks(
+        blocks,
+        FRAMES,
+        |b| {
+            let (s, e) = (b as f64 * beats_per_block, (b + 1) as f64 * beats_per_block);
+            let mut ev = Vec::new();
+            for &(t, k) in &notes {
+                for (at, on) in [(t, true), (t + 0.8, false)] {
+                    if at >= s && at < e {
+                        let time = ((at - s) / beats_per_block * f64::from(FRAMES)) as u32;
+                        ev.push(InEvent::Note { time: time.min(FRAMES - 1), key: i16::from(k), velocity: 0.7, on });
+                    }
+                }
+            }
+            ev.sort_by_key(|e| match e {
+                InEvent::Note { time, .. } | InEvent::Param { time, .. } => *time,
+            });
+            ev
+        },
+        |_| stopped(0.0),
+        |_, _| true,
+    );
+}
+
+/// Press Generate and wait, processing blocks in real time as a host would, for the first generated note.
+fn time_to_first_note(inst: &mut Instance, variations: i32) -> Duration {
+    let set = |id: &str, v: f64| InEvent::Param { time: 0, id: param_hash(id), value: v };
+    let start = Instant::now();
+    let mut first = None;
+    let mut next_block = Instant::now();
+    inst.process_blocks(
+        usize::MAX,
+        FRAMES,
+        |b| match b {
+            0 => {
+                vec![set("bars", 8.0 - 1.0), set("vars", f64::from(variations - 1)), set("thru", 0.0), set("gen", 1.0)]
+            }
+            1 => vec![set("gen", 0.0)],
+            _ => Vec::new(),
+        },
+        |_| stopped(0.0),
+        |_, notes| {
+            if notes.iter().any(|n| n.velocity > 0.0) {
+                first = Some(start.elapsed());
+                return false;
+            }
+            next_block += Duration::from_secs_f64(BLOCK_S);
+            if let Some(wait) = next_block.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            start.elapsed() < Duration::from_secs(600)
+        },
+    );
+    first.expect("no generated note within 10 minutes")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let clap = PathBuf::from(arg("--clap").unwrap_or_else(|| "target/bundled/Cadenza.clap".into()));
+    let blocks: usize = arg("--blocks").and_then(|b| b.parse().ok()).unwrap_or(4000);
+
+    let lib = ClapLibrary::load(&clap).unwrap_or_else(|e| panic!("{e}"));
+    let mut inst = lib.instantiate("org.cadenza-music.cadenza").expect("instance");
+    inst.activate(SAMPLE_RATE, FRAMES);
+
+    // Idle: transport running, nothing captured, nothing to play.
+    inst.process_blocks(
+        blocks,
+        FRAMES,
+        |_| Vec::new(),
+        |b| Transport { playing: true, tempo_bpm: 120.0, beats: b as f64 * BLOCK_S * 2.0, tsig: (4, 4) },
+        |_, _| true,
+    );
+    let idle = inst.block_us.clone();
+
+    play_phrase(&mut inst);
+    let first_one = time_to_first_note(&mut inst, 1);
+    // Let that result play out (8 bars = 32 beats) before the next press, so its notes don't count.
+    inst.process_blocks((34.0 / (BLOCK_S * 2.0)) as usize, FRAMES, |_| Vec::new(), |_| stopped(0.0), |_, _| true);
+    play_phrase(&mut inst);
+    let first_four = time_to_first_note(&mut inst, 4);
+    let state = inst.save_state();
+    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
+    let session: serde_json::Value =
+        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
+    let g = &session["generation"];
+    let notes: Vec<usize> = g["variations"]
+        .as_array()
+        .expect("variations")
+        .iter()
+        .map(|v| v["notes"].as_array().map_or(0, Vec::len))
+        .collect();
+
+    // Playing: the 8-bar variation loops while notes pass through.
+    let loop_on = InEvent::Param { time: 0, id: param_hash("loop"), value: 1.0 };
+    let thru_on = InEvent::Param { time: 0, id: param_hash("thru"), value: 1.0 };
+    let playing = |inst: &mut Instance, extra: Vec<InEvent>| {
+        inst.process_blocks(
+            blocks,
+            FRAMES,
+            |b| {
+                let mut ev = if b == 0 { vec![loop_on, thru_on] } else { Vec::new() };
+                if b == 0 {
+                    ev.extend(extra.iter().copied());
+                }
+                if b % 50 == 10 {
+                    ev.push(InEvent::Note { time: 100, key: 72, velocity: 0.8, on: true });
+                }
+                if b % 50 == 30 {
+                    ev.push(InEvent::Note { time: 100, key: 72, velocity: 0.0, on: false });
+                }
+                ev
+            },
+            |_| stopped(0.0),
+            |_, _| true,
+        )
+    };
+    let out = playing(&mut inst, Vec::new());
+    let played = out.iter().filter(|n| n.velocity > 0.0 && n.key != 72).count();
+    let playing_us = inst.block_us.clone();
+
+    // Playing with the preview piano: switch it on, give the soundfont time to load (real time), measure.
+    let piano_on = InEvent::Param { time: 0, id: param_hash("piano"), value: 1.0 };
+    inst.process_blocks(1, FRAMES, |_| vec![piano_on], |_| stopped(0.0), |_, _| true);
+    std::thread::sleep(Duration::from_secs(8));
+    playing(&mut inst, Vec::new());
+    let piano_us = inst.block_us.clone();
+
+    println!(
+        "Cadenza plugin benchmark: {} (48 kHz, 512-sample blocks, host-side wall time per process() call)",
+        clap.display()
+    );
+    println!("model: style {} ({} variations of 8 bars, notes per variation {:?})", g["style"], notes.len(), notes);
+    println!("idle (transport running, nothing to play)      {}", stats(&idle));
+    println!("playing (8-bar loop + MIDI thru, {played} notes)  {}", stats(&playing_us));
+    println!("playing + preview piano                        {}", stats(&piano_us));
+    println!("Generate -> first note out, 8 bars, 1 variation:  {:.0} ms", first_one.as_secs_f64() * 1e3);
+    println!("Generate -> first note out, 8 bars, 4 variations: {:.0} ms", first_four.as_secs_f64() * 1e3);
+    println!("(the plugin's own measure, press to result ready: {} ms for the last run)", g["elapsed_ms"]);
+}

@@ -1,0 +1,314 @@
+//! The standalone Cadenza as a musician without a DAW runs it: JACK's dummy
+//! backend, a phrase from `jack_midiseq` into its MIDI input, `jack_midi_dump`
+//! on its MIDI output, the editor in a window on Xvfb. Cadenza runs in
+//! call-and-response mode (`--answer`), so after the phrase and a bar of
+//! silence it must answer with generated notes; then the editor is
+//! photographed from Xvfb's framebuffer and checked for the primer and the
+//! continuation drawn in their colours.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SAMPLE_RATE: u64 = 48_000;
+/// jack_midiseq loops its sequence; this long a loop leaves room for the answer before the repeat.
+const LOOP_SAMPLES: u64 = 30 * SAMPLE_RATE;
+/// The editor's colours for primer and generated notes (`plugin/src/editor.rs`).
+const PRIMER_RGB: [u8; 3] = [0x5f, 0xa8, 0xd3];
+const GENERATED_RGB: [u8; 3] = [0xf2, 0xa5, 0x41];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A process we started, killed (by its id) when the test ends.
+struct Proc(Child, &'static str);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+    Proc(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}")), name)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct EnvFile {
+    ort_dylib_path: PathBuf,
+    library_path: Vec<PathBuf>,
+}
+
+/// (style, model path): `CADENZA_TEST_MODEL`, a shipped model, or a tiny random-weight export.
+fn test_model(tmp: &Path) -> (String, PathBuf) {
+    if let Some(p) = std::env::var_os("CADENZA_TEST_MODEL").map(PathBuf::from) {
+        return (p.file_stem().expect("stem").to_string_lossy().into_owned(), p);
+    }
+    let mut shipped: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+        .unwrap_or_default();
+    shipped.sort();
+    if let Some(p) = shipped.into_iter().next() {
+        return (p.file_stem().expect("stem").to_string_lossy().into_owned(), p);
+    }
+    let exe = std::env::current_exe().expect("exe");
+    let exporter = exe.parent().and_then(Path::parent).expect("target dir").join("cadenza-export");
+    assert!(exporter.is_file(), "no shipped model and no {}: run `cargo xtask test`", exporter.display());
+    let out = tmp.join("tinytest.onnx");
+    let mut cmd = Command::new(exporter);
+    cmd.args(["--random", "tiny", "--style", "tinytest", "--seed", "3", "--out"]).arg(&out);
+    if let Some(env) = env_file() {
+        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(env.library_path).expect("paths"));
+    }
+    assert!(cmd.status().expect("cadenza-export").success());
+    ("tinytest".into(), out)
+}
+
+fn env_file() -> Option<EnvFile> {
+    serde_json::from_str(&std::fs::read_to_string(repo_root().join(".cadenza-env.json")).ok()?).ok()
+}
+
+fn ort_library() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| env_file().map(|e| e.ort_dylib_path))
+        .expect("ONNX Runtime: set ORT_DYLIB_PATH or run `cargo xtask setup`")
+}
+
+/// One line of `jack_midi_dump -a`: (frame, status byte, key, velocity).
+fn parse_dump(text: &str) -> Vec<(u64, u8, u8, u8)> {
+    text.lines()
+        .filter_map(|l| {
+            let (time, rest) = l.split_once(':')?;
+            let bytes: Vec<u8> = rest.split_whitespace().take(3).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+            (bytes.len() == 3).then(|| (time.trim().parse().ok(), bytes)).and_then(|(t, b)| Some((t?, b[0], b[1], b[2])))
+        })
+        .collect()
+}
+
+/// An X window dump (Xvfb `-fbdir`) as RGB rows.
+struct Image {
+    width: usize,
+    height: usize,
+    rgb: Vec<u8>,
+}
+
+fn read_xwd(bytes: &[u8]) -> Image {
+    let field = |i: usize, le: bool| {
+        let b: [u8; 4] = bytes[i * 4..i * 4 + 4].try_into().expect("4 bytes");
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    // The header's byte order is the writer's; the version field (7) tells which.
+    let le = field(1, true) == 7;
+    let header_size = field(0, le) as usize;
+    let (width, height) = (field(4, le) as usize, field(5, le) as usize);
+    let pixel_le = field(7, le) == 0;
+    let bpp = field(11, le) as usize;
+    let bytes_per_line = field(12, le) as usize;
+    let masks = [field(14, le), field(15, le), field(16, le)];
+    let ncolors = field(19, le) as usize;
+    assert_eq!(bpp, 32, "Xvfb at depth 24 stores 32 bits per pixel");
+    let data = &bytes[header_size + ncolors * 12..];
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let o = y * bytes_per_line + x * 4;
+            let b: [u8; 4] = data[o..o + 4].try_into().expect("pixel");
+            let v = if pixel_le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) };
+            for m in masks {
+                rgb.push(((v & m) >> m.trailing_zeros()) as u8);
+            }
+        }
+    }
+    Image { width, height, rgb }
+}
+
+fn write_png(img: &Image, path: &Path) {
+    let file = std::fs::File::create(path).expect("png file");
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), img.width as u32, img.height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().expect("png header").write_image_data(&img.rgb).expect("png data");
+}
+
+#[test]
+fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
+    for tool in ["Xvfb", "jackd", "jack_midiseq", "jack_midi_dump", "jack_connect", "jack_lsp"] {
+        assert!(on_path(tool), "{tool} is missing: run `cargo xtask setup` (Debian packages xvfb, jackd2)");
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (style, model) = test_model(tmp.path());
+    let resources = tmp.path().join("Cadenza.clap.resources");
+    std::fs::create_dir_all(resources.join("lib")).expect("lib");
+    std::fs::create_dir_all(resources.join("models")).expect("models");
+    std::os::unix::fs::symlink(ort_library(), resources.join("lib/libonnxruntime.so.1.31.1")).expect("ort");
+    std::fs::copy(&model, resources.join("models").join(format!("{style}.onnx"))).expect("model");
+
+    // A private X server and JACK server.
+    let display = (40..99)
+        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .expect("a free display");
+    let fb = tmp.path().join("fb");
+    std::fs::create_dir_all(&fb).expect("fb");
+    let _xvfb = spawn(
+        "Xvfb",
+        Command::new("Xvfb")
+            .arg(format!(":{display}"))
+            .args(["-noreset", "-nolisten", "tcp", "-screen", "0", "1040x700x24", "-fbdir"])
+            .arg(&fb)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_for("Xvfb", Duration::from_secs(15), || Path::new(&format!("/tmp/.X11-unix/X{display}")).exists());
+
+    let server = format!("cadenza-test-{}", std::process::id());
+    let jack_env = |c: &mut Command| {
+        c.env("JACK_DEFAULT_SERVER", &server).env("JACK_NO_AUDIO_RESERVATION", "1").env("JACK_NO_START_SERVER", "1");
+    };
+    let mut cmd = Command::new("jackd");
+    cmd.args(["--no-realtime", "-n", &server, "-d", "dummy", "-r", "48000", "-p", "512"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    jack_env(&mut cmd);
+    let _jackd = spawn("jackd", &mut cmd);
+    let ports = || {
+        let mut c = Command::new("jack_lsp");
+        jack_env(&mut c);
+        c.stderr(Stdio::null()).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    wait_for("jackd", Duration::from_secs(15), || ports().contains("system:playback_1"));
+
+    let dump_path = tmp.path().join("dump.txt");
+    let mut cmd = Command::new("jack_midi_dump");
+    cmd.args(["-a", "cadenza-dump"]).stdout(std::fs::File::create(&dump_path).expect("dump file")).stderr(Stdio::null());
+    jack_env(&mut cmd);
+    let _dump = spawn("jack_midi_dump", &mut cmd);
+
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let log = std::fs::File::create(tmp.path().join("standalone.log")).expect("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cadenza-standalone"));
+    cmd.args(["--backend", "jack", "--answer"])
+        .env("DISPLAY", format!(":{display}"))
+        .env("CADENZA_RESOURCES", &resources)
+        .env("XDG_DATA_HOME", tmp.path().join("xdg"))
+        .env("HOME", &home)
+        .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    jack_env(&mut cmd);
+    let _cadenza = spawn("cadenza-standalone", &mut cmd);
+    wait_for("Cadenza's JACK ports", Duration::from_secs(60), || ports().contains("Cadenza:midi_input"));
+    let connect = |a: &str, b: &str| {
+        let mut c = Command::new("jack_connect");
+        c.args([a, b]);
+        jack_env(&mut c);
+        assert!(c.status().expect("jack_connect").success(), "jack_connect {a} {b}");
+    };
+    connect("Cadenza:midi_output", "cadenza-dump:input");
+
+    // The editor before anything was played, to compare with the one after.
+    std::thread::sleep(Duration::from_millis(2000));
+    let before = read_xwd(&std::fs::read(fb.join("Xvfb_screen0")).expect("framebuffer dump"));
+
+    // The first 4 bars of Twinkle at 120 BPM (one beat = 24000 samples), velocity 64 (jack_midiseq's).
+    let phrase: Vec<(u64, u8, u64)> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60]
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k > 0)
+        .map(|(i, k)| (i as u64 * 24_000, *k, if i == 6 || i == 14 { 40_000 } else { 20_000 }))
+        .collect();
+    let phrase_end = phrase.iter().map(|(s, _, l)| s + l).max().expect("notes");
+    let mut cmd = Command::new("jack_midiseq");
+    cmd.arg("cadenza-seq").arg(LOOP_SAMPLES.to_string());
+    for (start, key, len) in &phrase {
+        cmd.arg(start.to_string()).arg(key.to_string()).arg(len.to_string());
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    jack_env(&mut cmd);
+    let _seq = spawn("jack_midiseq", &mut cmd);
+    wait_for("the sequencer", Duration::from_secs(10), || ports().contains("cadenza-seq:out"));
+    connect("cadenza-seq:out", "Cadenza:midi_input");
+
+    // Pass-through first, then the answer: note-ons after the phrase and a bar of silence.
+    let started = Instant::now();
+    let answer = loop {
+        let events = parse_dump(&std::fs::read_to_string(&dump_path).unwrap_or_default());
+        if let Some(t0) = events.iter().find(|e| e.1 & 0xf0 == 0x90).map(|e| e.0) {
+            let answer: Vec<(u64, u8, u8, u8)> = events
+                .iter()
+                .copied()
+                .filter(|e| e.1 & 0xf0 == 0x90 && e.3 > 0 && e.0 >= t0 + phrase_end && e.0 < t0 + LOOP_SAMPLES)
+                .collect();
+            let echoed = events.iter().filter(|e| e.1 & 0xf0 == 0x90 && e.0 < t0 + phrase_end).count();
+            if !answer.is_empty() {
+                assert_eq!(echoed, phrase.len(), "the phrase passed through note for note");
+                break answer;
+            }
+        }
+        let log = std::fs::read_to_string(tmp.path().join("standalone.log")).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "no answer within 25 s; dump:\n{}\nstandalone log:\n{log}",
+            std::fs::read_to_string(&dump_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("answer: {} note-ons, first {:?}", answer.len(), answer.first());
+    assert!(answer.iter().all(|e| (21..=108).contains(&e.2)), "piano range");
+
+    // Let the editor draw the result, then photograph the screen.
+    std::thread::sleep(Duration::from_millis(1500));
+    let xwd = std::fs::read(fb.join("Xvfb_screen0")).expect("framebuffer dump");
+    let img = read_xwd(&xwd);
+    let shots = repo_root().join("target").join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshots dir");
+    let png_path = shots.join("cadenza-editor.png");
+    write_png(&img, &png_path);
+    eprintln!("editor screenshot: {}", png_path.display());
+
+    let pixels = |img: &Image| -> Vec<[u8; 3]> { img.rgb.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect() };
+    let (after_px, before_px) = (pixels(&img), pixels(&before));
+    let mut colours = after_px.clone();
+    colours.sort_unstable();
+    colours.dedup();
+    let count = |px: &[[u8; 3]], c: [u8; 3]| px.iter().filter(|p| **p == c).count();
+    let background = count(&after_px, [0, 0, 0]);
+    eprintln!(
+        "{} x {}, {} colours, {:.0}% black; primer colour {} -> {} pixels, generated colour {} -> {} pixels",
+        img.width,
+        img.height,
+        colours.len(),
+        100.0 * background as f64 / after_px.len() as f64,
+        count(&before_px, PRIMER_RGB),
+        count(&after_px, PRIMER_RGB),
+        count(&before_px, GENERATED_RGB),
+        count(&after_px, GENERATED_RGB)
+    );
+    assert!(colours.len() > 64, "the screen is not blank");
+    assert!(background < pixels.len() / 2, "the editor fills the window");
+    assert!(count(&after_px, PRIMER_RGB) > count(&before_px, PRIMER_RGB) + 30, "the primer's notes are drawn in its colour");
+    assert!(
+        count(&after_px, GENERATED_RGB) > count(&before_px, GENERATED_RGB) + 30,
+        "the generated notes are drawn in theirs"
+    );
+}

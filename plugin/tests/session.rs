@@ -1,0 +1,199 @@
+//! The session thread as the editor sees it: what the status line says when
+//! something is missing or broken (no style, no ONNX Runtime, a corrupt
+//! model), a real generation reaching the audio thread, determinism of a
+//! repeated press, export of the clip, and a refused project from a newer
+//! version. Real model, real ONNX Runtime; the audio thread's side of the
+//! queues is played by the test.
+//!
+//! One test function: the scenarios point `CADENZA_RESOURCES` at different
+//! folders, and the environment is process-wide.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cadenza_plugin::capture::CaptureEvent;
+use cadenza_plugin::params::CadenzaParams;
+use cadenza_plugin::session::{self, AudioPorts, Command};
+use cadenza_plugin::shared::Shared;
+use cadenza_plugin::state::SessionSlot;
+use cadenza_plugin::view::{Level, View};
+use crossbeam::channel::Sender;
+
+#[path = "hosts/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+struct Running {
+    params: Arc<CadenzaParams>,
+    shared: Arc<Shared>,
+    audio: AudioPorts,
+    commands: Sender<Command>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("session thread ends cleanly");
+        }
+    }
+}
+
+fn start(resources: &Path) -> Running {
+    std::env::set_var("CADENZA_RESOURCES", resources);
+    // Default parameters: 8 bars, 4 variations, seed 1.
+    let params = Arc::new(CadenzaParams::new(SessionSlot::default()));
+    let shared = Arc::new(Shared::default());
+    let (session_ports, audio) = session::ports();
+    let (commands, handle) = session::spawn(params.clone(), shared.clone(), session_ports).expect("session starts");
+    Running { params, shared, audio, commands, handle: Some(handle) }
+}
+
+/// Play the twinkle phrase into the capture, as the audio thread would, and move the clock past it.
+fn play_phrase(r: &mut Running) {
+    let clock = &r.shared.clock;
+    clock.epoch.store(3, std::sync::atomic::Ordering::Release);
+    clock.tempo_bpm.store(120.0);
+    for (start, len, pitch, velocity) in support::twinkle(120.0).into_iter().filter(|n| n.0 < 14.0) {
+        for (beats, velocity) in [(start, velocity), (start + len, 0)] {
+            let ev = CaptureEvent { epoch: 3, beats, bar_origin_beats: 0.0, bar_len_beats: 4.0, pitch, velocity };
+            r.audio.capture_tx.push(ev).expect("capture queue");
+        }
+    }
+    clock.now_beats.store(16.5);
+}
+
+fn wait_view(r: &Running, what: &str, mut done: impl FnMut(&View) -> bool) -> Arc<View> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let view = r.shared.view();
+        if done(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {:?}", view.status);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn resources(dir: &Path, ort: bool, models: &[(&str, &[u8])]) -> PathBuf {
+    let res = dir.join("Cadenza.clap.resources");
+    std::fs::create_dir_all(res.join("lib")).expect("lib");
+    std::fs::create_dir_all(res.join("models")).expect("models");
+    if ort {
+        std::os::unix::fs::symlink(support::ort_library(), res.join("lib/libonnxruntime.so.1.31.1")).expect("ort");
+    }
+    for (name, bytes) in models {
+        std::fs::write(res.join("models").join(format!("{name}.onnx")), bytes).expect("model");
+    }
+    res
+}
+
+#[test]
+fn session_reports_problems_in_words_generates_exports_and_refuses_newer_projects() {
+    let ort = support::ort_library();
+    let (style, model) = support::test_model();
+    let model_bytes = std::fs::read(&model).expect("model");
+    support::isolate_user_data();
+    // The plugin finds ONNX Runtime in its bundle; the development variable must not stand in for it.
+    std::env::remove_var("ORT_DYLIB_PATH");
+    let tmp = tempfile::tempdir().expect("tmp");
+
+    // No style anywhere.
+    let mut r = start(&resources(&tmp.path().join("a"), true, &[]));
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "the no-style error", |v| v.status.level == Level::Error);
+    eprintln!("no style      -> {}", v.status.text);
+    assert!(v.status.text.contains("No style found"), "{}", v.status.text);
+    drop(r);
+
+    // A model but no ONNX Runtime library in the bundle.
+    let mut r = start(&resources(&tmp.path().join("b"), false, &[(&style, &model_bytes)]));
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "the missing-runtime error", |v| v.status.level == Level::Error);
+    eprintln!("no runtime    -> {}", v.status.text);
+    assert!(
+        v.status.text.contains("ONNX Runtime") && v.status.text.contains("MIDI still passes through"),
+        "{}",
+        v.status.text
+    );
+    assert!(v.engine.contains("not found"), "{}", v.engine);
+    drop(r);
+
+    // A corrupt model.
+    let res = resources(&tmp.path().join("c"), true, &[("broken", b"not a model at all")]);
+    let mut r = start(&res);
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "the corrupt-model error", |v| v.status.level == Level::Error);
+    eprintln!("corrupt model -> {}", v.status.text);
+    assert!(v.status.text.contains("broken.onnx"), "the message names the file: {}", v.status.text);
+    drop(r);
+
+    // A real model: the result reaches the audio thread and the editor.
+    let mut r = start(&resources(&tmp.path().join("d"), true, &[(&style, &model_bytes)]));
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "a generation", |v| v.generation.is_some() && v.status.level != Level::Info);
+    eprintln!("generated     -> {} [{}]", v.status.text, v.engine);
+    assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
+    assert!(v.engine.contains(&ort.file_name().expect("name").to_string_lossy().into_owned()), "{}", v.engine);
+    let g = v.generation.as_ref().expect("generation");
+    assert_eq!(g.variations.len(), 4);
+    assert_eq!(g.length_beats, 32.0, "eight bars of 4/4");
+    assert!(g.primer.notes.len() >= 8, "the captured phrase is the primer: {:?}", g.primer);
+    assert!(g.variations.iter().all(|v| v.notes.iter().all(|n| n.start_beats < 32.0)));
+    let set = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(set) = r.audio.sets_rx.pop() {
+                break set;
+            }
+            assert!(Instant::now() < deadline, "no play set reached the audio thread");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(set.count, 4);
+    assert_eq!(set.start, cadenza_plugin::playback::StartMode::Start, "auto-play starts it");
+    let first = g.clone();
+
+    // The same phrase, settings and seed again: the same notes.
+    r.commands.send(Command::RescanStyles).expect("send");
+    wait_view(&r, "the rescan", |v| v.status.text.contains("styles found"));
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "a second generation", |v| v.status.text.contains("ready"));
+    let second = v.generation.as_ref().expect("generation");
+    assert_eq!(second.variations, first.variations, "deterministic for a seed");
+
+    // Keep: export with and without the primer into a chosen folder.
+    let out = tmp.path().join("exports");
+    r.commands.send(Command::SetExportDir(out.clone())).expect("send");
+    r.commands.send(Command::Export { with_primer: false }).expect("send");
+    let v = wait_view(&r, "an export", |v| v.last_export.is_some());
+    let plain = v.last_export.clone().expect("path");
+    r.commands.send(Command::Export { with_primer: true }).expect("send");
+    let v = wait_view(&r, "a second export", |v| v.last_export.as_ref().is_some_and(|p| *p != plain));
+    let joined = v.last_export.clone().expect("path");
+    eprintln!("exported      -> {} and {}", plain.display(), joined.display());
+    assert!(plain.starts_with(&out) && joined.starts_with(&out));
+    let read = |p: &Path| cadenza_core::midi::read_file(p, &Default::default());
+    let joined_perf = read(&joined).expect("the export with primer reads back");
+    let primer_notes = first.primer.notes.len();
+    let variation_notes = first.variations[0].notes.len();
+    assert_eq!(joined_perf.notes.len(), primer_notes + variation_notes);
+    if variation_notes > 0 {
+        let plain_perf = read(&plain).expect("the export reads back");
+        assert_eq!(plain_perf.notes.len(), variation_notes);
+    }
+
+    // A project saved by a newer Cadenza is refused in words, and nothing is lost.
+    let before = r.params.session.snapshot().0;
+    assert!(before.generation.is_some());
+    nice_plug::params::persist::PersistentField::set(&r.params.session, serde_json::json!({"version": 99}));
+    let v = wait_view(&r, "the refusal", |v| v.status.text.contains("newer Cadenza"));
+    eprintln!("newer project -> {}", v.status.text);
+    assert_eq!(r.params.session.snapshot().0, before, "the session is kept");
+}
