@@ -1,1 +1,239 @@
-fn main() {}
+//! `cadenza-train`: train a style from a folder of MIDI, finetune one style
+//! from another, resume a killed run, redraw a run's plots, evaluate a
+//! checkpoint, and time training steps for `cargo xtask bench train`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use cadenza_trainer::bench::{bench_train, BenchArgs};
+use cadenza_trainer::config::PrecisionChoice;
+use cadenza_trainer::device::DeviceChoice;
+use cadenza_trainer::train::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "cadenza-train", about = "Train Cadenza's Music Transformer styles with libtorch", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a style from scratch, finetune it from another (--from), or resume a run (--resume).
+    Train(TrainArgs),
+    /// Redraw a run's plots (the whole finetune chain up to it) into RUN/plots/.
+    Plot {
+        /// The run folder, e.g. runs/pop.
+        run: PathBuf,
+    },
+    /// Validation loss and accuracy of a checkpoint on a data folder's validation split.
+    Eval(EvalArgs),
+    /// Time training steps on random tokens; prints one JSON line.
+    Bench(BenchCli),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Style name: names the run folder (runs/STYLE), the data folder (data/STYLE) and the model.
+    #[arg(long)]
+    style: String,
+    /// Folder of MIDI files: a `cargo xtask data` style folder (with manifest.csv) or any folder of
+    /// *.mid/*.midi (searched recursively, split 90/5/5 by file hash). Default: data/STYLE.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Finetune from a style name (its run folder runs/NAME), a run folder, or a checkpoint
+    /// (.safetensors/.json). A run folder gives its best checkpoint. Starts a new optimizer.
+    #[arg(long)]
+    from: Option<String>,
+    /// A preset (tiny, small, base) or a TOML file of settings that differ from the defaults
+    /// (unknown keys are an error). With --from and no model in it, the model is the parent's.
+    #[arg(long)]
+    config: Option<String>,
+    /// Passes over the training split (overrides the config).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Stop after this many optimizer steps; the learning-rate schedule ends there too.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Run folder. Default: runs/STYLE.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its newest complete checkpoint (weights, optimizer moments,
+    /// step and random streams), e.g. after a crash or kill -9.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Start over in an existing run folder, deleting its checkpoints, metrics and plots.
+    #[arg(long)]
+    force: bool,
+    /// Freeze the token embedding and the first N blocks (finetuning on very little data).
+    #[arg(long)]
+    freeze_layers: Option<usize>,
+    /// Seed for the initial weights, crops, augmentation and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to train: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    /// CPU threads for libtorch (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where style names given to --from are looked up.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// No progress bar (log lines only).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint (.safetensors/.json), run folder or style name.
+    #[arg(long)]
+    checkpoint: String,
+    /// Data folder whose validation split is measured.
+    #[arg(long)]
+    data: PathBuf,
+    /// Events per validation window (default: the checkpoint's training crop).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Windows at most.
+    #[arg(long, default_value_t = 256)]
+    max_windows: usize,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchCli {
+    /// Model preset: tiny, small or base.
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    /// Events per sequence (default: the preset's max_seq_len).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Timed steps (after the warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// fp32, bf16 (mixed), or auto (bf16 where the hardware has it).
+    #[arg(long, value_parser = parse_precision, default_value = "auto")]
+    precision: PrecisionChoice,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    device: DeviceChoice,
+}
+
+fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
+    match s {
+        "auto" => Ok(PrecisionChoice::Auto),
+        "fp32" => Ok(PrecisionChoice::Fp32),
+        "bf16" => Ok(PrecisionChoice::Bf16),
+        other => Err(format!("unknown precision {other:?}: auto, fp32 or bf16")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Cmd::Train(a) => {
+            let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.style));
+            let data = a.data.clone().or_else(|| (!a.resume).then(|| PathBuf::from("data").join(&a.style)));
+            let opts = RunOptions {
+                data,
+                from: a.from,
+                config: a.config,
+                epochs: a.epochs,
+                steps: a.steps,
+                freeze_layers: a.freeze_layers,
+                seed: a.seed,
+                runs_dir: a.runs_dir,
+                resume: a.resume,
+                force: a.force,
+                device: a.device,
+                threads: a.threads,
+                progress: !a.no_progress,
+                ..RunOptions::new(&a.style, &out)
+            };
+            let s = train::run(&opts).with_context(|| format!("training {} into {}", a.style, out.display()))?;
+            println!(
+                "done: {} steps of {} in {:.0} s | best val {} | {}",
+                s.step,
+                s.total_steps,
+                s.elapsed_s,
+                s.best_val_loss.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into()),
+                s.best_checkpoint.map(|p| p.display().to_string()).unwrap_or_else(|| "no checkpoint".into()),
+            );
+        }
+        Cmd::Plot { run } => {
+            for p in cadenza_trainer::plot::plot_chain(&run)? {
+                println!("{}", p.display());
+            }
+        }
+        Cmd::Eval(a) => {
+            let device = a.device.resolve()?;
+            let path = cadenza_trainer::checkpoint::resolve_from(&a.checkpoint, &a.runs_dir)?;
+            let meta = cadenza_trainer::checkpoint::read_sidecar(
+                &cadenza_trainer::checkpoint::CheckpointPaths::new(&path).sidecar,
+            )?;
+            let seq_len = a
+                .seq_len
+                .or_else(|| cadenza_trainer::checkpoint::train_meta(&meta).map(|t| t.config.seq_len))
+                .unwrap_or(meta.model.max_seq_len);
+            let (loss, acc) = train::evaluate_checkpoint(
+                &path,
+                &a.data,
+                seq_len,
+                a.max_windows,
+                a.batch,
+                cadenza_trainer::Precision::Fp32,
+                device,
+            )?;
+            println!(
+                "{}",
+                serde_json::json!({ "checkpoint": path, "val_loss": loss, "val_acc": acc, "seq_len": seq_len })
+            );
+        }
+        Cmd::Bench(a) => {
+            let device = a.device.resolve()?;
+            tch::set_num_threads(a.threads as i32);
+            let model = cadenza_core::ModelConfig::preset(&a.config)
+                .with_context(|| format!("unknown preset {:?}: tiny, small or base", a.config))?;
+            let result = bench_train(&BenchArgs {
+                name: a.config.clone(),
+                model,
+                batch: a.batch,
+                seq_len: a.seq_len.unwrap_or(model.max_seq_len),
+                steps: a.steps,
+                warmup_steps: a.warmup,
+                precision: a.precision.resolve(device),
+                device,
+            });
+            println!("{}", serde_json::to_string(&result)?);
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! `cargo xtask`: Cadenza's front door. Each subcommand's `--help` explains its flags.
 
+mod bench;
 mod bundle;
 mod data;
 mod demo;
@@ -13,6 +14,7 @@ mod render;
 mod roundtrip;
 mod setup;
 mod test;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +36,10 @@ enum Cmd {
     Test(test::Args),
     /// Continue a MIDI primer (or improvise) in a style; write MIDI, optionally WAV and a piano-roll PNG.
     Generate(generate::Args),
+    /// Train a style from a folder of MIDI, finetune it from another style (--from), or resume a run.
+    Train(train::Args),
+    /// Measure: `bench train` (training throughput vs PyTorch), `bench generate`, `bench plugin`.
+    Bench(bench::Args),
     /// Export a style's trained checkpoint to models/STYLE.onnx (ONNX with a KV cache).
     Export(export::Args),
     /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
@@ -59,6 +65,8 @@ fn main() {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Test(a) => test::run(a),
         Cmd::Generate(a) => generate::run(a),
+        Cmd::Train(a) => train::run(a),
+        Cmd::Bench(a) => bench::run(a),
         Cmd::Export(a) => export::run(a),
         Cmd::Roundtrip(a) => roundtrip::run(a),
         Cmd::Data(a) => data::run(a),

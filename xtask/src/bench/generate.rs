@@ -116,7 +116,7 @@ fn peak_rss_mb() -> f64 {
 
 /// Read bandwidth with `threads` threads summing a 512 MB buffer (best of 5), in GB/s.
 fn read_bandwidth_gb_s(threads: usize) -> f64 {
-    let n = 128 << 20; // f32s
+    let n: usize = 128 << 20; // f32s
     let data: Vec<f32> = (0..n).map(|i| (i & 7) as f32).collect();
     let chunk = n.div_ceil(threads.max(1));
     let mut best = f64::MAX;

@@ -1,0 +1,500 @@
+//! Checkpoints and run folders.
+//!
+//! A checkpoint is `<name>.safetensors` (the weights, named after the module
+//! tree) and `<name>.json` (a [`CheckpointMeta`] sidecar); a step checkpoint
+//! adds `<name>.optim.safetensors` (AdamW's moments). Every file is written
+//! atomically (temporary file, then rename) and the sidecar goes last, so a
+//! checkpoint exists exactly when its sidecar does; the step is also stored in
+//! each safetensors header, so a torn pair (a kill between two renames) is
+//! detected instead of loaded.
+//!
+//! A run folder (`runs/<style>` by default) holds:
+//! - `run.json`: a [`RunRecord`] (style, data, settings, parent checkpoint);
+//! - `checkpoints/step-NNNNNNNN.*`: the last `keep_last` step checkpoints;
+//! - `best.safetensors` + `best.json`: the lowest validation loss so far;
+//! - `metrics.csv` and `plots/*.png`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, View};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+use cadenza_core::codec;
+use cadenza_core::dataset::CheckpointMeta;
+use cadenza_core::fsutil::write_atomic;
+use cadenza_core::ModelConfig;
+
+use crate::config::TrainConfig;
+use crate::model::{MusicTransformer, Precision};
+
+pub const RUN_FILE: &str = "run.json";
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+pub const BEST: &str = "best";
+/// safetensors header key holding the step a file belongs to.
+const STEP_KEY: &str = "cadenza.step";
+const STEP_PREFIX: &str = "step-";
+
+/// What a run folder records about itself, written when the run starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    pub style: String,
+    /// The data folder as given.
+    pub data_dir: PathBuf,
+    pub manifest_hash: String,
+    pub data_summary: String,
+    pub config: TrainConfig,
+    /// The precision `config.precision` resolved to on the first device.
+    pub precision: Precision,
+    /// Where the starting weights came from (a finetune), if anywhere.
+    pub parent: Option<ParentRef>,
+}
+
+/// The checkpoint a finetune started from, and where its run sits on the
+/// chain's epoch axis (the plots put this run's epochs after it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentRef {
+    pub checkpoint: PathBuf,
+    /// The parent's run folder, when the checkpoint lives in one.
+    pub run_dir: Option<PathBuf>,
+    pub style: String,
+    /// Epochs (fractional) of the whole chain up to the parent checkpoint.
+    pub chain_epochs: f64,
+}
+
+/// The trainer's part of a sidecar (`CheckpointMeta::train`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainMeta {
+    pub config: TrainConfig,
+    pub state: TrainState,
+    pub parent: Option<ParentRef>,
+}
+
+/// Where a run stands; with the weights and moments it is all a resume needs
+/// (batches and dropout masks are functions of the seed and the step).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainState {
+    /// Optimizer steps taken.
+    pub step: usize,
+    /// Epochs done, fractional (`step / steps_per_epoch`).
+    pub epochs_done: f64,
+    pub steps_per_epoch: usize,
+    pub best_val_loss: Option<f64>,
+    pub precision: Precision,
+    /// Wall-clock training time so far.
+    pub elapsed_s: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a checkpoint sidecar: {message}", path.display())]
+    Sidecar { path: PathBuf, message: String },
+    #[error("{}: not a readable safetensors file: {message}", path.display())]
+    Tensors { path: PathBuf, message: String },
+    #[error("{}: tensor {name} is missing", path.display())]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{}: tensor {name} has shape {found:?}, the model needs {expected:?}", path.display())]
+    Shape { path: PathBuf, name: String, found: Vec<usize>, expected: Vec<i64> },
+    #[error("{}: holds step {found}, its sidecar says step {expected} (a write was interrupted)", path.display())]
+    Torn { path: PathBuf, found: String, expected: usize },
+    #[error(
+        "{}: this model does not fit the requested one: {why}",
+        path.display()
+    )]
+    Incompatible { path: PathBuf, why: String },
+    #[error("{}: codec version {found}, this build's codec is version {}", path.display(), codec::CODEC_VERSION)]
+    Codec { path: PathBuf, found: u32 },
+    #[error("--from {value}: no checkpoint there (tried {tried})")]
+    FromNotFound { value: String, tried: String },
+    #[error("{}: no complete checkpoint to resume from", .0.display())]
+    NothingToResume(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+}
+
+/// `<base>.safetensors`, `<base>.optim.safetensors`, `<base>.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointPaths {
+    pub weights: PathBuf,
+    pub optim: PathBuf,
+    pub sidecar: PathBuf,
+}
+
+impl CheckpointPaths {
+    /// From the base path without extension (`runs/jazz/best`) or any of the
+    /// three files.
+    pub fn new(path: &Path) -> Self {
+        let s = path.to_string_lossy();
+        let base = s
+            .strip_suffix(".optim.safetensors")
+            .or_else(|| s.strip_suffix(".safetensors"))
+            .or_else(|| s.strip_suffix(".json"))
+            .unwrap_or(&s)
+            .to_string();
+        Self {
+            weights: PathBuf::from(format!("{base}.safetensors")),
+            optim: PathBuf::from(format!("{base}.optim.safetensors")),
+            sidecar: PathBuf::from(format!("{base}.json")),
+        }
+    }
+}
+
+/// A float32 tensor copied out of libtorch for serialisation.
+struct Raw {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.bytes[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn to_raw(t: &Tensor) -> Result<Raw, tch::TchError> {
+    let flat = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
+    let values = Vec::<f32>::try_from(&flat)?;
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(Raw { shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
+}
+
+/// Write named float32 tensors atomically, with the step in the header.
+pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)], step: usize) -> Result<(), CheckpointError> {
+    let err = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
+    let raws: Vec<(String, Raw)> = tensors
+        .iter()
+        .map(|(n, t)| to_raw(t).map(|r| (n.clone(), r)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    let info = HashMap::from([(STEP_KEY.to_string(), step.to_string())]);
+    let bytes = safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(info))
+        .map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes).map_err(io(path))
+}
+
+/// Read every tensor of a float32 safetensors file (onto `device`) and the
+/// step recorded in its header.
+pub fn read_tensors(path: &Path, device: Device) -> Result<(HashMap<String, Tensor>, Option<String>), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let err = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
+    let step = header.metadata().as_ref().and_then(|m| m.get(STEP_KEY).cloned());
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(err(format!("tensor {name} is {:?}, expected F32", view.dtype())));
+        }
+        let values: Vec<f32> =
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_slice(&values)
+            .and_then(|t| t.f_view(shape.as_slice()))
+            .and_then(|t| t.f_to_device(device))
+            .map_err(|e| err(e.to_string()))?;
+        out.insert(name, t);
+    }
+    Ok((out, step))
+}
+
+pub fn read_sidecar(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text)
+        .map_err(|e| CheckpointError::Sidecar { path: path.to_path_buf(), message: e.to_string() })?;
+    if meta.codec_version != codec::CODEC_VERSION {
+        return Err(CheckpointError::Codec { path: path.to_path_buf(), found: meta.codec_version });
+    }
+    Ok(meta)
+}
+
+/// The trainer's settings and state inside a sidecar, when the checkpoint came from this trainer.
+pub fn train_meta(meta: &CheckpointMeta) -> Option<TrainMeta> {
+    serde_json::from_value(meta.train.clone()).ok()
+}
+
+/// Copy `tensors` into the variables of `vs` (all must be present, with their shapes).
+pub fn fill_var_store(
+    vs: &nn::VarStore,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut var) in vars {
+        let src = tensors
+            .get(&name)
+            .ok_or_else(|| CheckpointError::MissingTensor { path: path.to_path_buf(), name: name.clone() })?;
+        if src.size() != var.size() {
+            return Err(CheckpointError::Shape {
+                path: path.to_path_buf(),
+                name,
+                found: src.size().iter().map(|&d| d as usize).collect(),
+                expected: var.size(),
+            });
+        }
+        tch::no_grad(|| var.copy_(src));
+    }
+    Ok(())
+}
+
+/// A checkpoint loaded for inference, export or finetuning.
+#[derive(Debug)]
+pub struct LoadedCheckpoint {
+    pub vs: nn::VarStore,
+    pub model: MusicTransformer,
+    pub meta: CheckpointMeta,
+    pub paths: CheckpointPaths,
+}
+
+/// Load a checkpoint (`x.safetensors`, `x.json` or the base path `x`): the
+/// model its sidecar describes, its weights in a fresh `VarStore` on `device`.
+pub fn load_checkpoint(path: &Path, device: Device) -> Result<LoadedCheckpoint, CheckpointError> {
+    let paths = CheckpointPaths::new(path);
+    let meta = read_sidecar(&paths.sidecar)?;
+    meta.model
+        .validate()
+        .map_err(|e| CheckpointError::Sidecar { path: paths.sidecar.clone(), message: e.to_string() })?;
+    let vs = nn::VarStore::new(device);
+    let model = MusicTransformer::new(&vs.root(), &meta.model);
+    let (tensors, step) = read_tensors(&paths.weights, device)?;
+    check_step(&paths.weights, step, meta.step)?;
+    fill_var_store(&vs, &tensors, &paths.weights)?;
+    Ok(LoadedCheckpoint { vs, model, meta, paths })
+}
+
+fn check_step(path: &Path, found: Option<String>, expected: usize) -> Result<(), CheckpointError> {
+    match found {
+        Some(s) if s != expected.to_string() => {
+            Err(CheckpointError::Torn { path: path.to_path_buf(), found: s, expected })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether weights shaped by `have` can start a model shaped by `want`
+/// (dropout may differ: it has no weights).
+pub fn check_fits(have: &ModelConfig, want: &ModelConfig, path: &Path) -> Result<(), CheckpointError> {
+    let mut why = Vec::new();
+    let fields = [
+        ("vocab_size", have.vocab_size, want.vocab_size),
+        ("n_layers", have.n_layers, want.n_layers),
+        ("d_model", have.d_model, want.d_model),
+        ("n_heads", have.n_heads, want.n_heads),
+        ("d_ff", have.d_ff, want.d_ff),
+        ("max_seq_len", have.max_seq_len, want.max_seq_len),
+    ];
+    for (name, h, w) in fields {
+        if h != w {
+            why.push(format!("{name} {h} (checkpoint) vs {w} (config)"));
+        }
+    }
+    if why.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckpointError::Incompatible { path: path.to_path_buf(), why: why.join(", ") })
+    }
+}
+
+/// Resolve `--from`: a checkpoint file or base path, a run folder (its `best`
+/// checkpoint, else its latest step checkpoint), or a style name (the run
+/// folder `runs_dir/<name>`).
+pub fn resolve_from(value: &str, runs_dir: &Path) -> Result<PathBuf, CheckpointError> {
+    let as_path = Path::new(value);
+    let mut tried = Vec::new();
+    for dir in [as_path.to_path_buf(), runs_dir.join(value)] {
+        if dir.is_dir() {
+            if let Some(ckpt) = run_checkpoint(&dir) {
+                return Ok(ckpt);
+            }
+            tried.push(format!("{} (a folder without checkpoints)", dir.display()));
+        } else {
+            tried.push(dir.display().to_string());
+        }
+    }
+    let paths = CheckpointPaths::new(as_path);
+    if paths.sidecar.is_file() && paths.weights.is_file() {
+        return Ok(paths.weights);
+    }
+    tried.push(paths.weights.display().to_string());
+    Err(CheckpointError::FromNotFound { value: value.to_string(), tried: tried.join(", ") })
+}
+
+/// The checkpoint a run folder offers to a finetune or an export: `best`, else the latest step checkpoint.
+pub fn run_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let best = CheckpointPaths::new(&dir.join(BEST));
+    if best.sidecar.is_file() && best.weights.is_file() {
+        return Some(best.weights);
+    }
+    step_checkpoints(dir).last().map(|(_, p)| p.weights.clone())
+}
+
+/// Step checkpoints of a run folder whose sidecars exist, oldest first.
+pub fn step_checkpoints(dir: &Path) -> Vec<(usize, CheckpointPaths)> {
+    let Ok(entries) = std::fs::read_dir(dir.join(CHECKPOINT_DIR)) else { return Vec::new() };
+    let mut out: Vec<(usize, CheckpointPaths)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix(STEP_PREFIX)?.strip_suffix(".json")?.parse().ok()?;
+            Some((step, CheckpointPaths::new(&e.path())))
+        })
+        .collect();
+    out.sort_by_key(|(s, _)| *s);
+    out
+}
+
+pub fn step_checkpoint_paths(dir: &Path, step: usize) -> CheckpointPaths {
+    CheckpointPaths::new(&dir.join(CHECKPOINT_DIR).join(format!("{STEP_PREFIX}{step:08}")))
+}
+
+/// Save weights (+ moments when `optim` is given) and then the sidecar.
+pub fn save_checkpoint(
+    paths: &CheckpointPaths,
+    vs: &nn::VarStore,
+    optim: Option<&[(String, Tensor)]>,
+    meta: &CheckpointMeta,
+) -> Result<(), CheckpointError> {
+    if let Some(parent) = paths.sidecar.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    write_tensors(&paths.weights, &vars, meta.step)?;
+    if let Some(state) = optim {
+        write_tensors(&paths.optim, state, meta.step)?;
+    }
+    let json = serde_json::to_vec_pretty(meta)
+        .map_err(|e| CheckpointError::Sidecar { path: paths.sidecar.clone(), message: e.to_string() })?;
+    write_atomic(&paths.sidecar, &json).map_err(io(&paths.sidecar))
+}
+
+/// Delete step checkpoints beyond the newest `keep`; the sidecar goes first so
+/// a kill mid-way never leaves a sidecar without its weights.
+pub fn prune_step_checkpoints(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
+    let all = step_checkpoints(dir);
+    let excess = all.len().saturating_sub(keep.max(1));
+    for (_, p) in all.into_iter().take(excess) {
+        for f in [&p.sidecar, &p.weights, &p.optim] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CheckpointError::Io { path: f.clone(), source: e }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything a resume restores.
+#[derive(Debug)]
+pub struct ResumePoint {
+    pub paths: CheckpointPaths,
+    pub meta: CheckpointMeta,
+    pub train: TrainMeta,
+    pub weights: HashMap<String, Tensor>,
+    pub optim: HashMap<String, Tensor>,
+}
+
+/// The newest complete step checkpoint of a run folder; torn or unreadable
+/// ones (a kill during a save) are skipped with a warning.
+pub fn latest_resume_point(dir: &Path, device: Device) -> Result<ResumePoint, CheckpointError> {
+    for (_, paths) in step_checkpoints(dir).into_iter().rev() {
+        match read_resume_point(&paths, device) {
+            Ok(p) => return Ok(p),
+            Err(e) => eprintln!("warning: skipping checkpoint: {e}"),
+        }
+    }
+    Err(CheckpointError::NothingToResume(dir.to_path_buf()))
+}
+
+fn read_resume_point(paths: &CheckpointPaths, device: Device) -> Result<ResumePoint, CheckpointError> {
+    let meta = read_sidecar(&paths.sidecar)?;
+    let train = train_meta(&meta).ok_or_else(|| CheckpointError::Sidecar {
+        path: paths.sidecar.clone(),
+        message: "no trainer state in `train`".into(),
+    })?;
+    let (weights, step) = read_tensors(&paths.weights, device)?;
+    check_step(&paths.weights, step, meta.step)?;
+    let (optim, step) = read_tensors(&paths.optim, device)?;
+    check_step(&paths.optim, step, meta.step)?;
+    Ok(ResumePoint { paths: paths.clone(), meta, train, weights, optim })
+}
+
+pub fn write_run_record(dir: &Path, record: &RunRecord) -> Result<(), CheckpointError> {
+    let path = dir.join(RUN_FILE);
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| CheckpointError::Sidecar { path: path.clone(), message: e.to_string() })?;
+    write_atomic(&path, &json).map_err(io(&path))
+}
+
+pub fn read_run_record(dir: &Path) -> Result<RunRecord, CheckpointError> {
+    let path = dir.join(RUN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Sidecar { path, message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_accept_any_of_the_three_files() {
+        let a = CheckpointPaths::new(Path::new("runs/jazz/best"));
+        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.safetensors")));
+        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.json")));
+        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.optim.safetensors")));
+        assert_eq!(a.optim, PathBuf::from("runs/jazz/best.optim.safetensors"));
+    }
+
+    #[test]
+    fn tensors_round_trip_bit_for_bit_with_their_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.safetensors");
+        let a = Tensor::randn([3, 5], (Kind::Float, Device::Cpu));
+        let b = Tensor::from_slice(&[f32::MIN_POSITIVE, -0.0, 1e-38, 3.5]);
+        write_tensors(&path, &[("a".into(), a.shallow_clone()), ("b.c".into(), b.shallow_clone())], 42).expect("write");
+        let (back, step) = read_tensors(&path, Device::Cpu).expect("read");
+        assert_eq!(step.as_deref(), Some("42"));
+        assert!(back["a"].equal(&a));
+        assert!(back["b.c"].equal(&b));
+    }
+
+    #[test]
+    fn a_torn_pair_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.safetensors");
+        write_tensors(&path, &[("a".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu)))], 7).expect("write");
+        let (_, step) = read_tensors(&path, Device::Cpu).expect("read");
+        assert!(matches!(check_step(&path, step, 8), Err(CheckpointError::Torn { expected: 8, .. })));
+    }
+
+    #[test]
+    fn shapes_that_do_not_fit_are_named() {
+        let e = check_fits(&ModelConfig::TINY, &ModelConfig::SMALL, Path::new("x.json")).expect_err("differs");
+        let msg = e.to_string();
+        assert!(msg.contains("d_model 64 (checkpoint) vs 256 (config)"), "{msg}");
+        check_fits(&ModelConfig::TINY, &ModelConfig { dropout: 0.3, ..ModelConfig::TINY }, Path::new("x"))
+            .expect("fits");
+    }
+}

@@ -1,0 +1,720 @@
+//! The training loop: pretraining from scratch, finetuning from a checkpoint
+//! (`--from`), and resuming a killed run (`--resume`) exactly where it
+//! stopped.
+//!
+//! Exactness: the batch of step `s` is a function of `(seed, s)` (see
+//! `data::Sampler`) and libtorch's generator is reseeded from `(seed, s)`
+//! before every step, so dropout masks need no saved state either; weights and
+//! AdamW moments are restored bit for bit from safetensors. A resumed run
+//! therefore takes the same steps an uninterrupted one would have.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+use cadenza_core::codec;
+use cadenza_core::dataset::CheckpointMeta;
+
+use crate::checkpoint::{
+    self, CheckpointError, CheckpointPaths, ParentRef, RunRecord, TrainMeta, TrainState, BEST, CHECKPOINT_DIR, RUN_FILE,
+};
+use crate::config::{ConfigError, TrainConfig};
+use crate::data::{self, Corpus, DataError, Sampler};
+use crate::device::{DeviceChoice, NoCuda};
+use crate::metrics::{MetricsError, MetricsLog, Row, RowKind, METRICS_FILE};
+use crate::model::{MusicTransformer, Precision};
+use crate::optim::{AdamW, AdamWConfig};
+
+/// What the command line (or a test) asks for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Style name, recorded in checkpoints and exported models.
+    pub style: String,
+    /// Data folder; on `--resume` the run's own is used when this is `None`.
+    pub data: Option<PathBuf>,
+    /// Finetune from: a style name, run folder or checkpoint.
+    pub from: Option<String>,
+    /// `--config`: a preset name or a TOML file.
+    pub config: Option<String>,
+    pub epochs: Option<usize>,
+    pub steps: Option<usize>,
+    pub freeze_layers: Option<usize>,
+    pub seed: Option<u64>,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Where style names given to `--from` are looked up (`runs/`).
+    pub runs_dir: PathBuf,
+    pub resume: bool,
+    pub force: bool,
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads (`None`: libtorch's default, one per core).
+    pub threads: Option<usize>,
+    /// Stop (as if killed) after this step; the schedule is unchanged. For tests.
+    pub stop_after_steps: Option<usize>,
+    /// Draw a progress bar (when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl RunOptions {
+    pub fn new(style: &str, out: &Path) -> Self {
+        Self {
+            style: style.to_string(),
+            data: None,
+            from: None,
+            config: None,
+            epochs: None,
+            steps: None,
+            freeze_layers: None,
+            seed: None,
+            out: out.to_path_buf(),
+            runs_dir: PathBuf::from("runs"),
+            resume: false,
+            force: false,
+            device: DeviceChoice::Cpu,
+            threads: None,
+            stop_after_steps: None,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Device(#[from] NoCuda),
+    #[error("{}: a run is already there; pass --resume to continue it or --force to start over", .0.display())]
+    RunExists(PathBuf),
+    #[error("{}: no run to resume ({} is missing)", .0.display(), RUN_FILE)]
+    NoRunToResume(PathBuf),
+    #[error("--resume continues the run as it was set up; {0} cannot change (start a new run instead)")]
+    ResumeConflict(&'static str),
+    #[error("no data folder: pass --data")]
+    NoData,
+    #[error("{}: the data changed since the run started (manifest {found}, the run used {expected})", dir.display())]
+    DataChanged { dir: PathBuf, found: String, expected: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// How a finished (or stopped) run went.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub out: PathBuf,
+    pub step: usize,
+    pub total_steps: usize,
+    pub best_val_loss: Option<f64>,
+    /// Validation loss and accuracy before the first step of a new run.
+    pub initial_val: Option<(f64, f64)>,
+    /// The last validation loss and accuracy.
+    pub last_val: Option<(f64, f64)>,
+    /// Training loss of every step this process ran, by step (for tests and plots).
+    pub step_losses: Vec<(usize, f64)>,
+    /// `best` checkpoint (weights file), when one was written.
+    pub best_checkpoint: Option<PathBuf>,
+    pub elapsed_s: f64,
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    pub loss: f64,
+    /// Next-event accuracy over the non-padding targets.
+    pub accuracy: f64,
+    pub grad_norm: f64,
+}
+
+/// Mean cross-entropy over the non-padding targets, and the number of correct
+/// argmax predictions and of counted targets.
+pub fn loss_and_hits(logits: &Tensor, targets: &Tensor, reduction: Reduction) -> (Tensor, Tensor, Tensor) {
+    let vocab = logits.size()[2];
+    let flat_logits = logits.view([-1, vocab]);
+    let flat_targets = targets.reshape([-1]);
+    let loss = flat_logits.cross_entropy_loss::<Tensor>(&flat_targets, None, reduction, i64::from(codec::PAD), 0.0);
+    let counted = flat_targets.ne(i64::from(codec::PAD));
+    let hits = flat_logits.argmax(-1, false).eq_tensor(&flat_targets).logical_and(&counted);
+    (loss, hits.sum(Kind::Int64), counted.sum(Kind::Int64))
+}
+
+/// Forward, backward, clip and update on one batch.
+pub fn train_step(
+    model: &MusicTransformer,
+    opt: &mut AdamW,
+    input: &Tensor,
+    target: &Tensor,
+    lr: f64,
+    grad_clip: f64,
+) -> StepStats {
+    opt.zero_grad();
+    let logits = model.forward_t(input, true);
+    let (loss, hits, counted) = loss_and_hits(&logits, target, Reduction::Mean);
+    loss.backward();
+    let grad_norm = opt.clip_grad_norm(grad_clip);
+    opt.step(lr);
+    let counted = counted.int64_value(&[]).max(1) as f64;
+    StepStats { loss: loss.double_value(&[]), accuracy: hits.int64_value(&[]) as f64 / counted, grad_norm }
+}
+
+/// Mean loss and accuracy over fixed windows (`[n, seq_len + 1]` rows), in
+/// batches of `batch`, without dropout.
+pub fn evaluate(model: &MusicTransformer, windows: &[Vec<i64>], batch: usize, device: Device) -> (f64, f64) {
+    let _guard = tch::no_grad_guard();
+    let (mut loss_sum, mut hits, mut counted) = (0.0f64, 0i64, 0i64);
+    for chunk in windows.chunks(batch.max(1)) {
+        let width = chunk[0].len() as i64;
+        let flat: Vec<i64> = chunk.iter().flatten().copied().collect();
+        let seq = Tensor::from_slice(&flat).view([chunk.len() as i64, width]).to_device(device);
+        let logits = model.forward_t(&seq.narrow(1, 0, width - 1), false);
+        let (l, h, c) = loss_and_hits(&logits, &seq.narrow(1, 1, width - 1), Reduction::Sum);
+        loss_sum += l.double_value(&[]);
+        hits += h.int64_value(&[]);
+        counted += c.int64_value(&[]);
+    }
+    let n = counted.max(1) as f64;
+    (loss_sum / n, hits as f64 / n)
+}
+
+/// Validation loss and accuracy of a checkpoint on a data folder's validation
+/// split, exactly as a run with `seq_len`, `max_windows` and `batch` measures it.
+pub fn evaluate_checkpoint(
+    checkpoint: &Path,
+    data_dir: &Path,
+    seq_len: usize,
+    max_windows: usize,
+    batch: usize,
+    precision: Precision,
+    device: Device,
+) -> Result<(f64, f64), TrainError> {
+    let mut loaded = checkpoint::load_checkpoint(checkpoint, device)?;
+    loaded.model.set_precision(precision);
+    let corpus = Corpus::load(data_dir)?;
+    let windows = data::validation_windows(&corpus, seq_len, max_windows);
+    Ok(evaluate(&loaded.model, &windows, batch, device))
+}
+
+/// The frozen part of a finetune: the token embedding and blocks `0..n`.
+fn trainable(name: &str, freeze_layers: usize) -> bool {
+    if freeze_layers == 0 {
+        return true;
+    }
+    if name.starts_with("embed.") {
+        return false;
+    }
+    let Some(rest) = name.strip_prefix("layers.") else { return true };
+    let index: Option<usize> = rest.split('.').next().and_then(|i| i.parse().ok());
+    index.is_none_or(|i| i >= freeze_layers)
+}
+
+/// Settings for a new run: defaults, `--config`, then flags. A finetune whose
+/// `--config` does not choose a model takes the parent's.
+fn build_config(opts: &RunOptions, parent_model: Option<cadenza_core::ModelConfig>) -> Result<TrainConfig, TrainError> {
+    let (mut cfg, sets_model) = match &opts.config {
+        None => (TrainConfig::default(), false),
+        Some(v) if crate::config::PRESETS.contains(&v.as_str()) => (TrainConfig::preset(v)?, true),
+        Some(v) => {
+            let path = Path::new(v);
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            (TrainConfig::from_toml_file(path)?, TrainConfig::toml_sets_model(&text))
+        }
+    };
+    if let (Some(parent), false) = (parent_model, sets_model) {
+        cfg.model = cadenza_core::ModelConfig { dropout: cfg.model.dropout, ..parent };
+        cfg.seq_len = cfg.seq_len.min(parent.max_seq_len);
+        if opts.config.is_none() {
+            cfg.seq_len = parent.max_seq_len;
+        }
+    }
+    if let Some(e) = opts.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(s) = opts.steps {
+        cfg.max_steps = Some(s);
+    }
+    if let Some(f) = opts.freeze_layers {
+        cfg.freeze_layers = f;
+    }
+    if let Some(s) = opts.seed {
+        cfg.seed = s;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Remove what a previous run left in `dir` (only the trainer's own files).
+fn clear_run_folder(dir: &Path) -> Result<(), TrainError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    for sub in [CHECKPOINT_DIR, crate::plot::PLOT_DIR] {
+        let p = dir.join(sub);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).map_err(io(&p))?;
+        }
+    }
+    let best = CheckpointPaths::new(&dir.join(BEST));
+    for f in [dir.join(RUN_FILE), dir.join(METRICS_FILE), best.sidecar, best.weights, best.optim] {
+        if f.exists() {
+            std::fs::remove_file(&f).map_err(io(&f))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_folder_in_use(dir: &Path) -> bool {
+    dir.join(RUN_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() || dir.join(METRICS_FILE).exists()
+}
+
+/// Train (or finetune, or resume) one run.
+pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    let device = opts.device.resolve()?;
+    if let Some(n) = opts.threads {
+        tch::set_num_threads(n as i32);
+    }
+    let out = &opts.out;
+
+    // --- What to train: a new run's settings, or the resumed run's.
+    let (record, resume) = if opts.resume {
+        if !out.join(RUN_FILE).is_file() {
+            return Err(TrainError::NoRunToResume(out.clone()));
+        }
+        for (given, what) in [
+            (opts.from.is_some(), "--from"),
+            (opts.config.is_some(), "--config"),
+            (opts.freeze_layers.is_some(), "--freeze-layers"),
+            (opts.seed.is_some(), "--seed"),
+        ] {
+            if given {
+                return Err(TrainError::ResumeConflict(what));
+            }
+        }
+        let mut record = checkpoint::read_run_record(out)?;
+        if let Some(e) = opts.epochs {
+            record.config.epochs = e;
+        }
+        if let Some(s) = opts.steps {
+            record.config.max_steps = Some(s);
+        }
+        if let Some(d) = &opts.data {
+            record.data_dir = d.clone();
+        }
+        let point = match checkpoint::latest_resume_point(out, device) {
+            Ok(p) => Some(p),
+            // Killed before its first checkpoint: start the same run again.
+            Err(CheckpointError::NothingToResume(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        (Some(record), point)
+    } else {
+        if run_folder_in_use(out) {
+            if !opts.force {
+                return Err(TrainError::RunExists(out.clone()));
+            }
+            clear_run_folder(out)?;
+        }
+        (None, None)
+    };
+
+    // --- The parent (finetune).
+    let parent = match (&record, &opts.from) {
+        (Some(r), _) => r.parent.clone().map(|p| (p, None)),
+        (None, Some(from)) => {
+            let path = checkpoint::resolve_from(from, &opts.runs_dir)?;
+            let loaded = checkpoint::load_checkpoint(&path, device)?;
+            let chain_epochs = checkpoint::train_meta(&loaded.meta)
+                .map(|t| t.state.epochs_done + t.parent.map(|p| p.chain_epochs).unwrap_or(0.0))
+                .unwrap_or(0.0);
+            let run_dir = path
+                .parent()
+                .filter(|d| d.join(RUN_FILE).is_file())
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
+            let parent_ref = ParentRef {
+                checkpoint: std::fs::canonicalize(&path).unwrap_or(path),
+                run_dir,
+                style: loaded.meta.style.clone(),
+                chain_epochs,
+            };
+            Some((parent_ref, Some(loaded)))
+        }
+        (None, None) => None,
+    };
+
+    let cfg = match &record {
+        Some(r) => {
+            r.config.validate()?;
+            r.config.clone()
+        }
+        None => build_config(opts, parent.as_ref().and_then(|(_, l)| l.as_ref()).map(|l| l.meta.model))?,
+    };
+    if let Some((p, Some(loaded))) = &parent {
+        checkpoint::check_fits(&loaded.meta.model, &cfg.model, &p.checkpoint)?;
+    }
+
+    // --- Data.
+    let data_dir = match (&record, &opts.data) {
+        (Some(r), _) => r.data_dir.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => return Err(TrainError::NoData),
+    };
+    let corpus = Corpus::load(&data_dir)?;
+    for s in &corpus.skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
+    if let Some(n) = &corpus.notice {
+        eprintln!("note: {n}");
+    }
+    if let Some(r) = &record {
+        if r.manifest_hash != corpus.manifest_hash {
+            return Err(TrainError::DataChanged {
+                dir: data_dir,
+                found: corpus.manifest_hash.clone(),
+                expected: r.manifest_hash.clone(),
+            });
+        }
+    }
+
+    let precision = match &record {
+        Some(r) => r.precision,
+        None => cfg.precision.resolve(device),
+    };
+    let record = match record {
+        Some(r) => r,
+        None => {
+            std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
+            let r = RunRecord {
+                style: opts.style.clone(),
+                data_dir: data_dir.clone(),
+                manifest_hash: corpus.manifest_hash.clone(),
+                data_summary: corpus.summary.clone(),
+                config: cfg.clone(),
+                precision,
+                parent: parent.as_ref().map(|(p, _)| p.clone()),
+            };
+            checkpoint::write_run_record(out, &r)?;
+            r
+        }
+    };
+
+    // --- Model and optimizer.
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let mut model = MusicTransformer::new(&vs.root(), &cfg.model);
+    model.set_precision(precision);
+    if let Some((_, Some(loaded))) = &parent {
+        let tensors = loaded.vs.variables();
+        checkpoint::fill_var_store(&vs, &tensors.into_iter().collect(), &loaded.paths.weights)?;
+    }
+    let adam = AdamWConfig { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
+    let mut opt = AdamW::new(&vs, |n| trainable(n, cfg.freeze_layers), adam);
+    let mut state =
+        TrainState { step: 0, epochs_done: 0.0, steps_per_epoch: 1, best_val_loss: None, precision, elapsed_s: 0.0 };
+    let fresh = resume.is_none();
+    if let Some(point) = &resume {
+        checkpoint::fill_var_store(&vs, &point.weights, &point.paths.weights)?;
+        opt.load_state(&point.optim, point.train.state.step as i64)
+            .map_err(|e| CheckpointError::Tensors { path: point.paths.optim.clone(), message: e.to_string() })?;
+        state = point.train.state;
+    }
+
+    let tokens_per_step = cfg.batch_size * cfg.seq_len;
+    let steps_per_epoch = corpus.train_events().div_ceil(tokens_per_step).max(1);
+    state.steps_per_epoch = steps_per_epoch;
+    let mut total_steps = cfg.epochs * steps_per_epoch;
+    if let Some(m) = cfg.max_steps {
+        total_steps = if cfg.epochs == 0 { m } else { total_steps.min(m) };
+    }
+    let sampler = Sampler::new(&corpus, cfg.batch_size, cfg.seq_len, cfg.augment, cfg.seed);
+    let windows = data::validation_windows(&corpus, cfg.seq_len, cfg.val_max_windows);
+    let mut metrics = MetricsLog::open(out, if fresh { None } else { Some(state.step) })?;
+
+    let parent_ref = record.parent.clone();
+    let style = record.style.clone();
+    let ctx = SaveContext { cfg: &cfg, style: &style, corpus: &corpus, parent: &parent_ref };
+
+    println!(
+        "{style}: {} | {} params | {} | {} steps/epoch, {total_steps} steps | {:?} {} | {}",
+        if let Some(p) = &parent_ref {
+            format!("finetune from {}", p.checkpoint.display())
+        } else {
+            "from scratch".into()
+        },
+        cfg.model.num_params(),
+        corpus.summary,
+        steps_per_epoch,
+        device,
+        match precision {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16 mixed",
+        },
+        if fresh { "new run".to_string() } else { format!("resumed at step {}", state.step) },
+    );
+
+    let mut summary = RunSummary {
+        out: out.clone(),
+        step: state.step,
+        total_steps,
+        best_val_loss: state.best_val_loss,
+        initial_val: None,
+        last_val: None,
+        step_losses: Vec::new(),
+        best_checkpoint: None,
+        elapsed_s: state.elapsed_s,
+    };
+
+    if fresh {
+        // Where the run starts: for a finetune, the parent's loss on this data.
+        let (vl, va) = evaluate(&model, &windows, cfg.batch_size, device);
+        summary.initial_val = Some((vl, va));
+        metrics.append(&Row {
+            kind: RowKind::Step,
+            epoch: 0.0,
+            step: 0,
+            lr: cfg.lr_at(0, total_steps),
+            train_loss: None,
+            train_acc: None,
+            val_loss: Some(vl),
+            val_acc: Some(va),
+            tokens_per_s: None,
+            grad_norm: None,
+            elapsed_s: 0.0,
+        })?;
+        println!("step 0 | val {vl:.3} | val acc {va:.3}");
+    }
+
+    let bar = progress_bar(opts.progress, total_steps, state.step);
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+
+    let mut interval = Accumulator::default();
+    let mut epoch_acc = Accumulator::default();
+    // Within an epoch that was cut by a resume, the epoch row averages what this process saw.
+    while state.step < total_steps {
+        let step = state.step;
+        let lr = cfg.lr_at(step, total_steps);
+        let started = Instant::now();
+        tch::manual_seed((data::mix(cfg.seed ^ 0xD50F, step as u64) >> 1) as i64);
+        let flat = sampler.batch(&corpus, step as u64);
+        let width = (cfg.seq_len + 1) as i64;
+        let seq = Tensor::from_slice(&flat).view([cfg.batch_size as i64, width]).to_device(device);
+        let stats =
+            train_step(&model, &mut opt, &seq.narrow(1, 0, width - 1), &seq.narrow(1, 1, width - 1), lr, cfg.grad_clip);
+        let took_s = started.elapsed().as_secs_f64();
+        state.step += 1;
+        state.elapsed_s += took_s;
+        state.epochs_done = state.step as f64 / steps_per_epoch as f64;
+        summary.step_losses.push((state.step, stats.loss));
+        interval.add(&stats, tokens_per_step, took_s);
+        epoch_acc.add(&stats, tokens_per_step, took_s);
+        bar.set_position(state.step as u64);
+        bar.set_message(format!("{:.0} tok/s | loss {:.3}", tokens_per_step as f64 / took_s, stats.loss));
+
+        let s = state.step;
+        let epoch_end = s % steps_per_epoch == 0 || s == total_steps;
+        let eval_due = epoch_end || (cfg.eval_every_steps > 0 && s % cfg.eval_every_steps == 0);
+        let log_due = s % cfg.log_every_steps == 0 || eval_due;
+        let ckpt_due = epoch_end
+            || (cfg.checkpoint_every_steps > 0 && s % cfg.checkpoint_every_steps == 0)
+            || opts.stop_after_steps == Some(s);
+
+        let val = if eval_due {
+            let v = evaluate(&model, &windows, cfg.batch_size, device);
+            summary.last_val = Some(v);
+            if state.best_val_loss.is_none_or(|b| v.0 < b) {
+                state.best_val_loss = Some(v.0);
+                let best = CheckpointPaths::new(&out.join(BEST));
+                checkpoint::save_checkpoint(&best, &vs, None, &ctx.meta(&state))?;
+                summary.best_checkpoint = Some(best.weights);
+            }
+            Some(v)
+        } else {
+            None
+        };
+        if log_due {
+            let row = interval.row(RowKind::Step, &state, lr, val);
+            metrics.append(&row)?;
+            say(log_line(&row, interval.mean_ms()));
+            interval = Accumulator::default();
+        }
+        if epoch_end {
+            metrics.append(&epoch_acc.row(RowKind::Epoch, &state, lr, val))?;
+            epoch_acc = Accumulator::default();
+        }
+        if ckpt_due {
+            let paths = checkpoint::step_checkpoint_paths(out, s);
+            checkpoint::save_checkpoint(&paths, &vs, Some(&opt.state_tensors()), &ctx.meta(&state))?;
+            checkpoint::prune_step_checkpoints(out, cfg.keep_last)?;
+        }
+        if opts.stop_after_steps == Some(s) {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+
+    summary.step = state.step;
+    summary.best_val_loss = state.best_val_loss;
+    summary.elapsed_s = state.elapsed_s;
+    if summary.best_checkpoint.is_none() {
+        let best = CheckpointPaths::new(&out.join(BEST));
+        summary.best_checkpoint = best.sidecar.is_file().then_some(best.weights);
+    }
+    if let Err(e) = crate::plot::plot_chain(out) {
+        eprintln!("warning: no plots: {e}");
+    }
+    Ok(summary)
+}
+
+/// What every checkpoint of a run shares.
+struct SaveContext<'a> {
+    cfg: &'a TrainConfig,
+    style: &'a str,
+    corpus: &'a Corpus,
+    parent: &'a Option<ParentRef>,
+}
+
+impl SaveContext<'_> {
+    fn meta(&self, state: &TrainState) -> CheckpointMeta {
+        let train = TrainMeta { config: self.cfg.clone(), state: *state, parent: self.parent.clone() };
+        CheckpointMeta {
+            model: self.cfg.model,
+            train: serde_json::to_value(&train).unwrap_or(serde_json::Value::Null),
+            style: self.style.to_string(),
+            epoch: state.step / state.steps_per_epoch.max(1),
+            step: state.step,
+            best_val_loss: state.best_val_loss,
+            manifest_hash: self.corpus.manifest_hash.clone(),
+            codec_version: codec::CODEC_VERSION,
+            data_summary: self.corpus.summary.clone(),
+        }
+    }
+}
+
+/// Running sums over a logging interval or an epoch.
+#[derive(Debug, Default)]
+struct Accumulator {
+    steps: usize,
+    loss: f64,
+    acc: f64,
+    grad_norm: f64,
+    tokens: usize,
+    seconds: f64,
+}
+
+impl Accumulator {
+    fn add(&mut self, s: &StepStats, tokens: usize, seconds: f64) {
+        self.steps += 1;
+        self.loss += s.loss;
+        self.acc += s.accuracy;
+        self.grad_norm += s.grad_norm;
+        self.tokens += tokens;
+        self.seconds += seconds;
+    }
+
+    fn mean_ms(&self) -> f64 {
+        1000.0 * self.seconds / self.steps.max(1) as f64
+    }
+
+    fn row(&self, kind: RowKind, state: &TrainState, lr: f64, val: Option<(f64, f64)>) -> Row {
+        let n = self.steps.max(1) as f64;
+        let some = |x: f64| (self.steps > 0).then_some(x);
+        Row {
+            kind,
+            epoch: state.epochs_done,
+            step: state.step,
+            lr,
+            train_loss: some(self.loss / n),
+            train_acc: some(self.acc / n),
+            val_loss: val.map(|v| v.0),
+            val_acc: val.map(|v| v.1),
+            tokens_per_s: (self.seconds > 0.0).then(|| self.tokens as f64 / self.seconds),
+            grad_norm: some(self.grad_norm / n),
+            elapsed_s: state.elapsed_s,
+        }
+    }
+}
+
+/// `step 1200 | loss 2.341 | val 2.410 | lr 3.0e-4 | 812 ms`, plus accuracy,
+/// epoch and throughput.
+fn log_line(row: &Row, ms_per_step: f64) -> String {
+    let mut line = format!("step {}", row.step);
+    if let Some(l) = row.train_loss {
+        line += &format!(" | loss {l:.3}");
+    }
+    if let Some(v) = row.val_loss {
+        line += &format!(" | val {v:.3}");
+    }
+    line += &format!(" | lr {:.1e} | {ms_per_step:.0} ms", row.lr);
+    if let Some(a) = row.train_acc {
+        line += &format!(" | acc {a:.3}");
+    }
+    if let Some(a) = row.val_acc {
+        line += &format!(" | val acc {a:.3}");
+    }
+    line += &format!(" | epoch {:.2}", row.epoch);
+    if let Some(t) = row.tokens_per_s {
+        line += &format!(" | {t:.0} tok/s");
+    }
+    line
+}
+
+fn progress_bar(enabled: bool, total: usize, position: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} steps | {msg} | ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_position(position as u64);
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freezing_covers_the_embedding_and_the_first_blocks() {
+        assert!(trainable("layers.0.ff.fc1.weight", 0));
+        assert!(!trainable("embed.weight", 1));
+        assert!(!trainable("layers.0.attn.q.weight", 2));
+        assert!(!trainable("layers.1.ln1.bias", 2));
+        assert!(trainable("layers.2.ln1.bias", 2));
+        assert!(trainable("layers.10.ln1.bias", 2));
+        assert!(trainable("head.weight", 2));
+        assert!(trainable("ln_f.weight", 2));
+    }
+
+    #[test]
+    fn log_lines_read_like_the_style_guide() {
+        let row = Row {
+            kind: RowKind::Step,
+            epoch: 1.5,
+            step: 1200,
+            lr: 3e-4,
+            train_loss: Some(2.3414),
+            train_acc: Some(0.4),
+            val_loss: Some(2.41),
+            val_acc: None,
+            tokens_per_s: Some(1262.0),
+            grad_norm: None,
+            elapsed_s: 10.0,
+        };
+        let line = log_line(&row, 812.2);
+        assert!(line.starts_with("step 1200 | loss 2.341 | val 2.410 | lr 3.0e-4 | 812 ms"), "{line}");
+    }
+}

@@ -1,0 +1,112 @@
+//! `cargo xtask train`: build the trainer (`cadenza-train`, release, with the
+//! `cuda` feature when setup installed the CUDA torch) and run it with the
+//! tool environment. A style without `--config` uses
+//! `trainer/configs/<style>.toml` when there is one.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::env::{cargo, repo_root, run_checked, ToolEnv};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Style name: names the run folder (runs/STYLE), the default data folder (data/STYLE) and
+    /// the default config (trainer/configs/STYLE.toml, when it exists).
+    #[arg(long)]
+    pub style: String,
+    /// Folder of MIDI files: a `cargo xtask data` style folder (with manifest.csv) or any folder
+    /// of *.mid/*.midi (searched recursively; unreadable files are skipped with a warning).
+    /// Default: data/STYLE.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Finetune from a style name (runs/NAME), a run folder, or a checkpoint file; a run folder
+    /// gives its best checkpoint. The optimizer starts fresh.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// A preset (tiny, small, base) or a TOML file of settings that differ from the defaults;
+    /// unknown keys are an error. Default: trainer/configs/STYLE.toml if present, else `small`
+    /// (or the parent's model with --from).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Passes over the training data (overrides the config).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps (the learning-rate schedule ends there too).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Run folder. Default: runs/STYLE.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in the run folder from its newest complete checkpoint (also after kill -9).
+    #[arg(long)]
+    pub resume: bool,
+    /// Start over in an existing run folder (its checkpoints, metrics and plots are deleted).
+    #[arg(long)]
+    pub force: bool,
+    /// Freeze the token embedding and the first N blocks while finetuning.
+    #[arg(long)]
+    pub freeze_layers: Option<usize>,
+    /// Seed for weights, crops, augmentation and dropout.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// cpu, cuda, or auto (CUDA when libtorch sees a GPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads for libtorch (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar, log lines only.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Build `cadenza-train` in release mode; returns the binary.
+pub fn build_trainer(env: &ToolEnv) -> Result<PathBuf> {
+    let mut build = cargo(env);
+    build.args(["build", "--release", "-p", "cadenza-trainer", "--bin", "cadenza-train"]);
+    if env.cuda {
+        build.args(["--features", "cuda"]);
+    }
+    run_checked(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+    Ok(target.join("release").join("cadenza-train"))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let env = ToolEnv::load_or_setup()?;
+    let bin = build_trainer(&env)?;
+    let root = repo_root();
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(&root);
+    env.apply(&mut cmd);
+    cmd.args(["train", "--style", &args.style, "--device", &args.device]);
+    let config = args.config.clone().or_else(|| {
+        let own = root.join("trainer/configs").join(format!("{}.toml", args.style));
+        (!args.resume && own.is_file()).then(|| own.display().to_string())
+    });
+    if let Some(c) = &config {
+        eprintln!("train: config {c}");
+        cmd.args(["--config", c]);
+    }
+    let mut opt = |flag: &str, value: Option<String>| {
+        if let Some(v) = value {
+            cmd.arg(flag).arg(v);
+        }
+    };
+    opt("--data", args.data.as_ref().map(|p| p.display().to_string()));
+    opt("--from", args.from.clone());
+    opt("--epochs", args.epochs.map(|v| v.to_string()));
+    opt("--steps", args.steps.map(|v| v.to_string()));
+    opt("--out", args.out.as_ref().map(|p| p.display().to_string()));
+    opt("--freeze-layers", args.freeze_layers.map(|v| v.to_string()));
+    opt("--seed", args.seed.map(|v| v.to_string()));
+    opt("--threads", args.threads.map(|v| v.to_string()));
+    for (on, flag) in [(args.resume, "--resume"), (args.force, "--force"), (args.no_progress, "--no-progress")] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    run_checked(&mut cmd)
+}
