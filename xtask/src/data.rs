@@ -133,7 +133,7 @@ pub fn run(args: &Args) -> Result<()> {
         let licence =
             format!("{licence} (debian/copyright of mma: the groove library); chart by Cadenza, MIT OR Apache-2.0");
         candidates.extend(mma::candidates(&dir, &cache, styles, &licence)?);
-        Some(mma::Mma::prepare(&dir)?)
+        Some(mma::Mma::prepare(&dir, &env.python)?)
     } else {
         None
     };

@@ -31,6 +31,8 @@ pub const MAX_SILENT_SHARE: f64 = 0.5;
 /// Palestrina's masses are ~59% of the corpus' classical notes; they may make
 /// up at most this share of the classical notes that are kept.
 pub const PALESTRINA_MAX_SHARE: f64 = 0.15;
+/// Files between progress lines of the checks (renders: a twentieth of it).
+const PROGRESS_EVERY_FILES: usize = 2000;
 /// File name of a style folder's list of dropped files.
 pub const DROPPED_FILE: &str = "dropped.csv";
 
@@ -259,7 +261,7 @@ pub fn render_all(runner: &Mma, renders: &[&Render], jobs: usize) -> Result<()> 
                     }
                     break;
                 }
-                if (i + 1) % 100 == 0 {
+                if (i + 1).is_multiple_of(PROGRESS_EVERY_FILES / 20) {
                     eprintln!("data: mma: {}/{} rendered", i + 1, todo.len());
                 }
             });
@@ -415,7 +417,7 @@ fn check_all(candidates: &[Candidate], jobs: usize) -> Vec<Outcome<'_>> {
                 let Some(cand) = candidates.get(i) else { break };
                 let result = resolve(cand)
                     .and_then(|(path, comment, licence)| check_file(&path).map(|checked| (checked, comment, licence)));
-                if (i + 1) % 2000 == 0 {
+                if (i + 1).is_multiple_of(PROGRESS_EVERY_FILES) {
                     eprintln!("data: checked {}/{} files", i + 1, candidates.len());
                 }
                 if let Ok(mut r) = results.lock() {

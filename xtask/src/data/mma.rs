@@ -1,5 +1,5 @@
 //! Synthetic accompaniment: MMA (Musical MIDI Accompaniment, from the
-//! pinned Debian package, run with python3 from its unpacked copy) renders
+//! pinned Debian package, run by the project's Python 3 from its unpacked copy) renders
 //! the chord charts in `scripts/data/mma/` over jazz and pop grooves of its
 //! standard library. Only the comping (chord, arpeggio, plectrum) and bass
 //! tracks are kept; drums and melodic pads are dropped.
@@ -311,13 +311,15 @@ pub fn kept_track_names(bytes: &[u8]) -> Vec<String> {
 
 /// The MMA runner: its unpacked package, a private rc file, and the groove database built once.
 pub struct Mma {
+    /// The Python 3 that runs MMA (the project's virtual environment).
+    python: PathBuf,
     home: PathBuf,
     script: PathBuf,
     rc: PathBuf,
 }
 
 impl Mma {
-    pub fn prepare(unpacked: &Path) -> Result<Self> {
+    pub fn prepare(unpacked: &Path, python: &Path) -> Result<Self> {
         let home = unpacked.join("usr/share/mma");
         let script = unpacked.join("usr/bin/mma");
         // An rc file of our own, so ~/.mmarc or /etc/mmarc cannot change the output.
@@ -326,11 +328,11 @@ impl Mma {
             std::fs::write(&rc, "// Cadenza: no MMA settings beyond the defaults\n")
                 .with_context(|| format!("{}: cannot write", rc.display()))?;
         }
-        let mma = Self { home, script, rc };
+        let mma = Self { python: python.to_path_buf(), home, script, rc };
         let stamp = unpacked.join(".cadenza-mma-db");
         if !stamp.exists() {
             eprintln!("data: building MMA's groove database");
-            let out = mma.command().arg("-G").output().context("cannot run python3 for MMA")?;
+            let out = mma.command().arg("-G").output().context("cannot run Python for MMA")?;
             if !out.status.success() {
                 bail!("mma -G failed: {}", String::from_utf8_lossy(&out.stderr));
             }
@@ -340,7 +342,7 @@ impl Mma {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(&self.python);
         cmd.arg(&self.script).arg("-i").arg(&self.rc).env("MMA_HOME", &self.home).env("PYTHONHASHSEED", "0");
         cmd
     }
@@ -366,7 +368,7 @@ impl Mma {
                 String::from_utf8_lossy(&o.stdout).trim(),
                 String::from_utf8_lossy(&o.stderr).trim()
             )),
-            Err(e) => Err(anyhow::anyhow!("cannot run python3 for MMA: {e}")),
+            Err(e) => Err(anyhow::anyhow!("cannot run Python for MMA: {e}")),
         };
         let _ = std::fs::remove_dir_all(&work);
         match result {
