@@ -218,6 +218,8 @@ pub fn run(args: &Args) -> Result<()> {
         },
     };
 
+    req.validate()?;
+
     let env = ToolEnv::load().ok();
     let opts = EngineOptions {
         ort_library: std::env::var_os("ORT_DYLIB_PATH").is_none().then(|| env.map(|e| e.ort_dylib_path)).flatten(),

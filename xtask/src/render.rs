@@ -122,7 +122,8 @@ pub fn write_wav(perf: &Performance, soundfont: &Arc<SoundFont>, out: &Path) -> 
 /// A piano roll: time in seconds across, pitch up; the primer (if any) in
 /// grey-blue before `split_s`, the continuation in orange; opacity follows velocity.
 pub fn write_piano_roll(perf: &Performance, split_s: Option<f64>, title: &str, out: &Path) -> Result<()> {
-    let tmp = temp_path(out);
+    // The image encoder picks the format from the extension, so the temporary file keeps `.png`.
+    let tmp = temp_path(out).with_extension("tmp.png");
     let result = draw_piano_roll(perf, split_s, title, &tmp)
         .map_err(|e| anyhow::anyhow!("{}: cannot draw the piano roll: {e}", out.display()))
         .and_then(|()| std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display())));
@@ -149,7 +150,13 @@ fn draw_piano_roll(
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..end_s, f64::from(lo)..f64::from(hi) + 1.0)?;
-    chart.configure_mesh().x_desc("seconds").y_desc("MIDI pitch").light_line_style(WHITE.mix(0.0)).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("MIDI pitch")
+        .y_label_formatter(&|y| format!("{}", *y as i64))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
     // Octave lines at each C.
     for c in (0..=127u8).filter(|p| p % 12 == 0 && *p >= lo && *p <= hi) {
         chart.draw_series(LineSeries::new([(0.0, f64::from(c)), (end_s, f64::from(c))], BLACK.mix(0.15)))?;

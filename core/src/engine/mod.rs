@@ -286,6 +286,13 @@ impl Engine {
     }
 }
 
+impl GenerateRequest {
+    /// Whether the engine would accept this request (checked again by `generate`).
+    pub fn validate(&self) -> Result<(), EngineError> {
+        validate(self)
+    }
+}
+
 fn validate(req: &GenerateRequest) -> Result<(), EngineError> {
     let bad = |m: String| Err(EngineError::Request(m));
     if req.variations == 0 || req.variations > MAX_VARIATIONS {

@@ -1,0 +1,188 @@
+//! `cargo xtask generate` as a user runs it (the real binary, through cargo):
+//! MIDI, WAV and PNG outputs, the same seed giving the same file, and every
+//! bad input a clear message naming the file, a non-zero exit, no panic and
+//! no output left behind. The model is a `tiny`-sized export of random
+//! weights: these tests are about the command, `engine.rs` about the music.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use cadenza_core::model::{onnx_names, ModelConfig};
+use cadenza_core::{midi, Performance};
+use cadenza_trainer::export::{build_model, export_weights, random_weights, synthetic_meta};
+use prost::Message;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("tiny.onnx");
+        let cfg = ModelConfig::TINY;
+        export_weights(&random_weights(&cfg, 3), &synthetic_meta(&cfg, "test", "random weights"), &model)
+            .expect("export");
+        Fixture { dir, model }
+    })
+}
+
+/// `cargo xtask generate ARGS` (release xtask, as the alias runs it).
+fn xtask(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(repo_root())
+        .args(["run", "--quiet", "--release", "--package", "xtask", "--", "generate"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "the command panicked:\n{stderr}");
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn twinkle() -> PathBuf {
+    repo_root().join("models/primers/twinkle.mid")
+}
+
+#[test]
+fn writes_midi_wav_and_png_and_the_same_seed_gives_the_same_file() {
+    let fx = fixture();
+    let out = fx.dir.path().join("ok");
+    std::fs::create_dir_all(&out).expect("dir");
+    let (mid, wav, png) = (out.join("a.mid"), out.join("a.wav"), out.join("a.png"));
+    let args = |m: &Path| {
+        vec![
+            "--style".to_string(),
+            s(&fx.model).to_string(),
+            "--primer".into(),
+            s(&twinkle()).to_string(),
+            "--seconds".into(),
+            "4".into(),
+            "--seed".into(),
+            "7".into(),
+            "--variations".into(),
+            "2".into(),
+            "--no-end".into(),
+            "--out".into(),
+            s(m).to_string(),
+        ]
+    };
+    let mut first = args(&mid);
+    first.extend(["--wav".into(), s(&wav).into(), "--png".into(), s(&png).into()]);
+    let r = xtask(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for i in 1..=2 {
+        let m = out.join(format!("a-{i}.mid"));
+        let perf = midi::read_file(&m, &midi::ReadOptions::default()).expect("the MIDI reads back");
+        assert!(!perf.is_empty() && perf.duration_s() <= 4.0 + 0.01, "{}: {} s", m.display(), perf.duration_s());
+        let w = std::fs::read(out.join(format!("a-{i}.wav"))).expect("wav");
+        assert_eq!(&w[..4], b"RIFF");
+        assert!(w.len() > 44 + 4 * 44_100 * 4, "at least 4 s of stereo audio");
+        let p = std::fs::read(out.join(format!("a-{i}.png"))).expect("png");
+        assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
+    }
+    let again = out.join("b.mid");
+    let r = xtask(&args(&again).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read(out.join("a-1.mid")).expect("a"), std::fs::read(out.join("b-1.mid")).expect("b"));
+    assert_eq!(std::fs::read(out.join("a-2.mid")).expect("a"), std::fs::read(out.join("b-2.mid")).expect("b"));
+}
+
+#[test]
+fn with_primer_writes_the_primer_first() {
+    let fx = fixture();
+    let out = fx.dir.path().join("with-primer.mid");
+    let r = xtask(&[
+        "--style",
+        s(&fx.model),
+        "--primer",
+        s(&twinkle()),
+        "--seconds",
+        "3",
+        "--seed",
+        "1",
+        "--no-end",
+        "--with-primer",
+        "--out",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let primer = midi::read_file(&twinkle(), &midi::ReadOptions::default()).expect("primer");
+    let got = midi::read_file(&out, &midi::ReadOptions::default()).expect("output");
+    let first: Vec<u8> = got.notes.iter().take(primer.notes.len()).map(|n| n.pitch).collect();
+    assert_eq!(first, primer.notes.iter().map(|n| n.pitch).collect::<Vec<_>>());
+    assert!(got.duration_s() > primer.duration_s() + 2.5);
+}
+
+/// Run with `args`, expect failure naming `names`, and no `out` left behind.
+fn expect_failure(args: &[&str], names: &str, out: &Path) {
+    let r = xtask(args);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "expected a failure for {args:?}");
+    assert!(stderr.contains(names), "the message should name {names}:\n{stderr}");
+    assert!(!out.exists(), "{} was left behind", out.display());
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().expect("parent"))
+        .map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_inputs_fail_clearly_without_output() {
+    let fx = fixture();
+    let dir = fx.dir.path().join("bad");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("out.mid");
+    let o = s(&out);
+
+    let missing = dir.join("missing.onnx");
+    expect_failure(&["--style", s(&missing), "--out", o], "missing.onnx", &out);
+    expect_failure(&["--style", "no-such-style", "--out", o], "no-such-style", &out);
+
+    let corrupt = dir.join("corrupt.onnx");
+    std::fs::write(&corrupt, b"not a model").expect("write");
+    expect_failure(&["--style", s(&corrupt), "--out", o], "corrupt.onnx", &out);
+
+    let old = dir.join("old-codec.onnx");
+    let cfg = ModelConfig::TINY;
+    let mut m = build_model(&random_weights(&cfg, 3), &synthetic_meta(&cfg, "test", "")).expect("model");
+    for p in &mut m.metadata_props {
+        if p.key == onnx_names::META_CODEC_VERSION {
+            p.value = "999".into();
+        }
+    }
+    std::fs::write(&old, m.encode_to_vec()).expect("write");
+    expect_failure(&["--style", s(&old), "--out", o], "codec version 999", &out);
+
+    let model = s(&fx.model);
+    let text = dir.join("notes.txt");
+    std::fs::write(&text, "these are not MIDI bytes at all").expect("write");
+    expect_failure(&["--style", model, "--primer", s(&text), "--out", o], "notes.txt", &out);
+
+    let silent = dir.join("silent.mid");
+    std::fs::write(&silent, midi::write_performance(&Performance::default(), &midi::WriteOptions::default()))
+        .expect("write");
+    expect_failure(&["--style", model, "--primer", s(&silent), "--out", o], "silent.mid", &out);
+
+    let unwritable = dir.join("no-such-folder").join("out.mid");
+    expect_failure(&["--style", model, "--out", s(&unwritable)], "no-such-folder", &unwritable);
+
+    let not_sf2 = dir.join("fake.sf2");
+    std::fs::write(&not_sf2, b"RIFF....sfbk but not really").expect("write");
+    let wav = dir.join("out.wav");
+    expect_failure(&["--style", model, "--out", o, "--wav", s(&wav), "--soundfont", s(&not_sf2)], "fake.sf2", &out);
+    assert!(!wav.exists());
+    let no_sf2 = dir.join("absent.sf2");
+    expect_failure(&["--style", model, "--out", o, "--wav", s(&wav), "--soundfont", s(&no_sf2)], "absent.sf2", &out);
+}
