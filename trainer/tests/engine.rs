@@ -358,3 +358,37 @@ fn bad_model_files_are_typed_errors_naming_the_file() {
     let e = Engine::load(&fx.onnx, &wrong_library).err().expect("library");
     assert!(e.to_string().contains("libonnxruntime.so"), "{e}");
 }
+
+#[test]
+fn a_chunked_prefill_gives_the_logits_of_a_single_one() {
+    let fx = trained();
+    let tokens: Vec<u16> = chorale_tokens(600).iter().take(600).map(|&t| t as u16).collect();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let m = e.model();
+    let (whole, c1) = m.prefill_chunked(&[&tokens], tokens.len()).expect("one chunk");
+    let (chunked, c2) = m.prefill_chunked(&[&tokens], 97).expect("chunks of 97");
+    assert!(max_abs_diff(&whole, &chunked) < PARITY_TOLERANCE);
+    assert_eq!((c1.len, c2.len), (600, 600));
+    let (a, _) = m.forward(&[60], c1).expect("step");
+    let (b, _) = m.forward(&[60], c2).expect("step");
+    assert!(max_abs_diff(&a, &b) < PARITY_TOLERANCE);
+}
+
+#[test]
+fn the_provider_reported_is_the_one_running() {
+    let fx = trained();
+    let auto = Engine::load(&fx.onnx, &EngineOptions { provider: Provider::Auto, ..engine_options() }).expect("auto");
+    let cuda = Engine::load(&fx.onnx, &EngineOptions { provider: Provider::Cuda, ..engine_options() });
+    match cuda {
+        // A CUDA build of ONNX Runtime on a machine with a GPU: auto picks it too.
+        Ok(e) => {
+            assert_eq!(e.info().provider, "CUDA");
+            assert_eq!(auto.info().provider, "CUDA");
+        }
+        // The CPU build (the onnxruntime wheel): CUDA is refused, auto falls back to the CPU.
+        Err(e) => {
+            assert!(matches!(e, EngineError::ProviderUnavailable { provider: "CUDA", .. }), "{e}");
+            assert_eq!(auto.info().provider, "CPU");
+        }
+    }
+}

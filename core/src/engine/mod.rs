@@ -24,7 +24,9 @@ use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
 use crate::sampling::{Sampler, Sampling, Steering};
 
-pub use runtime::{find_library, library_search_dirs, loaded_library, KvCache, Model, LIBRARY_NAMES, ORT_DYLIB_ENV};
+pub use runtime::{
+    find_library, library_search_dirs, loaded_library, KvCache, Model, LIBRARY_NAMES, MAX_PREFILL_SCORES, ORT_DYLIB_ENV,
+};
 
 /// Most variations one request may ask for.
 pub const MAX_VARIATIONS: usize = 16;
@@ -229,10 +231,7 @@ impl Engine {
 
         // One prefill of the shared context, copied to every variation.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
-        let window: Vec<i64> = window.iter().map(|&t| i64::from(t)).collect();
-        let empty = self.model.empty_cache(1)?;
-        let (logits, cache) = self.model.forward(&window, empty)?;
-        let last = &logits[logits.len() - VOCAB_SIZE..];
+        let (last, cache) = self.model.prefill(&[window])?;
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
         let mut cache = self.model.repeat_cache(cache, batch)?;
 
@@ -265,17 +264,10 @@ impl Engine {
             }
             if cache.len + 1 > max_len {
                 // Slide: prefill the most recent `keep` events of every variation again.
-                let mut tokens = Vec::with_capacity(batch * keep);
-                for v in &voices {
-                    tokens.extend(v.history[v.history.len() - keep..].iter().map(|&t| i64::from(t)));
-                }
-                let empty = self.model.empty_cache(batch)?;
-                let (all, c) = self.model.forward(&tokens, empty)?;
+                let rows: Vec<&[u16]> = voices.iter().map(|v| &v.history[v.history.len() - keep..]).collect();
+                let (l, c) = self.model.prefill(&rows)?;
+                logits = l;
                 cache = c;
-                for b in 0..batch {
-                    let src = ((b + 1) * keep - 1) * VOCAB_SIZE;
-                    logits[b * VOCAB_SIZE..(b + 1) * VOCAB_SIZE].copy_from_slice(&all[src..src + VOCAB_SIZE]);
-                }
             } else {
                 let (l, c) = self.model.forward(&next, cache)?;
                 logits = l;
@@ -467,6 +459,15 @@ mod tests {
         let var = v.finish();
         assert_eq!(var.performance.notes.len(), 2);
         assert!((var.performance.duration_s() - 1.5).abs() < 1e-9, "{:?}", var.performance);
+    }
+
+    #[test]
+    fn a_missing_runtime_library_is_an_error_naming_it() {
+        let lib = Path::new("/nonexistent/cadenza/libonnxruntime.so");
+        let opts = EngineOptions { ort_library: Some(lib.to_path_buf()), ..Default::default() };
+        let e = Engine::load(Path::new("/nonexistent/model.onnx"), &opts).err().expect("no library");
+        assert!(matches!(e, EngineError::LibraryNotFound { .. }), "{e}");
+        assert!(e.to_string().contains("/nonexistent/cadenza/libonnxruntime.so"), "{e}");
     }
 
     #[test]

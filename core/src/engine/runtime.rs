@@ -28,6 +28,10 @@ pub const LIBRARY_NAMES: &[&str] = &["onnxruntime.dll"];
 #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
 pub const LIBRARY_NAMES: &[&str] = &["libonnxruntime.so"];
 
+/// Most floats in one attention-score tensor `[batch, heads, chunk, total]`
+/// while prefilling (32 MB): longer contexts are prefilled in chunks.
+pub const MAX_PREFILL_SCORES: usize = 8 << 20;
+
 /// The loaded library and the process's one ONNX Runtime environment.
 struct Runtime {
     library: PathBuf,
@@ -279,6 +283,46 @@ impl Model {
             values.push(Tensor::<f32>::from_array((dims, tiled)).map_err(runtime_err)?.into_dyn());
         }
         Ok(KvCache { batch, len: cache.len, values })
+    }
+
+    /// Prefill equal-length `rows` (one per sequence of the batch) from an
+    /// empty cache, in chunks so no attention-score tensor exceeds
+    /// [`MAX_PREFILL_SCORES`]; returns the logits after each row's last event
+    /// (`[batch, vocab]`) and the cache.
+    pub fn prefill(&mut self, rows: &[&[u16]]) -> Result<(Vec<f32>, KvCache), EngineError> {
+        let batch = rows.len();
+        let len = rows.first().map_or(0, |r| r.len());
+        if batch == 0 || len == 0 || rows.iter().any(|r| r.len() != len) {
+            return Err(EngineError::Runtime("a prefill needs rows of one non-zero length".into()));
+        }
+        let chunk = (MAX_PREFILL_SCORES / (batch * self.info.config.n_heads * len)).clamp(1, len);
+        self.prefill_chunked(rows, chunk)
+    }
+
+    /// [`Model::prefill`] in chunks of `chunk` events.
+    pub fn prefill_chunked(&mut self, rows: &[&[u16]], chunk: usize) -> Result<(Vec<f32>, KvCache), EngineError> {
+        let batch = rows.len();
+        let len = rows.first().map_or(0, |r| r.len());
+        if batch == 0 || len == 0 || chunk == 0 || rows.iter().any(|r| r.len() != len) {
+            return Err(EngineError::Runtime("a prefill needs rows of one non-zero length".into()));
+        }
+        let vocab = self.info.config.vocab_size;
+        let mut cache = self.empty_cache(batch)?;
+        let mut start = 0;
+        loop {
+            let end = (start + chunk).min(len);
+            let tokens: Vec<i64> = rows.iter().flat_map(|r| r[start..end].iter().map(|&t| i64::from(t))).collect();
+            let (logits, c) = self.forward(&tokens, cache)?;
+            cache = c;
+            if end == len {
+                let n = end - start;
+                let last = (0..batch)
+                    .flat_map(|b| logits[(b * n + n - 1) * vocab..(b * n + n) * vocab].iter().copied())
+                    .collect();
+                return Ok((last, cache));
+            }
+            start = end;
+        }
     }
 
     /// Run `tokens` (`batch` rows of equal length, row-major) after `cache`;
