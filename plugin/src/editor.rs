@@ -52,6 +52,8 @@ pub fn create(
     commands: Option<Sender<Command>>,
 ) -> Option<nice_plug_egui::EguiEditor<CadenzaEditor>> {
     let view = shared.view();
+    let notifier = nice_plug_egui::RepaintNotifier::new();
+    *shared.repaint.lock() = Some(notifier.clone());
     let app = CadenzaEditor {
         params,
         shared,
@@ -62,12 +64,7 @@ pub fn create(
         soundfont_path: view.soundfont.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         seen_export_dir: view.export_dir.clone(),
     };
-    nice_plug_egui::create_egui_editor(
-        state,
-        nice_plug_egui::RepaintNotifier::new(),
-        EguiNiceSettings::new().with_tile("Cadenza"),
-        app,
-    )
+    nice_plug_egui::create_egui_editor(state, notifier, EguiNiceSettings::new().with_tile("Cadenza"), app)
 }
 
 pub struct CadenzaEditor {
@@ -169,9 +166,10 @@ impl NiceEguiApp for CadenzaEditor {
         // Progress and the playhead move without a new snapshot: keep drawing while they do.
         let running = self.shared.progress.running.load(Ordering::Acquire);
         let playing = self.shared.play.state.load(Ordering::Acquire) != PlayState::Idle as u8;
-        if running || playing || view.capture_notes > 0 {
-            ui.ctx().request_repaint_after(std::time::Duration::from_millis(33));
-        }
+        // New snapshots wake the editor through the repaint notifier; this also keeps the tempo
+        // and transport line current while nothing else moves.
+        let interval_ms = if running || playing || view.capture_notes > 0 { 33 } else { 250 };
+        ui.ctx().request_repaint_after(std::time::Duration::from_millis(interval_ms));
 
         egui::Panel::top("controls").show(ui, |ui| {
             ui.add_space(4.0);
@@ -259,7 +257,7 @@ impl CadenzaEditor {
                 slider(ui, "Seed", &params.seed, s, 90.0);
                 ui.vertical(|ui| {
                     ui.label(RichText::new(" ").small());
-                    if ui.button("🎲").on_hover_text("A new random seed").clicked() {
+                    if ui.button("New seed").on_hover_text("Pick a random seed").clicked() {
                         let nanos = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32).wrapping_mul(2_654_435_761))
@@ -307,6 +305,7 @@ impl CadenzaEditor {
                 }
             }
             with_setter(&self.gui, |s| {
+                ui.label("keep the last");
                 ui.add(ParamSlider::for_param(&params.capture_bars, s).with_width(80.0))
                     .on_hover_text("How many of the last bars the capture keeps as the primer");
                 toggle(ui, &params.pass_through, s, "MIDI thru");
@@ -316,7 +315,7 @@ impl CadenzaEditor {
                 self.send(Command::ClearCapture);
             }
             ui.add(
-                egui::TextEdit::singleline(&mut self.primer_path).hint_text("/path/to/primer.mid").desired_width(220.0),
+                egui::TextEdit::singleline(&mut self.primer_path).hint_text("/path/to/primer.mid").desired_width(170.0),
             );
             if ui.button("Load .mid").clicked() && !self.primer_path.trim().is_empty() {
                 self.send(Command::LoadPrimer(PathBuf::from(self.primer_path.trim())));
@@ -341,9 +340,9 @@ impl CadenzaEditor {
                 ui.separator();
                 let state = self.shared.play.state.load(Ordering::Acquire);
                 let label = match state {
-                    s if s == PlayState::Playing as u8 => "■ Stop",
-                    s if s == PlayState::Waiting as u8 => "■ Stop (waiting for the bar line)",
-                    _ => "▶ Play",
+                    s if s == PlayState::Playing as u8 => "Stop",
+                    s if s == PlayState::Waiting as u8 => "Stop (starts at the bar line)",
+                    _ => "Play",
                 };
                 if ui.add_enabled(count > 0, egui::Button::new(label)).clicked() {
                     if state == PlayState::Idle as u8 {
@@ -491,7 +490,8 @@ fn piano_roll(ui: &mut egui::Ui, view: &View, shared: &Shared, chosen: usize) {
     let full = response.rect;
     painter.rect_filled(full, CornerRadius::same(4), ROLL_BACKGROUND);
     let keys_w = 34.0;
-    let header_h = 18.0;
+    // Two header rows: bar numbers, then the region labels.
+    let header_h = 32.0;
     let area = Rect::from_min_max(Pos2::new(full.min.x + keys_w, full.min.y + header_h), full.max);
 
     let (notes, from_beats, to_beats, bar_len) = roll_notes(view, chosen);
@@ -506,19 +506,23 @@ fn piano_roll(ui: &mut egui::Ui, view: &View, shared: &Shared, chosen: usize) {
     let lane_h = area.height() / f32::from(hi - lo + 1);
     let y_of = |pitch: u8| area.max.y - f32::from(pitch - lo + 1) * lane_h;
 
-    // Key lanes and the keyboard strip.
+    // Key lanes, and a keyboard strip: white keys full width, black keys shorter on top.
+    let strip = Rect::from_min_max(Pos2::new(full.min.x, area.min.y), Pos2::new(full.min.x + keys_w - 2.0, area.max.y));
+    painter.rect_filled(strip, 0, Color32::from_gray(215));
     for pitch in lo..=hi {
         let black = matches!(pitch % 12, 1 | 3 | 6 | 8 | 10);
         let y = y_of(pitch);
         if black {
-            painter.rect_filled(
-                Rect::from_min_size(Pos2::new(area.min.x, y), Vec2::new(area.width(), lane_h)),
-                0,
-                BLACK_KEY_LANE,
-            );
+            let lane = Rect::from_min_size(Pos2::new(area.min.x, y), Vec2::new(area.width(), lane_h));
+            painter.rect_filled(lane, 0, BLACK_KEY_LANE);
+            let key = Rect::from_min_size(Pos2::new(full.min.x, y), Vec2::new((keys_w - 2.0) * 0.62, lane_h));
+            painter.rect_filled(key, 0, Color32::from_gray(35));
+        } else if matches!(pitch % 12, 0 | 5) {
+            // Where two white keys meet (B-C, E-F).
+            let y_line = y + lane_h;
+            let edge = [Pos2::new(full.min.x, y_line), Pos2::new(full.min.x + keys_w - 2.0, y_line)];
+            painter.line_segment(edge, Stroke::new(1.0, Color32::from_gray(120)));
         }
-        let key_rect = Rect::from_min_size(Pos2::new(full.min.x, y), Vec2::new(keys_w - 2.0, lane_h));
-        painter.rect_filled(key_rect, 0, if black { Color32::from_gray(40) } else { Color32::from_gray(200) });
         if pitch % 12 == 0 && lane_h >= 7.0 {
             painter.text(
                 Pos2::new(full.min.x + 2.0, y + lane_h / 2.0),
@@ -561,14 +565,14 @@ fn piano_roll(ui: &mut egui::Ui, view: &View, shared: &Shared, chosen: usize) {
         None => ("captured (live)", "press Generate".to_string()),
     };
     painter.text(
-        Pos2::new(zero - 6.0, full.min.y + 2.0),
+        Pos2::new(zero - 6.0, full.min.y + 16.0),
         Align2::RIGHT_TOP,
         left_label,
         FontId::proportional(12.0),
         PRIMER_COLOUR,
     );
     painter.text(
-        Pos2::new(zero + 28.0, full.min.y + 2.0),
+        Pos2::new(zero + 6.0, full.min.y + 16.0),
         Align2::LEFT_TOP,
         right_label,
         FontId::proportional(12.0),

@@ -171,11 +171,21 @@ pub struct Player {
     variation: usize,
     sounding: [bool; 128],
     was_host_playing: bool,
+    /// New material arrived: silence what the old one left sounding at the next block.
+    flush_notes: bool,
 }
 
 impl Default for Player {
     fn default() -> Self {
-        Self { set: None, mode: Mode::Idle, cursor: 0, variation: 0, sounding: [false; 128], was_host_playing: false }
+        Self {
+            set: None,
+            mode: Mode::Idle,
+            cursor: 0,
+            variation: 0,
+            sounding: [false; 128],
+            was_host_playing: false,
+            flush_notes: false,
+        }
     }
 }
 
@@ -194,6 +204,7 @@ impl Player {
         }
         // Position within the new material is found again on the next block.
         self.cursor = usize::MAX;
+        self.flush_notes = true;
         old
     }
 
@@ -265,6 +276,9 @@ impl Player {
     pub fn process(&mut self, clock: &BlockClock, len: u32, variation: usize, looping: bool, out: &mut OutBuffer) {
         let host_started = clock.host_playing && !self.was_host_playing;
         self.was_host_playing = clock.host_playing;
+        if std::mem::take(&mut self.flush_notes) {
+            self.all_notes_off(0, out);
+        }
         let count = self.set.as_ref().map_or(0, |s| s.count);
         if count == 0 {
             if self.mode != Mode::Idle {

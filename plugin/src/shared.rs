@@ -125,12 +125,17 @@ pub struct Shared {
     pub view: Mutex<Arc<View>>,
     /// Wakes the editor when the view changes (set by the session, read by the editor).
     pub view_serial: AtomicU64,
+    /// The open editor's repaint flag (an atomic inside), so a new view is drawn at once.
+    pub repaint: Mutex<Option<nice_plug_egui::RepaintNotifier>>,
 }
 
 impl Shared {
     pub fn publish(&self, view: View) {
         *self.view.lock() = Arc::new(view);
         self.view_serial.fetch_add(1, Ordering::AcqRel);
+        if let Some(notifier) = self.repaint.lock().as_ref() {
+            notifier.request_repaint();
+        }
     }
 
     pub fn view(&self) -> Arc<View> {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 const SAMPLE_RATE: u64 = 48_000;
 /// jack_midiseq loops its sequence; this long a loop leaves room for the answer before the repeat.
 const LOOP_SAMPLES: u64 = 30 * SAMPLE_RATE;
+/// jack_midiseq starts its loop the moment it starts, before it is connected: the phrase starts
+/// this late in the loop so none of it is lost.
+const LEAD_IN_SAMPLES: u64 = 2 * SAMPLE_RATE;
 /// The editor's colours for primer and generated notes (`plugin/src/editor.rs`).
 const PRIMER_RGB: [u8; 3] = [0x5f, 0xa8, 0xd3];
 const GENERATED_RGB: [u8; 3] = [0xf2, 0xa5, 0x41];
@@ -22,17 +25,27 @@ fn repo_root() -> PathBuf {
 }
 
 /// A process we started, killed (by its id) when the test ends.
-struct Proc(Child, &'static str);
+struct Proc(Child);
 
 impl Drop for Proc {
+    /// SIGTERM first: a JACK server killed outright stays in JACK's shared registry, and a few
+    /// such ghosts stop any new server from starting ("too many servers already active").
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
 fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
-    Proc(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}")), name)
+    Proc(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}")))
 }
 
 fn on_path(tool: &str) -> bool {
@@ -95,8 +108,11 @@ fn parse_dump(text: &str) -> Vec<(u64, u8, u8, u8)> {
     text.lines()
         .filter_map(|l| {
             let (time, rest) = l.split_once(':')?;
-            let bytes: Vec<u8> = rest.split_whitespace().take(3).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-            (bytes.len() == 3).then(|| (time.trim().parse().ok(), bytes)).and_then(|(t, b)| Some((t?, b[0], b[1], b[2])))
+            let bytes: Vec<u8> =
+                rest.split_whitespace().take(3).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+            (bytes.len() == 3)
+                .then(|| (time.trim().parse().ok(), bytes))
+                .and_then(|(t, b)| Some((t?, b[0], b[1], b[2])))
         })
         .collect()
 }
@@ -165,7 +181,9 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
 
     // A private X server and JACK server.
     let display = (40..99)
-        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
         .expect("a free display");
     let fb = tmp.path().join("fb");
     std::fs::create_dir_all(&fb).expect("fb");
@@ -199,7 +217,9 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
 
     let dump_path = tmp.path().join("dump.txt");
     let mut cmd = Command::new("jack_midi_dump");
-    cmd.args(["-a", "cadenza-dump"]).stdout(std::fs::File::create(&dump_path).expect("dump file")).stderr(Stdio::null());
+    cmd.args(["-a", "cadenza-dump"])
+        .stdout(std::fs::File::create(&dump_path).expect("dump file"))
+        .stderr(Stdio::null());
     jack_env(&mut cmd);
     let _dump = spawn("jack_midi_dump", &mut cmd);
 
@@ -217,14 +237,14 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         .stderr(log);
     jack_env(&mut cmd);
     let _cadenza = spawn("cadenza-standalone", &mut cmd);
-    wait_for("Cadenza's JACK ports", Duration::from_secs(60), || ports().contains("Cadenza:midi_input"));
+    wait_for("Cadenza's JACK ports", Duration::from_secs(60), || ports().contains("cadenza:midi_input"));
     let connect = |a: &str, b: &str| {
         let mut c = Command::new("jack_connect");
         c.args([a, b]);
         jack_env(&mut c);
         assert!(c.status().expect("jack_connect").success(), "jack_connect {a} {b}");
     };
-    connect("Cadenza:midi_output", "cadenza-dump:input");
+    connect("cadenza:midi_output", "cadenza-dump:input");
 
     // The editor before anything was played, to compare with the one after.
     std::thread::sleep(Duration::from_millis(2000));
@@ -235,9 +255,10 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         .iter()
         .enumerate()
         .filter(|(_, k)| **k > 0)
-        .map(|(i, k)| (i as u64 * 24_000, *k, if i == 6 || i == 14 { 40_000 } else { 20_000 }))
+        .map(|(i, k)| (LEAD_IN_SAMPLES + i as u64 * 24_000, *k, if i == 6 || i == 14 { 40_000 } else { 20_000 }))
         .collect();
-    let phrase_end = phrase.iter().map(|(s, _, l)| s + l).max().expect("notes");
+    // Relative to the first note, as the dump will see it.
+    let phrase_end = phrase.iter().map(|(s, _, l)| s + l).max().expect("notes") - LEAD_IN_SAMPLES;
     let mut cmd = Command::new("jack_midiseq");
     cmd.arg("cadenza-seq").arg(LOOP_SAMPLES.to_string());
     for (start, key, len) in &phrase {
@@ -247,7 +268,7 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     jack_env(&mut cmd);
     let _seq = spawn("jack_midiseq", &mut cmd);
     wait_for("the sequencer", Duration::from_secs(10), || ports().contains("cadenza-seq:out"));
-    connect("cadenza-seq:out", "Cadenza:midi_input");
+    connect("cadenza-seq:out", "cadenza:midi_input");
 
     // Pass-through first, then the answer: note-ons after the phrase and a bar of silence.
     let started = Instant::now();
@@ -305,8 +326,11 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         count(&after_px, GENERATED_RGB)
     );
     assert!(colours.len() > 64, "the screen is not blank");
-    assert!(background < pixels.len() / 2, "the editor fills the window");
-    assert!(count(&after_px, PRIMER_RGB) > count(&before_px, PRIMER_RGB) + 30, "the primer's notes are drawn in its colour");
+    assert!(background < after_px.len() / 2, "the editor fills the window");
+    assert!(
+        count(&after_px, PRIMER_RGB) > count(&before_px, PRIMER_RGB) + 30,
+        "the primer's notes are drawn in its colour"
+    );
     assert!(
         count(&after_px, GENERATED_RGB) > count(&before_px, GENERATED_RGB) + 30,
         "the generated notes are drawn in theirs"

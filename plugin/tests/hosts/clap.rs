@@ -265,3 +265,44 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
         chosen.len()
     );
 }
+
+/// The preview piano: a soundfont found on the system renders what Cadenza sends out, inside
+/// process() and without allocating there (this debug build aborts if it does).
+#[test]
+fn clap_preview_piano_sounds_the_notes_it_sends() {
+    let (_dir, lib) = load(&[]);
+    let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+    inst.activate(SAMPLE_RATE, FRAMES);
+    let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
+    let started = Instant::now();
+    let mut block = 0usize;
+    let mut heard = false;
+    while !heard {
+        assert!(started.elapsed() < Duration::from_secs(120), "the preview piano never sounded");
+        let first = block;
+        inst.process_blocks(
+            100,
+            FRAMES,
+            |b| match (first + b) % 100 {
+                0 if first == 0 => vec![InEvent::Param { time: 0, id: param_hash("piano"), value: 1.0 }],
+                10 => vec![InEvent::Note { time: 7, key: 60, velocity: 0.8, on: true }],
+                60 => vec![InEvent::Note { time: 7, key: 60, velocity: 0.0, on: false }],
+                _ => Vec::new(),
+            },
+            |b| transport_at((first + b) as f64 * block_beats),
+            |_, _| {
+                std::thread::sleep(Duration::from_millis(2));
+                true
+            },
+        );
+        block += 100;
+        let peak = inst.block_peak.iter().copied().fold(0f32, f32::max);
+        heard = peak > 1e-3;
+        if heard {
+            eprintln!(
+                "preview piano peak {peak:.3} after {:.1} s (soundfont load included)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

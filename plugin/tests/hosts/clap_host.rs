@@ -182,6 +182,7 @@ impl ClapLibrary {
             processing: false,
             steady_time: 0,
             block_us: Vec::new(),
+            block_peak: Vec::new(),
             sample_rate: 48_000.0,
         })
     }
@@ -288,6 +289,8 @@ pub struct Instance {
     pub steady_time: u64,
     /// Wall time of each process() call of the last batch, in microseconds.
     pub block_us: Vec<f64>,
+    /// Peak absolute sample of each block of the last batch (both channels).
+    pub block_peak: Vec<f32>,
     pub sample_rate: f64,
 }
 
@@ -371,6 +374,8 @@ impl Instance {
         self.processing = true;
         let block_us = &mut self.block_us;
         block_us.clear();
+        let block_peak = &mut self.block_peak;
+        block_peak.clear();
         let (notes, processed) = std::thread::scope(|s| {
             s.spawn(move || {
                 let ptr = ptr;
@@ -424,6 +429,7 @@ impl Instance {
                     assert_ne!(status, CLAP_PROCESS_ERROR, "process returned an error");
                     assert!(!out.overflow, "more than {MAX_OUT_EVENTS} events in one block");
                     assert!(left.iter().chain(right.iter()).all(|s| s.is_finite()), "audio out is finite");
+                    block_peak.push(left.iter().chain(right.iter()).fold(0f32, |m, s| m.max(s.abs())));
                     steady += u64::from(frames);
                     done += 1;
                     all.extend_from_slice(&out.notes);
