@@ -7,6 +7,8 @@
 //! distance `d`) is shared by the heads of a layer, as in the paper. The
 //! weight names are the contract in `cadenza_core::model`.
 
+use std::cell::Cell;
+
 use tch::{nn, Kind, Tensor};
 
 use cadenza_core::ModelConfig;
@@ -55,7 +57,7 @@ impl RelativeAttention {
     /// `x`: `[batch, time, d_model]` (float32) -> `[batch, time, d_model]`.
     /// Matrix products run in `compute` (float32, or bfloat16 for mixed
     /// precision); the softmax always runs in float32.
-    pub fn forward_t(&self, x: &Tensor, train: bool, compute: Kind) -> Tensor {
+    pub fn forward_t(&self, x: &Tensor, train: bool, compute: Kind, masks: &MaskRng) -> Tensor {
         let size = x.size();
         let (b, t, d) = (size[0], size[1], size[2]);
         let (h, hd) = (self.n_heads, self.head_dim);
@@ -73,14 +75,90 @@ impl RelativeAttention {
         let k = qkv.get(1);
         let v = qkv.get(2);
 
-        let content = q.matmul(&k.transpose(-1, -2));
-        let relative = relative_logits(&q, &self.rel_emb.to_kind(compute));
-        let logits = (content + relative).to_kind(Kind::Float);
-        let mask = causal_mask(t, x.device());
-        let probs = logits.masked_fill(&mask, f64::NEG_INFINITY).softmax(-1, Kind::Float).dropout(self.dropout, train);
-        let out = probs.to_kind(compute).matmul(&v).transpose(1, 2).reshape([b, t, d]);
+        // content + relative in one GEMM pass: baddbmm writes the skewed
+        // relative logits into its output and accumulates q k^T onto them.
+        let relative = relative_logits(&q, &self.rel_emb.to_kind(compute)).view([b * h, t, t]);
+        let k_t = k.reshape([b * h, t, hd]).transpose(1, 2);
+        let mut logits = relative.baddbmm(&q.reshape([b * h, t, hd]), &k_t, 1.0, 1.0).to_kind(Kind::Float);
+        let _ = logits.masked_fill_(&causal_mask(t, x.device()), f64::NEG_INFINITY);
+        let probs = logits.softmax(-1, Kind::Float).view([b, h, t, t]);
+        let (probs, scale) = self.dropout_probs(probs, train, masks);
+        let mut ctx = probs.to_kind(compute).matmul(&v);
+        if scale != 1.0 {
+            // The dropout's 1/keep scale on [b, h, t, hd] instead of [b, h, t, t].
+            ctx = ctx * scale;
+        }
+        let out = ctx.transpose(1, 2).reshape([b, t, d]);
         out.linear(&self.o.ws.to_kind(compute), self.o.bs.as_ref().map(|x| x.to_kind(compute)).as_ref())
     }
+
+    /// Attention dropout. On the CPU the keep mask comes from [`keep_mask`]
+    /// (libtorch's CPU Bernoulli draws one 64-bit number per element on one
+    /// thread, which at sequence 2048 costs more than the attention products);
+    /// elsewhere libtorch's dropout. Returns the masked probabilities and the
+    /// scale still to apply.
+    fn dropout_probs(&self, probs: Tensor, train: bool, masks: &MaskRng) -> (Tensor, f64) {
+        if !train || self.dropout <= 0.0 {
+            return (probs, 1.0);
+        }
+        if probs.device() != tch::Device::Cpu {
+            return (probs.dropout(self.dropout, true), 1.0);
+        }
+        let (mask, scale) = keep_mask(probs.numel(), self.dropout, masks.next_seed());
+        let keep = Tensor::from_slice(&mask).view(probs.size().as_slice());
+        (probs * keep, scale)
+    }
+}
+
+/// Seeds for the CPU dropout masks: reseeded every step (from the run's seed
+/// and the step), then one seed per dropout call in forward order, so a
+/// resumed run draws the same masks.
+#[derive(Debug, Default)]
+pub struct MaskRng {
+    base: Cell<u64>,
+    calls: Cell<u64>,
+}
+
+impl MaskRng {
+    pub fn reseed(&self, seed: u64) {
+        self.base.set(seed);
+        self.calls.set(0);
+    }
+
+    fn next_seed(&self) -> u64 {
+        let n = self.calls.get();
+        self.calls.set(n + 1);
+        crate::data::mix(self.base.get(), n)
+    }
+}
+
+/// Bytes of one dropout mask generated per work item (the unit of parallelism).
+const MASK_CHUNK_BYTES: usize = 1 << 20;
+
+/// A keep mask of `n` elements (1 = keep) with drop probability `p` rounded to
+/// 1/256, and the matching `1 / keep_probability` scale. Counter-based
+/// (splitmix64 of the seed and the position), so the mask does not depend on
+/// how many threads fill it.
+pub fn keep_mask(n: usize, p: f64, seed: u64) -> (Vec<u8>, f64) {
+    let threshold = ((p * 256.0).round() as u32).clamp(1, 255);
+    let scale = 256.0 / f64::from(256 - threshold);
+    let mut mask = vec![0u8; n];
+    let threads = (tch::get_num_threads().max(1) as usize).min(n.div_ceil(MASK_CHUNK_BYTES).max(1));
+    let per_thread = n.div_ceil(threads).div_ceil(8) * 8;
+    std::thread::scope(|s| {
+        for (ti, part) in mask.chunks_mut(per_thread.max(8)).enumerate() {
+            s.spawn(move || {
+                let first_word = (ti * per_thread.max(8) / 8) as u64;
+                for (wi, bytes) in part.chunks_mut(8).enumerate() {
+                    let word = crate::data::mix(seed, first_word + wi as u64).to_le_bytes();
+                    for (dst, r) in bytes.iter_mut().zip(word) {
+                        *dst = u8::from(u32::from(r) >= threshold);
+                    }
+                }
+            });
+        }
+    });
+    (mask, scale)
 }
 
 /// `true` above the diagonal: key `j` is in query `i`'s future.
@@ -91,12 +169,21 @@ pub fn causal_mask(t: i64, device: tch::Device) -> Tensor {
 /// Relative logits `S[.., i, j] = q_i . rel_emb[i - j]` for `j <= i` (entries
 /// above the diagonal are meaningless: the causal mask removes them).
 ///
-/// `q`: `[.., t, hd]`; `rel_emb`: `[>= t, hd]`. Multiply `q` by the embeddings
-/// of distances `t-1, .., 0` (column `c` holds distance `t-1-c`), then skew.
+/// `q`: `[.., t, hd]`; `rel_emb`: `[>= t, hd]`. This is [`skew`] of `q`
+/// times the embeddings of distances `t-1, .., 0`, with the skew's zero
+/// column produced by the product itself: a zero row in front of the
+/// reversed embeddings makes `q E^T` come out already padded, so the padding
+/// copy (and its backward) disappears and only the view and slice remain.
 pub fn relative_logits(q: &Tensor, rel_emb: &Tensor) -> Tensor {
-    let t = q.size()[q.dim() - 2];
+    let size = q.size();
+    let n = size.len();
+    let (t, hd) = (size[n - 2], size[n - 1]);
     let reversed = rel_emb.narrow(0, 0, t).flip([0]);
-    skew(&q.matmul(&reversed.transpose(0, 1)))
+    let zero = Tensor::zeros([1, hd], (reversed.kind(), reversed.device()));
+    let padded = q.matmul(&Tensor::cat(&[&zero, &reversed], 0).transpose(0, 1)); // [.., t, t + 1]
+    let mut shape = size[..n - 2].to_vec();
+    shape.extend([t + 1, t]);
+    padded.view(shape.as_slice()).narrow((n - 2) as i64, 1, t)
 }
 
 /// The paper's skewing: pad one zero column on the left, view the
@@ -138,8 +225,13 @@ mod tests {
             let fast = relative_logits(&q, &rel);
             let slow = direct_relative_logits(&q, &rel);
             let lower = causal_mask(t, Device::Cpu).logical_not();
-            let diff = (fast - slow).abs().masked_select(&lower).max().double_value(&[]);
+            let diff = (&fast - &slow).abs().masked_select(&lower).max().double_value(&[]);
             assert!(diff < 1e-12, "b{b} h{h} t{t}: max difference {diff}");
+            // The paper's pad-reshape-slice form gives the same numbers.
+            let reversed = rel.narrow(0, 0, t).flip([0]);
+            let paper = skew(&q.matmul(&reversed.transpose(0, 1)));
+            let diff = (&paper - &slow).abs().masked_select(&lower).max().double_value(&[]);
+            assert!(diff < 1e-12, "skew b{b} h{h} t{t}: max difference {diff}");
         }
     }
 
@@ -159,7 +251,7 @@ mod tests {
         let attn = RelativeAttention::new(&vs.root(), &cfg);
         let t = 11;
         let x = Tensor::randn([2, t, 24], (Kind::Float, Device::Cpu));
-        let fast = attn.forward_t(&x, false, Kind::Float);
+        let fast = attn.forward_t(&x, false, Kind::Float, &MaskRng::default());
 
         // Per head, per query: softmax over j <= i of (q_i.k_j + q_i.e_{i-j}) / sqrt(hd).
         let lin = |l: &nn::Linear| x.linear(&l.ws, l.bs.as_ref());
@@ -187,5 +279,16 @@ mod tests {
         let slow = out.linear(&attn.o.ws, attn.o.bs.as_ref());
         let diff = (fast - slow).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    #[test]
+    fn keep_masks_are_seeded_and_drop_about_p() {
+        let (a, scale) = keep_mask(3_000_001, 0.1, 5);
+        assert_eq!(a, keep_mask(3_000_001, 0.1, 5).0);
+        assert_ne!(a, keep_mask(3_000_001, 0.1, 6).0);
+        let kept = a.iter().map(|&x| f64::from(x)).sum::<f64>() / a.len() as f64;
+        assert!((kept - 230.0 / 256.0).abs() < 2e-3, "kept {kept}");
+        assert!((scale * 230.0 / 256.0 - 1.0).abs() < 1e-12);
+        assert!(a.iter().all(|&x| x <= 1));
     }
 }

@@ -14,7 +14,7 @@ use tch::{nn, nn::Module, Kind, Tensor};
 
 use cadenza_core::ModelConfig;
 
-use crate::attention::{linear_config, residual_stdev, RelativeAttention};
+use crate::attention::{linear_config, residual_stdev, MaskRng, RelativeAttention};
 
 /// Number format of the matrix products while training. Weights, optimizer
 /// state, layer norms, softmax and loss stay float32 either way.
@@ -77,8 +77,8 @@ impl Block {
         }
     }
 
-    fn forward_t(&self, x: &Tensor, train: bool, compute: Kind) -> Tensor {
-        let a = self.attn.forward_t(&self.ln1.forward(x), train, compute).dropout(self.dropout, train);
+    fn forward_t(&self, x: &Tensor, train: bool, compute: Kind, masks: &MaskRng) -> Tensor {
+        let a = self.attn.forward_t(&self.ln1.forward(x), train, compute, masks).dropout(self.dropout, train);
         let x = x + a;
         let f = self.ff.forward(&self.ln2.forward(&x), compute).dropout(self.dropout, train);
         x + f
@@ -103,6 +103,8 @@ pub struct MusicTransformer {
     head: nn::Linear,
     cfg: ModelConfig,
     precision: Precision,
+    /// Seeds of the CPU attention-dropout masks (see [`Self::reseed_dropout`]).
+    masks: MaskRng,
 }
 
 impl MusicTransformer {
@@ -122,6 +124,7 @@ impl MusicTransformer {
             head: nn::linear(path / "head", d, v, linear_config(0.02)),
             cfg: *cfg,
             precision: Precision::Fp32,
+            masks: MaskRng::default(),
         }
     }
 
@@ -137,6 +140,13 @@ impl MusicTransformer {
         self.precision = precision;
     }
 
+    /// Reseed the attention-dropout masks drawn on the CPU (the trainer does
+    /// before every step, from the run's seed and the step). libtorch's own
+    /// generator, which the other dropouts use, is seeded with `tch::manual_seed`.
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.masks.reseed(seed);
+    }
+
     /// `tokens`: int64 `[batch, time]` with `time <= max_seq_len` ->
     /// float32 logits `[batch, time, vocab_size]` for the token after each
     /// position. `train` turns dropout on.
@@ -147,7 +157,7 @@ impl MusicTransformer {
         let compute = self.precision.kind();
         let mut x = self.embed.forward(tokens).dropout(self.cfg.dropout, train);
         for layer in &self.layers {
-            x = layer.forward_t(&x, train, compute);
+            x = layer.forward_t(&x, train, compute, &self.masks);
         }
         linear(&self.ln_f.forward(&x), &self.head, compute).to_kind(Kind::Float)
     }

@@ -61,7 +61,7 @@ pub fn plot_chain(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     let chain = load_chain(dir)?;
     let out = dir.join(PLOT_DIR);
     std::fs::create_dir_all(&out).map_err(|e| PlotError { path: out.clone(), message: e.to_string() })?;
-    let figures: [(&str, &str, &str, fn(&Row) -> Vec<(&'static str, Option<f64>)>); 4] = [
+    let figures: [(&str, &str, &str, Pick); 4] = [
         ("learning_rate.png", "Learning rate", "learning rate", |r| {
             vec![("", (r.kind == RowKind::Step && r.train_loss.is_some()).then_some(r.lr))]
         }),
@@ -89,13 +89,15 @@ pub fn plot_chain(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
 }
 
 type Series = (String, Vec<(f64, f64)>, usize);
+/// Picks a figure's values from a row: `(series suffix, value)` pairs.
+type Pick = fn(&Row) -> Vec<(&'static str, Option<f64>)>;
 
 fn draw_figure(
     path: &Path,
     title: &str,
     y_desc: &str,
     chain: &[ChainRun],
-    pick: fn(&Row) -> Vec<(&'static str, Option<f64>)>,
+    pick: Pick,
 ) -> Result<(), String> {
     let mut series: Vec<Series> = Vec::new();
     for (ci, run) in chain.iter().enumerate() {

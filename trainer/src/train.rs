@@ -507,7 +507,9 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         let step = state.step;
         let lr = cfg.lr_at(step, total_steps);
         let started = Instant::now();
-        tch::manual_seed((data::mix(cfg.seed ^ 0xD50F, step as u64) >> 1) as i64);
+        let dropout_seed = data::mix(cfg.seed ^ 0xD50F, step as u64);
+        tch::manual_seed((dropout_seed >> 1) as i64);
+        model.reseed_dropout(dropout_seed);
         let flat = sampler.batch(&corpus, step as u64);
         let width = (cfg.seq_len + 1) as i64;
         let seq = Tensor::from_slice(&flat).view([cfg.batch_size as i64, width]).to_device(device);
@@ -524,11 +526,11 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         bar.set_message(format!("{:.0} tok/s | loss {:.3}", tokens_per_step as f64 / took_s, stats.loss));
 
         let s = state.step;
-        let epoch_end = s % steps_per_epoch == 0 || s == total_steps;
-        let eval_due = epoch_end || (cfg.eval_every_steps > 0 && s % cfg.eval_every_steps == 0);
-        let log_due = s % cfg.log_every_steps == 0 || eval_due;
+        let epoch_end = s.is_multiple_of(steps_per_epoch) || s == total_steps;
+        let eval_due = epoch_end || (cfg.eval_every_steps > 0 && s.is_multiple_of(cfg.eval_every_steps));
+        let log_due = s.is_multiple_of(cfg.log_every_steps) || eval_due;
         let ckpt_due = epoch_end
-            || (cfg.checkpoint_every_steps > 0 && s % cfg.checkpoint_every_steps == 0)
+            || (cfg.checkpoint_every_steps > 0 && s.is_multiple_of(cfg.checkpoint_every_steps))
             || opts.stop_after_steps == Some(s);
 
         let val = if eval_due {
