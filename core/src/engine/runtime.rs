@@ -329,7 +329,7 @@ impl Model {
     /// returns the logits `[batch, new, vocab]` (row-major) and the grown cache.
     pub fn forward(&mut self, tokens: &[i64], cache: KvCache) -> Result<(Vec<f32>, KvCache), EngineError> {
         let batch = cache.batch;
-        if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
+        if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
             return Err(EngineError::Runtime(format!("{} tokens do not split into {batch} rows", tokens.len())));
         }
         let new = tokens.len() / batch;

@@ -44,6 +44,12 @@ pub struct GenerateArgs {
     /// Seconds of music for the music timing.
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
+    /// Variations generated together in the music timing.
+    #[arg(long, default_value_t = 1)]
+    pub variations: usize,
+    /// Internal: with --worker-music, generate this many events instead of --seconds.
+    #[arg(long, hide = true)]
+    pub events: Option<usize>,
     /// Execution provider: auto, cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub provider: String,
@@ -160,7 +166,8 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     let cfg = info.config;
     if a.worker_music {
         let req = GenerateRequest {
-            length: Length::Seconds(a.seconds),
+            length: a.events.map_or(Length::Seconds(a.seconds), Length::Events),
+            variations: a.variations,
             sampling: Sampling { seed: 7, ..Default::default() },
             steering: Steering { allow_end: false, ..Default::default() },
             ..Default::default()
@@ -257,6 +264,36 @@ fn random_model(env: &ToolEnv, exporter: &Path, preset: &str, max_len: usize) ->
     Ok(path)
 }
 
+/// Events per second of real piano music: the MIDI fixtures of the repository
+/// (and `data/`, when the corpora are built) through the codec.
+fn real_events_per_second() -> Option<(f64, usize)> {
+    let root = repo_root();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("trainer/tests/fixtures"), root.join("tests/fixtures"), root.join("data")];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("cache") {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "mid" || x == "midi") && files.len() < MAX_RATE_FILES {
+                files.push(p);
+            }
+        }
+    }
+    let (mut events, mut seconds) = (0usize, 0.0f64);
+    for f in &files {
+        if let Ok(perf) = cadenza_core::midi::read_file(f, &cadenza_core::midi::ReadOptions::default()) {
+            events += cadenza_core::codec::encode(&perf).len();
+            seconds += perf.duration_s();
+        }
+    }
+    (seconds > 0.0).then(|| (events as f64 / seconds, files.len()))
+}
+
+/// Files read at most to estimate the event rate.
+const MAX_RATE_FILES: usize = 500;
+
 /// A shipped model with the small config, for a realistic event rate.
 fn shipped_small() -> Option<PathBuf> {
     let dir = repo_root().join("models");
@@ -347,20 +384,43 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (None, Some(p)) => (p, true),
         (None, None) => (random_model(&env, &exporter, "small", ModelConfig::SMALL.max_seq_len)?, false),
     };
-    let mut cmd = Command::new(&me);
-    common(&mut cmd);
-    cmd.arg("--worker").arg(&music_model).arg("--worker-music");
-    let m: MusicReport = json_line(&mut cmd, "bench worker music")?;
-    println!(
-        "{:.0} s of music from {} ({}{}): {} events in {:.2} s ({:.2} ms per event, window slides included), peak {:.0} MB",
-        m.music_s,
-        music_model.display(),
-        m.style,
-        if trained { "" } else { ", random weights: event rate not representative" },
-        m.events,
-        m.wall_s,
-        m.wall_s * 1e3 / m.events.max(1) as f64,
-        m.peak_rss_mb
-    );
+    let music = |events: Option<usize>| -> Result<MusicReport> {
+        let mut cmd = Command::new(&me);
+        common(&mut cmd);
+        cmd.arg("--worker").arg(&music_model).arg("--worker-music");
+        cmd.args(["--variations", &a.variations.to_string()]);
+        if let Some(n) = events {
+            cmd.args(["--events", &n.to_string()]);
+        }
+        json_line(&mut cmd, "bench worker music")
+    };
+    let line = |m: &MusicReport, what: &str| {
+        println!(
+            "{what} from {} ({}, {} variation(s)): {} events in {:.2} s ({:.2} ms per event, window slides included), peak {:.0} MB",
+            music_model.display(),
+            m.style,
+            a.variations,
+            m.events,
+            m.wall_s,
+            m.wall_s * 1e3 / m.events.max(1) as f64,
+            m.peak_rss_mb
+        )
+    };
+    if trained {
+        let m = music(None)?;
+        line(&m, &format!("{:.0} s of music", m.music_s));
+    } else {
+        // Random weights move time at random; time the number of events real music of this length has.
+        let (rate, files) = real_events_per_second().context("no MIDI fixtures to measure a real event rate")?;
+        let n = (rate * a.seconds).round() as usize;
+        let m = music(Some(n))?;
+        line(
+            &m,
+            &format!(
+                "{} s of music at the real event rate ({rate:.1} events/s over {files} MIDI files), random small weights,",
+                a.seconds
+            ),
+        );
+    }
     Ok(())
 }
