@@ -74,6 +74,31 @@ fn play_phrase(inst: &mut Instance) {
     );
 }
 
+/// The generation in the session the plugin saved.
+fn generation(inst: &Instance) -> serde_json::Value {
+    let state = inst.save_state();
+    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
+    let json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
+    let session: serde_json::Value =
+        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
+    session["generation"].clone()
+}
+
+/// One press: press -> result ready as the plugin measured it, press -> first note out as the host
+/// heard it, and how many beats into the variation that first note is.
+struct Press {
+    ready_ms: u64,
+    first_note: Duration,
+    first_note_beats: f64,
+}
+
+fn press(inst: &mut Instance, variations: i32) -> Press {
+    let first_note = time_to_first_note(inst, variations);
+    let g = generation(inst);
+    let first_note_beats = g["variations"][0]["notes"][0]["start_beats"].as_f64().unwrap_or(0.0);
+    Press { ready_ms: g["elapsed_ms"].as_u64().unwrap_or(0), first_note, first_note_beats }
+}
+
 /// Press Generate and wait, processing blocks in real time as a host would, for the first generated note.
 fn time_to_first_note(inst: &mut Instance, variations: i32) -> Duration {
     let set = |id: &str, v: f64| InEvent::Param { time: 0, id: param_hash(id), value: v };
@@ -127,17 +152,12 @@ fn main() {
     let idle = inst.block_us.clone();
 
     play_phrase(&mut inst);
-    let first_one = time_to_first_note(&mut inst, 1);
+    let first_one = press(&mut inst, 1);
     // Let that result play out (8 bars = 32 beats) before the next press, so its notes don't count.
     inst.process_blocks((34.0 / (BLOCK_S * 2.0)) as usize, FRAMES, |_| Vec::new(), |_| stopped(0.0), |_, _| true);
     play_phrase(&mut inst);
-    let first_four = time_to_first_note(&mut inst, 4);
-    let state = inst.save_state();
-    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
-    let json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
-    let session: serde_json::Value =
-        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
-    let g = &session["generation"];
+    let first_four = press(&mut inst, 4);
+    let g = generation(&inst);
     let notes: Vec<usize> = g["variations"]
         .as_array()
         .expect("variations")
@@ -188,7 +208,14 @@ fn main() {
     println!("idle (transport running, nothing to play)      {}", stats(&idle));
     println!("playing (8-bar loop + MIDI thru, {played} notes)  {}", stats(&playing_us));
     println!("playing + preview piano                        {}", stats(&piano_us));
-    println!("Generate -> first note out, 8 bars, 1 variation:  {:.0} ms", first_one.as_secs_f64() * 1e3);
-    println!("Generate -> first note out, 8 bars, 4 variations: {:.0} ms", first_four.as_secs_f64() * 1e3);
-    println!("(the plugin's own measure, press to result ready: {} ms for the last run)", g["elapsed_ms"]);
+    for (n, p) in [(1, &first_one), (4, &first_four)] {
+        println!(
+            "Generate -> {n} variation(s) of 8 bars ready to play: {:5} ms (plugin's measure); first note out {:5.0} ms (host; that note is {:.2} beats into the variation)",
+            p.ready_ms,
+            p.first_note.as_secs_f64() * 1e3,
+            p.first_note_beats
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average during the run: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }

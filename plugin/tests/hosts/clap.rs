@@ -8,24 +8,24 @@ use std::time::{Duration, Instant};
 use crate::clap_host::{param_hash, ClapLibrary, InEvent, OutNote, Transport};
 use crate::support;
 
-const SAMPLE_RATE: f64 = 48_000.0;
-const FRAMES: u32 = 512;
-const TEMPO_BPM: f64 = 120.0;
-const BEATS_PER_SAMPLE: f64 = TEMPO_BPM / 60.0 / SAMPLE_RATE;
+pub(crate) const SAMPLE_RATE: f64 = 48_000.0;
+pub(crate) const FRAMES: u32 = 512;
+pub(crate) const TEMPO_BPM: f64 = 120.0;
+pub(crate) const BEATS_PER_SAMPLE: f64 = TEMPO_BPM / 60.0 / SAMPLE_RATE;
 const CLAP_ID: &str = "org.cadenza-music.cadenza";
 
 /// Every parameter id Cadenza ships with. Changing one breaks saved projects and automation.
-const PARAM_IDS: &[&str] = &[
+pub(crate) const PARAM_IDS: &[&str] = &[
     "gen", "bars", "vars", "choice", "temp", "topp", "seed", "plo", "phi", "key", "scale", "poly", "dens", "capbar",
     "thru", "answer", "auto", "loop", "qgrid", "qstr", "piano", "pgain",
 ];
 
-fn transport_at(beats: f64) -> Transport {
+pub(crate) fn transport_at(beats: f64) -> Transport {
     Transport { playing: true, tempo_bpm: TEMPO_BPM, beats, tsig: (4, 4) }
 }
 
 /// Input events of block `b` for notes given as (start beats, length beats, key, velocity), from beat `from`.
-fn block_notes(notes: &[(f64, f64, u8, u8)], b: usize, from: f64) -> Vec<InEvent> {
+pub(crate) fn block_notes(notes: &[(f64, f64, u8, u8)], b: usize, from: f64) -> Vec<InEvent> {
     let start = from + b as f64 * f64::from(FRAMES) * BEATS_PER_SAMPLE;
     let end = start + f64::from(FRAMES) * BEATS_PER_SAMPLE;
     let mut events = Vec::new();

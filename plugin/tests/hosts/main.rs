@@ -5,3 +5,4 @@ mod clap;
 mod clap_host;
 mod support;
 mod vst3;
+mod vst3_host;

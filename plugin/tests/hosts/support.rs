@@ -141,3 +141,10 @@ pub fn twinkle(tempo_bpm: f64) -> Vec<(f64, f64, u8, u8)> {
         .map(|n| (n.start_s * beats_per_s, (n.end_s - n.start_s) * beats_per_s, n.pitch, n.velocity))
         .collect()
 }
+
+/// The session JSON inside a saved VST3 state (nice-plug writes the JSON alone there).
+pub fn session_of_vst3_state(state: &[u8]) -> serde_json::Value {
+    let json: serde_json::Value = serde_json::from_slice(state).expect("state JSON");
+    let field = json["fields"]["session"].as_str().expect("fields.session string");
+    serde_json::from_str(field).expect("session JSON")
+}
