@@ -457,7 +457,11 @@ fn status_line(ui: &mut egui::Ui, view: &View) {
 }
 
 /// The notes to draw: (start, length, pitch, velocity, colour), beats relative to the continuation's start.
-fn roll_notes(view: &View, chosen: usize) -> (Vec<(f64, f64, u8, u8, Color32)>, f64, f64, f64) {
+/// A note to draw: start and length in beats, key, velocity, colour.
+type RollNote = (f64, f64, u8, u8, Color32);
+
+/// The notes to draw and the beat range and bar length to draw them in.
+fn roll_notes(view: &View, chosen: usize) -> (Vec<RollNote>, f64, f64, f64) {
     let mut notes = Vec::new();
     let push = |notes: &mut Vec<_>, n: &ClipNote, offset: f64, colour: Color32| {
         notes.push((n.start_beats + offset, n.length_beats, n.pitch, n.velocity, colour));
@@ -499,7 +503,7 @@ fn piano_roll(ui: &mut egui::Ui, view: &View, shared: &Shared, chosen: usize) {
     if lo > hi {
         (lo, hi) = (55, 79);
     }
-    let lo = lo.saturating_sub(3).max(0);
+    let lo = lo.saturating_sub(3);
     let hi = (hi + 3).min(127).max(lo + 24);
     let span_beats = (to_beats - from_beats).max(1.0);
     let x_of = |beats: f64| area.min.x + ((beats - from_beats) / span_beats) as f32 * area.width();

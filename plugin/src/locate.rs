@@ -181,7 +181,7 @@ mod tests {
         {
             std::fs::write(dir.join(name), b"x").expect("write");
         }
-        let styles = scan_styles_in(&[shipped.clone()], Some(&user));
+        let styles = scan_styles_in(std::slice::from_ref(&shipped), Some(&user));
         let names: Vec<(&str, bool)> = styles.iter().map(|s| (s.name.as_str(), s.shipped)).collect();
         assert_eq!(names, vec![("classical", true), ("jazz", false)]);
     }

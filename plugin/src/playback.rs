@@ -61,11 +61,11 @@ pub struct PlaySet {
 
 impl PlaySet {
     /// An empty set with all its storage allocated.
-    pub fn with_capacity() -> Box<Self> {
+    pub fn with_capacity() -> Self {
         let clips = (0..MAX_VARIATIONS)
             .map(|_| PlayClip { events: Vec::with_capacity(MAX_EVENTS_PER_CLIP), length_beats: 0.0 })
             .collect();
-        Box::new(Self { clips, count: 0, start: StartMode::Keep, serial: 0 })
+        Self { clips, count: 0, start: StartMode::Keep, serial: 0 }
     }
 
     /// Fill from `variations`, each `length_beats` long. Notes past the end are cut, and a
@@ -165,7 +165,7 @@ enum Mode {
 /// The audio thread's player.
 #[derive(Debug)]
 pub struct Player {
-    set: Option<Box<PlaySet>>,
+    set: Option<PlaySet>,
     mode: Mode,
     cursor: usize,
     variation: usize,
@@ -191,7 +191,7 @@ impl Default for Player {
 
 impl Player {
     /// Swap in a new set; returns the old one for the caller to send back.
-    pub fn install(&mut self, set: Box<PlaySet>) -> Option<Box<PlaySet>> {
+    pub fn install(&mut self, set: PlaySet) -> Option<PlaySet> {
         let start = set.start;
         let old = self.set.replace(set);
         match start {
@@ -367,7 +367,7 @@ mod tests {
     use crate::clock::{Clock, HostTime};
     use cadenza_core::ClipNote;
 
-    fn set_of(variations: &[Clip], length_beats: f64, start: StartMode) -> Box<PlaySet> {
+    fn set_of(variations: &[Clip], length_beats: f64, start: StartMode) -> PlaySet {
         let mut set = PlaySet::with_capacity();
         set.fill(variations, length_beats);
         set.start = start;

@@ -69,8 +69,8 @@ pub struct SynthKey {
 /// The session's ends of the queues to and from the audio thread.
 pub struct SessionPorts {
     pub capture_rx: rtrb::Consumer<CaptureEvent>,
-    pub sets_tx: rtrb::Producer<Box<PlaySet>>,
-    pub sets_back_rx: rtrb::Consumer<Box<PlaySet>>,
+    pub sets_tx: rtrb::Producer<PlaySet>,
+    pub sets_back_rx: rtrb::Consumer<PlaySet>,
     pub synth_tx: rtrb::Producer<Box<PreviewSynth>>,
     pub synth_back_rx: rtrb::Consumer<Box<PreviewSynth>>,
 }
@@ -78,8 +78,8 @@ pub struct SessionPorts {
 /// The audio thread's ends.
 pub struct AudioPorts {
     pub capture_tx: rtrb::Producer<CaptureEvent>,
-    pub sets_rx: rtrb::Consumer<Box<PlaySet>>,
-    pub sets_back_tx: rtrb::Producer<Box<PlaySet>>,
+    pub sets_rx: rtrb::Consumer<PlaySet>,
+    pub sets_back_tx: rtrb::Producer<PlaySet>,
     pub synth_rx: rtrb::Consumer<Box<PreviewSynth>>,
     pub synth_back_tx: rtrb::Producer<Box<PreviewSynth>>,
 }
@@ -126,7 +126,7 @@ struct Session {
     status: Status,
     engine: String,
 
-    pool: Vec<Box<PlaySet>>,
+    pool: Vec<PlaySet>,
     next_serial: u64,
     /// A play set that could not be sent yet (pool empty or queue full).
     pending_render: Option<StartMode>,

@@ -133,7 +133,7 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
     let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
 
     // Settings as a host's automation would send them (CLAP values: plain minus minimum for integers).
-    let settings = vec![
+    let settings = [
         InEvent::Param { time: 0, id: param_hash("bars"), value: 2.0 - 1.0 },
         InEvent::Param { time: 0, id: param_hash("vars"), value: 2.0 - 1.0 },
         InEvent::Param { time: 0, id: param_hash("seed"), value: 7.0 },

@@ -390,7 +390,7 @@ impl Instance {
                 let mut steady = start;
                 let mut done = 0;
                 for b in 0..blocks {
-                    let raw: Vec<RawEvent> = events(b).into_iter().map(|e| raw_event(e)).collect();
+                    let raw: Vec<RawEvent> = events(b).into_iter().map(raw_event).collect();
                     let t = transport(b);
                     let tr = transport_event(&t, sample_rate);
                     let in_list = clap_input_events {

@@ -89,7 +89,7 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
 
     let p = |id: &str, value: f64| InEvent::Param { time: 0, id: param_hash(id), value };
     // VST3 values are normalized: bars 2 of 1..=32, seed 7 of 0..=999999, keys 48..=84 of 21..=108.
-    let settings = vec![
+    let settings = [
         p("bars", 1.0 / 31.0),
         p("vars", 1.0 / 7.0),
         p("seed", 7.0 / 999_999.0),

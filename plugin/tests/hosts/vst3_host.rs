@@ -182,8 +182,8 @@ impl Vst3Instance {
                     let t = transport(b);
                     let bar_len = f64::from(t.tsig.0) * 4.0 / f64::from(t.tsig.1);
                     let mut ctx: ProcessContext = unsafe { std::mem::zeroed() };
-                    ctx.state = (kTempoValid | kTimeSigValid | kProjectTimeMusicValid | kBarPositionValid) as u32
-                        | if t.playing { kPlaying as u32 } else { 0 };
+                    ctx.state = (kTempoValid | kTimeSigValid | kProjectTimeMusicValid | kBarPositionValid)
+                        | if t.playing { kPlaying } else { 0 };
                     ctx.sampleRate = sample_rate;
                     ctx.projectTimeSamples = (t.beats * 60.0 / t.tempo_bpm * sample_rate).round() as i64;
                     ctx.projectTimeMusic = t.beats;
@@ -329,11 +329,11 @@ impl IEventListTrait for OutEvents {
         }
         let sample = self.block_start.get() + e.sampleOffset.max(0) as u64;
         match u32::from(e.r#type) {
-            t if t == kNoteOnEvent as u32 => {
+            t if t == kNoteOnEvent => {
                 let n = unsafe { e.__field0.noteOn };
                 notes.push(OutNote { sample, channel: n.channel, key: n.pitch, velocity: f64::from(n.velocity) });
             }
-            t if t == kNoteOffEvent as u32 => {
+            t if t == kNoteOffEvent => {
                 let n = unsafe { e.__field0.noteOff };
                 notes.push(OutNote { sample, channel: n.channel, key: n.pitch, velocity: 0.0 });
             }
