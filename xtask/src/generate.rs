@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     pub primer: Option<PathBuf>,
     /// Seconds of music to generate after the primer.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, conflicts_with = "events")]
     pub seconds: f64,
     /// Generate this many performance events instead of --seconds.
     #[arg(long)]
