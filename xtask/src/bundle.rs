@@ -215,6 +215,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("{}: cannot create", to.display()))?;
     for e in std::fs::read_dir(from).with_context(|| format!("{}: cannot read", from.display()))? {
         let e = e?;
         let dest = to.join(e.file_name());
