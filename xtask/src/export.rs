@@ -66,7 +66,11 @@ pub fn run(args: &Args) -> Result<()> {
         (None, None) => cmd.arg("--run").arg(root.join("runs").join(&args.style)),
     };
     cmd.arg("--out").arg(&out);
-    run_checked(&mut cmd)?;
+    // cadenza-export prints its own error naming the file; add only the outcome.
+    let status = cmd.status().with_context(|| format!("cannot start {}", bin.display()))?;
+    if !status.success() {
+        bail!("no model written for style `{}`", args.style);
+    }
     if !args.no_check {
         check_onnx(&env, &out)?;
         eprintln!("export: {} passes onnx.checker (full check)", out.display());
