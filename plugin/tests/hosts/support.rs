@@ -114,9 +114,8 @@ pub fn isolate_user_data() {
     ONCE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("cadenza-host-tests-xdg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("xdg dir");
-        // SAFETY (edition 2021: safe fn): set before any test thread loads a plugin.
+        // Set once, before any plugin is loaded into this process.
         std::env::set_var("XDG_DATA_HOME", &dir);
-        std::env::remove_var("ORT_DYLIB_PATH_UNUSED");
         dir
     });
 }
