@@ -148,9 +148,13 @@ fn parse_precision(s: &str) -> Result<PrecisionChoice, String> {
 /// serves blocks over 32 MB with mmap and unmaps them on free, so each step
 /// would page-fault and zero its attention matrices again (hundreds of MB per
 /// layer at sequence 2048). With mmap off and trimming off, the heap stays at
-/// the peak of one step and is reused.
+/// the peak of one step and is reused. The price is a higher peak RSS (freed
+/// blocks stay mapped and fragment); `CADENZA_KEEP_FREED_MEMORY=0` turns it off.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
+    if std::env::var_os("CADENZA_KEEP_FREED_MEMORY").is_some_and(|v| v == "0") {
+        return;
+    }
     // SAFETY: mallopt only changes glibc allocator parameters; it is called
     // before any other thread exists and takes no pointers.
     unsafe {
@@ -199,6 +203,15 @@ fn run(cli: Cli) -> Result<()> {
                 ..RunOptions::new(&a.style, &out)
             };
             let s = train::run(&opts).with_context(|| format!("training {} into {}", a.style, out.display()))?;
+            // The engine's model for this run, from its best checkpoint; a failed
+            // export does not undo the training (`cargo xtask export` retries it).
+            if let Some(best) = &s.best_checkpoint {
+                let onnx = out.join(format!("{}.onnx", a.style));
+                match cadenza_trainer::export::export_checkpoint(best, &onnx, Some(&a.style)) {
+                    Ok(r) => println!("exported {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6),
+                    Err(e) => eprintln!("warning: no ONNX export: {e}"),
+                }
+            }
             println!(
                 "done: {} steps of {} in {:.0} s | best val {} | {}",
                 s.step,
