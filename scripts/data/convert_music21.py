@@ -21,8 +21,12 @@ import time
 
 # Bump with any change that alters the MIDI written; xtask hashes it into every key.
 CONVERTER_VERSION = "music21-midi-2"
+# Bump when a change may rescue conversions that failed (a new fallback, a
+# longer time limit) without altering any MIDI that was written before: failed
+# records of an older FALLBACKS_VERSION are retried, successes are kept.
+FALLBACKS_VERSION = "2"
 # A single score taking longer than this is recorded as failed rather than stalling the build.
-MAX_JOB_S = 600
+MAX_JOB_S = 1800
 # Seconds between progress lines.
 PROGRESS_EVERY_S = 30.0
 
@@ -102,6 +106,22 @@ def _unshare(score):
     return fixed
 
 
+def _tidy_parts(score):
+    """Drop parts without notes (an ABC tune's empty voice headers) and give
+    measure-less parts measures, so repeats can be processed per part."""
+    from music21 import stream
+
+    changed = 0
+    for p in list(score.parts):
+        if not p.recurse().notes:
+            score.remove(p)
+            changed += 1
+        elif not p.getElementsByClass(stream.Measure):
+            p.makeMeasures(inPlace=True)
+            changed += 1
+    return changed
+
+
 def _metadata(score):
     md = getattr(score, "metadata", None)
     if md is None:
@@ -139,7 +159,7 @@ def convert(job):
 
     key = job["key"]
     t0 = time.time()
-    result = {"key": key, "version": CONVERTER_VERSION, "ok": False}
+    result = {"key": key, "version": CONVERTER_VERSION, "fallbacks": FALLBACKS_VERSION, "ok": False}
     signal.alarm(MAX_JOB_S)
     try:
         if job["kind"] == "abc":
@@ -159,8 +179,18 @@ def convert(job):
         except Exception as e:  # repeat expansion is the usual culprit
             first = f"{type(e).__name__}: {e}"
             removed = _strip_repeats(score)
-            data = _midi_bytes(score)
-            result["repeats"] = f"removed {removed} repeat marks after: {first[:200]}"
+            try:
+                data = _midi_bytes(score)
+                result["repeats"] = f"removed {removed} repeat marks after: {first[:200]}"
+            except JobTimeout:
+                raise
+            except Exception:
+                tidied = _tidy_parts(score)
+                data = _midi_bytes(score)
+                result["repeats"] = (
+                    f"removed {removed} repeat marks and tidied {tidied} empty or measure-less parts after: "
+                    f"{first[:200]}"
+                )
         _write_atomic(os.path.join(job["out"], key + ".mid"), data)
         result["ok"] = True
     except BaseException as e:  # record every failure, keep the pool alive
@@ -172,6 +202,16 @@ def convert(job):
     result["seconds"] = round(time.time() - t0, 3)
     _write_atomic(os.path.join(job["out"], key + ".json"), json.dumps(result, sort_keys=True).encode())
     return key, result
+
+
+def _done(job):
+    """A job is done when it succeeded, or failed with the current fallbacks."""
+    try:
+        with open(os.path.join(job["out"], job["key"] + ".json"), encoding="utf-8") as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return bool(rec.get("ok")) or rec.get("fallbacks") == FALLBACKS_VERSION
 
 
 def main():
@@ -186,7 +226,7 @@ def main():
         return 0
     with open(args.jobs, encoding="utf-8") as f:
         jobs = [json.loads(line) for line in f if line.strip()]
-    todo = [j for j in jobs if not os.path.exists(os.path.join(j["out"], j["key"] + ".json"))]
+    todo = [j for j in jobs if not _done(j)]
     print(
         f"music21: {len(jobs) - len(todo)} of {len(jobs)} already converted, {len(todo)} to go",
         file=sys.stderr,

@@ -73,6 +73,9 @@ pub struct Outcome {
     pub composer: Option<String>,
     #[serde(default)]
     pub copyright: Option<String>,
+    /// The script's FALLBACKS_VERSION when it recorded this outcome.
+    #[serde(default)]
+    pub fallbacks: Option<String>,
 }
 
 impl Job {
@@ -98,14 +101,30 @@ impl Job {
     }
 }
 
-/// The converter's version string, read from the script so keys change when it does.
-pub fn converter_version() -> Result<String> {
+/// A `NAME = "value"` constant of the converter script, read from its text so
+/// that the keys and the retry rule change when the script's do.
+fn script_constant(name: &str) -> Result<String> {
     let path = repo_root().join(CONVERTER);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let prefix = format!("{name} = \"");
     text.lines()
-        .find_map(|l| l.strip_prefix("CONVERTER_VERSION = \"").and_then(|r| r.strip_suffix('"')))
+        .find_map(|l| l.strip_prefix(prefix.as_str()).and_then(|r| r.strip_suffix('"')))
         .map(str::to_string)
-        .with_context(|| format!("{}: no CONVERTER_VERSION line", path.display()))
+        .with_context(|| format!("{}: no {name} line", path.display()))
+}
+
+/// The converter's output version, hashed into every job key.
+pub fn converter_version() -> Result<String> {
+    script_constant("CONVERTER_VERSION")
+}
+
+/// Whether a job needs (another) run: never ran, or failed before the
+/// script's current fallbacks existed.
+pub fn needs_run(outcome: Option<&Outcome>, fallbacks: &str) -> bool {
+    match outcome {
+        None => true,
+        Some(o) => !o.ok && o.fallbacks.as_deref() != Some(fallbacks),
+    }
 }
 
 pub fn job_key(version: &str, kind: &str, content: &[u8]) -> String {
@@ -318,7 +337,13 @@ pub fn sanitize_path(s: &str) -> String {
 
 /// Convert every job that has no recorded outcome yet.
 pub fn convert(python: &Path, unpacked: &Path, cache: &Path, jobs: &[&Job], workers: usize) -> Result<()> {
-    let todo: Vec<&&Job> = jobs.iter().filter(|j| !j.outcome_path().exists()).collect();
+    let fallbacks = script_constant("FALLBACKS_VERSION")?;
+    let mut todo: Vec<&&Job> = Vec::new();
+    for j in jobs {
+        if needs_run(j.outcome()?.as_ref(), &fallbacks) {
+            todo.push(j);
+        }
+    }
     eprintln!("data: music21: {} of {} conversions cached, {} to go", jobs.len() - todo.len(), jobs.len(), todo.len());
     if todo.is_empty() {
         return Ok(());
@@ -394,6 +419,17 @@ mod tests {
             embedded_licence(abc).as_deref(),
             Some("Copyright (C) 1999  Laura GPL-2.0-or-later (stated in the file header)")
         );
+    }
+
+    #[test]
+    fn failures_are_retried_only_under_new_fallbacks() {
+        let rec = |ok: bool, fb: Option<&str>| Outcome { ok, fallbacks: fb.map(str::to_string), ..Default::default() };
+        assert!(needs_run(None, "2"));
+        assert!(!needs_run(Some(&rec(true, Some("1"))), "2"));
+        assert!(!needs_run(Some(&rec(true, None)), "2"));
+        assert!(!needs_run(Some(&rec(false, Some("2"))), "2"));
+        assert!(needs_run(Some(&rec(false, Some("1"))), "2"));
+        assert!(needs_run(Some(&rec(false, None)), "2"));
     }
 
     #[test]
