@@ -289,9 +289,9 @@ fn resolve(c: &Candidate) -> Result<(PathBuf, String, String), DropReason> {
                     comment.push_str(&format!("; repeat expansion failed, {}", truncate(r, 160)));
                 }
                 let mut licence = c.licence.clone();
-                if let Some(cr) = o.copyright.as_deref().filter(|s| !s.trim().is_empty() && !licence.contains(s.trim()))
-                {
-                    licence.push_str(&format!("; score metadata: {}", cr.trim()));
+                let copyright = o.copyright.as_deref().map(str::trim);
+                if let Some(cr) = copyright.filter(|s| says_something(s) && !licence.contains(s)) {
+                    licence.push_str(&format!("; score metadata: {cr}"));
                 }
                 Ok((job.midi_path(), comment, licence))
             }
@@ -311,6 +311,11 @@ fn resolve(c: &Candidate) -> Result<(PathBuf, String, String), DropReason> {
             Ok((path, format!("{}; kept tracks {}", c.comment, tracks.join(", ")), c.licence.clone()))
         }
     }
+}
+
+/// A copyright field with more in it than the word and the sign.
+fn says_something(copyright: &str) -> bool {
+    copyright.replace("Copyright", "").replace("copyright", "").chars().any(char::is_alphanumeric)
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -629,6 +634,13 @@ mod tests {
         let solo = without_unisons(&perf);
         let kept: Vec<(u8, f64)> = solo.notes.iter().map(|x| (x.pitch, x.start_s)).collect();
         assert_eq!(kept, vec![(64, 0.0), (60, 1.0)]);
+    }
+
+    #[test]
+    fn empty_copyright_fields_are_not_licences() {
+        assert!(!says_something("Copyright ©"));
+        assert!(!says_something(" © "));
+        assert!(says_something("Copyright 2000, John Miller"));
     }
 
     #[test]
