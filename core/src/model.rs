@@ -121,25 +121,43 @@ impl Default for ModelConfig {
 #[error("invalid model configuration: {0}")]
 pub struct ConfigError(pub String);
 
+/// Version of the decoder graph's inputs and outputs (not of the layers, which
+/// [`ARCHITECTURE`] names). The exporter writes it as
+/// [`onnx_names::META_GRAPH_VERSION`]; the engine refuses any other. Version 1
+/// (no metadata entry) took `past_key_i` and returned `present_key_i` =
+/// past + new, a copy of the whole cache per layer per step; version 2 reads
+/// engine-owned cache buffers in place and returns only the new keys and values.
+pub const GRAPH_VERSION: u32 = 2;
+
 /// Names of the ONNX graph's inputs, outputs and metadata, shared by exporter and engine.
+///
+/// Graph version 2: the engine owns one buffer per layer for keys and one for
+/// values, `[batch, n_heads, capacity, head_dim]`, of which the first
+/// `past_len` positions are filled; the graph reads them in place (positions
+/// `>= past_len` are masked) and returns the keys and values of the `new`
+/// positions, which the engine writes at `past_len..past_len + new`. The
+/// capacity must be at least `past_len + new`, or 0 when `past_len` is 0.
 pub mod onnx_names {
     /// int64 `[batch, new]`: the tokens to append.
     pub const TOKENS: &str = "tokens";
-    /// float32 `[batch, n_heads, past, head_dim]`, one pair per layer.
-    pub fn past_key(layer: usize) -> String {
-        format!("past_key_{layer}")
+    /// int64 `[1]`: how many positions of the cache buffers are filled.
+    pub const PAST_LEN: &str = "past_len";
+    /// float32 `[batch, n_heads, capacity, head_dim]`, one pair per layer; read, never written.
+    pub fn cache_key(layer: usize) -> String {
+        format!("cache_key_{layer}")
     }
-    pub fn past_value(layer: usize) -> String {
-        format!("past_value_{layer}")
+    pub fn cache_value(layer: usize) -> String {
+        format!("cache_value_{layer}")
     }
     /// float32 `[batch, new, vocab_size]`.
     pub const LOGITS: &str = "logits";
-    /// float32 `[batch, n_heads, past + new, head_dim]`, one pair per layer.
-    pub fn present_key(layer: usize) -> String {
-        format!("present_key_{layer}")
+    /// float32 `[batch, n_heads, new, head_dim]`, one pair per layer: the keys
+    /// and values of the new positions.
+    pub fn new_key(layer: usize) -> String {
+        format!("new_key_{layer}")
     }
-    pub fn present_value(layer: usize) -> String {
-        format!("present_value_{layer}")
+    pub fn new_value(layer: usize) -> String {
+        format!("new_value_{layer}")
     }
 
     /// Metadata: the [`super::ModelConfig`] as JSON.
@@ -148,6 +166,8 @@ pub mod onnx_names {
     pub const META_CODEC_VERSION: &str = "cadenza.codec_version";
     /// Metadata: [`super::ARCHITECTURE`].
     pub const META_ARCHITECTURE: &str = "cadenza.architecture";
+    /// Metadata: [`super::GRAPH_VERSION`] as a decimal string; absent in version 1 files.
+    pub const META_GRAPH_VERSION: &str = "cadenza.graph_version";
     /// Metadata: the style's name, e.g. "jazz".
     pub const META_STYLE: &str = "cadenza.style";
     /// Metadata: one line about the training data (files, hours, manifest hash).

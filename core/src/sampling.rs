@@ -12,6 +12,14 @@ use crate::performance::{PIANO_HIGHEST, PIANO_LOWEST};
 
 /// Largest density bias, in logit units (nats); e^8 is already a 3000x push.
 pub const MAX_DENSITY_BIAS: f32 = 8.0;
+/// Default longest note, in seconds: longer than any sustained chord a
+/// pianist holds in these styles, shorter than the tens of seconds an
+/// under-trained model leaves a key down.
+pub const DEFAULT_MAX_NOTE_S: f64 = 6.0;
+/// Largest [`Steering::max_note_s`] besides 0 (off).
+pub const MAX_NOTE_S: f64 = 60.0;
+/// Smallest [`Steering::max_note_s`] besides 0 (off): a few of the codec's 10 ms steps.
+pub const MIN_NOTE_S: f64 = 0.05;
 
 /// How the next token is drawn from the steered distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -179,7 +187,9 @@ fn parse_pitch_class(word: &str) -> Option<u8> {
     Some(pc.rem_euclid(12) as u8)
 }
 
-/// Steering beyond temperature, applied to the logits before sampling.
+/// Steering beyond temperature: masks and biases applied to the logits
+/// before sampling ([`Steering::apply`]), and a longest note the engine
+/// enforces by emitting note-offs ([`Steering::max_note_steps`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Steering {
@@ -196,6 +206,16 @@ pub struct Steering {
     pub density_bias: f32,
     /// Whether the model may end the piece early with END; `false` always fills the requested length.
     pub allow_end: bool,
+    /// Longest a note may sound, in seconds ([`MIN_NOTE_S`]..=[`MAX_NOTE_S`]);
+    /// 0 = no limit. The engine emits the note-off of a note held this long
+    /// (shortening a time shift that would carry it further) and feeds it to
+    /// the model like a sampled event, so the model's context stays what was played.
+    #[serde(default = "default_max_note_s")]
+    pub max_note_s: f64,
+}
+
+fn default_max_note_s() -> f64 {
+    DEFAULT_MAX_NOTE_S
 }
 
 impl Default for Steering {
@@ -207,6 +227,7 @@ impl Default for Steering {
             max_polyphony: None,
             density_bias: 0.0,
             allow_end: true,
+            max_note_s: DEFAULT_MAX_NOTE_S,
         }
     }
 }
@@ -238,7 +259,18 @@ impl Steering {
                 self.density_bias
             ));
         }
+        if !(self.max_note_s == 0.0 || (MIN_NOTE_S..=MAX_NOTE_S).contains(&self.max_note_s)) {
+            return Err(format!(
+                "longest note {} s is outside {MIN_NOTE_S}..={MAX_NOTE_S} s (0 = no limit)",
+                self.max_note_s
+            ));
+        }
         Ok(())
+    }
+
+    /// [`Steering::max_note_s`] in codec steps; `None` when there is no limit.
+    pub fn max_note_steps(&self) -> Option<u64> {
+        (self.max_note_s > 0.0).then(|| codec::seconds_to_steps(self.max_note_s).max(1))
     }
 
     /// Mask and bias `logits` (one row of `VOCAB_SIZE`) for the next event,
@@ -404,6 +436,7 @@ mod tests {
             max_polyphony: Some(2),
             density_bias: 1.5,
             allow_end: false,
+            max_note_s: 4.0,
         };
         let mut sounding = [false; 128];
         sounding[60] = true;
@@ -429,6 +462,17 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_note_is_in_steps_and_reads_from_older_settings() {
+        assert_eq!(Steering::default().max_note_steps(), Some(600));
+        assert_eq!(Steering { max_note_s: 0.0, ..Default::default() }.max_note_steps(), None);
+        // Settings saved before the field existed get the default.
+        let mut json = serde_json::to_value(Steering::default()).expect("json");
+        json.as_object_mut().expect("object").remove("max_note_s");
+        let back: Steering = serde_json::from_value(json).expect("parse");
+        assert_eq!(back.max_note_s, DEFAULT_MAX_NOTE_S);
+    }
+
+    #[test]
     fn keys_parse_and_contain_their_notes() {
         let k = Key::parse("Bb dorian").expect("parse");
         assert_eq!((k.tonic, k.mode), (10, ScaleMode::Dorian));
@@ -446,6 +490,12 @@ mod tests {
         assert!(Sampling { temperature: -1.0, ..Default::default() }.validate().is_err());
         assert!(Steering { lowest_pitch: 80, highest_pitch: 70, ..Default::default() }.validate().is_err());
         assert!(Steering { max_polyphony: Some(0), ..Default::default() }.validate().is_err());
+        for bad in [-1.0, 0.01, MAX_NOTE_S + 1.0, f64::NAN, f64::INFINITY] {
+            assert!(Steering { max_note_s: bad, ..Default::default() }.validate().is_err(), "{bad}");
+        }
+        for good in [0.0, MIN_NOTE_S, DEFAULT_MAX_NOTE_S, MAX_NOTE_S] {
+            assert!(Steering { max_note_s: good, ..Default::default() }.validate().is_ok(), "{good}");
+        }
         let narrow = Steering {
             lowest_pitch: 61,
             highest_pitch: 61,

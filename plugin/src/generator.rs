@@ -94,9 +94,10 @@ mod engine_impl {
             EngineError::LibraryNotFound { .. }
             | EngineError::LibraryLoad { .. }
             | EngineError::LibraryConflict { .. } => GenError::Runtime(e.to_string()),
-            EngineError::ModelRead { .. } | EngineError::ModelInvalid { .. } | EngineError::Metadata { .. } => {
-                GenError::Model { path: model.to_path_buf(), message: e.to_string() }
-            }
+            EngineError::ModelRead { .. }
+            | EngineError::ModelInvalid { .. }
+            | EngineError::Metadata { .. }
+            | EngineError::GraphVersion { .. } => GenError::Model { path: model.to_path_buf(), message: e.to_string() },
             EngineError::Cancelled => GenError::Cancelled,
             other => GenError::Failed(other.to_string()),
         }
@@ -141,6 +142,8 @@ mod engine_impl {
                     density_bias: job.density * crate::params::DENSITY_NATS,
                     // The musician asked for so many bars: fill them.
                     allow_end: false,
+                    // The engine's default longest note until the editor offers the setting.
+                    ..Default::default()
                 },
             };
             let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);

@@ -9,7 +9,11 @@
 //! - the file passes `onnx.checker.check_model(full_check=True)`;
 //! - determinism: same model, primer, settings and seed give the same events;
 //! - steering and length are honoured on a real primer; the window slides;
-//! - bad files are typed errors naming the file.
+//!   notes are released after the longest-note setting;
+//! - the engine's cache buffers: chunked prefill, reuse after a longer
+//!   sequence, dropping finished rows from the batch;
+//! - bad files (and failed runs) are typed errors naming the file, including
+//!   a model exported for an older graph version.
 //!
 //! Needs the ONNX Runtime library: `ORT_DYLIB_PATH` (set by `cargo xtask test`)
 //! or the one `cargo xtask setup` recorded in .cadenza-env.json.
@@ -146,7 +150,9 @@ fn assert_parity(model: &MusicTransformer, onnx: &Path, tokens: &[i64]) {
     let v = codec::VOCAB_SIZE;
     let mut engine = Engine::load(onnx, &engine_options()).expect("engine loads");
     let ort = engine.model();
-    let (logits, mut cache) = ort.forward(&tokens[..PREFILL], ort.empty_cache(1).expect("cache")).expect("prefill");
+    let mut cache = ort.empty_cache(1);
+    let logits = ort.forward(&tokens[..PREFILL], &mut cache).expect("prefill");
+    assert_eq!(cache.capacity(), PREFILL, "the capacity bucket of a 512-event prefill");
     let reference = tch::no_grad(|| {
         model.forward_t(&Tensor::from_slice(&tokens[..PREFILL + STEPS]).view([1, (PREFILL + STEPS) as i64]), false)
     });
@@ -155,11 +161,13 @@ fn assert_parity(model: &MusicTransformer, onnx: &Path, tokens: &[i64]) {
     assert!(prefill_diff < PARITY_TOLERANCE, "prefill: max |tch - ort| = {prefill_diff}");
     let mut step_diff = 0.0f32;
     for t in PREFILL..PREFILL + STEPS {
-        let (l, c) = ort.forward(&tokens[t..t + 1], cache).expect("step");
-        cache = c;
+        let l = ort.forward(&tokens[t..t + 1], &mut cache).expect("step");
         step_diff = step_diff.max(max_abs_diff(&l, &reference[t * v..(t + 1) * v]));
     }
     assert!(step_diff < PARITY_TOLERANCE, "cached steps: max |tch - ort| = {step_diff}");
+    // The steps grew the buffers past the prefill's bucket (one copy) and read
+    // them with masked room to spare.
+    assert_eq!((cache.len(), cache.capacity()), (PREFILL + STEPS, 576));
     // The logits are not trivially flat: a check that can fail.
     let spread =
         reference[..v].iter().fold(f32::MIN, |m, &x| m.max(x)) - reference[..v].iter().fold(f32::MAX, |m, &x| m.min(x));
@@ -252,6 +260,7 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         max_polyphony: Some(4),
         density_bias: 0.0,
         allow_end: false,
+        max_note_s: 3.0,
     };
     let req = GenerateRequest {
         primer: Some(primer),
@@ -354,6 +363,20 @@ fn bad_model_files_are_typed_errors_naming_the_file() {
     let e = Engine::load(&other_arch, &opts).err().expect("architecture");
     assert!(matches!(e, EngineError::Metadata { .. }) && e.to_string().contains("something-else-v9"), "{e}");
 
+    let old_graph = dir.path().join("old-graph.onnx");
+    let paths = CheckpointPaths::new(&fx.checkpoint);
+    let mut m = build_model(
+        &Weights::read_safetensors(&paths.weights).expect("weights"),
+        &read_meta(&paths.sidecar).expect("sidecar"),
+    )
+    .expect("model");
+    // A file from before graph version 2 has no version entry.
+    m.metadata_props.retain(|p| p.key != onnx_names::META_GRAPH_VERSION);
+    std::fs::write(&old_graph, m.encode_to_vec()).expect("write");
+    let e = Engine::load(&old_graph, &opts).err().expect("graph version");
+    assert!(matches!(e, EngineError::GraphVersion { found: 1, expected: 2, .. }), "{e}");
+    assert!(e.to_string().contains("old-graph.onnx") && e.to_string().contains("export the model again"), "{e}");
+
     let wrong_library = EngineOptions { ort_library: Some(dir.path().join("libonnxruntime.so")), ..opts };
     let e = Engine::load(&fx.onnx, &wrong_library).err().expect("library");
     assert!(e.to_string().contains("libonnxruntime.so"), "{e}");
@@ -365,13 +388,112 @@ fn a_chunked_prefill_gives_the_logits_of_a_single_one() {
     let tokens: Vec<u16> = chorale_tokens(600).iter().take(600).map(|&t| t as u16).collect();
     let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
     let m = e.model();
-    let (whole, c1) = m.prefill_chunked(&[&tokens], tokens.len()).expect("one chunk");
-    let (chunked, c2) = m.prefill_chunked(&[&tokens], 97).expect("chunks of 97");
+    let (mut c1, mut c2) = (m.empty_cache(1), m.empty_cache(1));
+    let whole = m.prefill_chunked(&[&tokens], tokens.len(), &mut c1).expect("one chunk");
+    let chunked = m.prefill_chunked(&[&tokens], 97, &mut c2).expect("chunks of 97");
     assert!(max_abs_diff(&whole, &chunked) < PARITY_TOLERANCE);
-    assert_eq!((c1.len, c2.len), (600, 600));
-    let (a, _) = m.forward(&[60], c1).expect("step");
-    let (b, _) = m.forward(&[60], c2).expect("step");
+    assert_eq!((c1.len(), c2.len()), (600, 600));
+    let a = m.forward(&[60], &mut c1).expect("step");
+    let b = m.forward(&[60], &mut c2).expect("step");
     assert!(max_abs_diff(&a, &b) < PARITY_TOLERANCE);
+}
+
+/// A cache reused for a shorter prefill (as after a window slide) holds the
+/// old sequence's keys beyond its length; they must not leak into the scores.
+#[test]
+fn a_reused_cache_gives_the_logits_of_a_fresh_one() {
+    let fx = trained();
+    let tokens: Vec<u16> = chorale_tokens(640).iter().take(640).map(|&t| t as u16).collect();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let m = e.model();
+    let mut reused = m.empty_cache(1);
+    m.prefill(&[&tokens[..630]], &mut reused).expect("long prefill");
+    let capacity = reused.capacity();
+    let (short, rest) = (&tokens[300..400], &tokens[400..420]);
+    let a = m.prefill(&[short], &mut reused).expect("short prefill into the used cache");
+    assert_eq!((reused.len(), reused.capacity()), (100, capacity), "buffers kept, contents forgotten");
+    let mut fresh = m.empty_cache(1);
+    let b = m.prefill(&[short], &mut fresh).expect("fresh prefill");
+    assert!(fresh.capacity() < capacity, "a short context gets a small bucket: {}", fresh.capacity());
+    let mut diff = max_abs_diff(&a, &b);
+    for &t in rest {
+        let a = m.forward(&[i64::from(t)], &mut reused).expect("step");
+        let b = m.forward(&[i64::from(t)], &mut fresh).expect("step");
+        diff = diff.max(max_abs_diff(&a, &b));
+    }
+    assert!(diff < PARITY_TOLERANCE, "reused vs fresh cache: {diff}");
+}
+
+/// Finished variations leave the batch: the rows kept go on exactly as they would have.
+#[test]
+fn dropping_finished_rows_from_the_batch_keeps_the_others() {
+    let fx = trained();
+    let tokens: Vec<u16> = chorale_tokens(400).iter().take(400).map(|&t| t as u16).collect();
+    let v = codec::VOCAB_SIZE;
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let m = e.model();
+    let rows: Vec<&[u16]> = vec![&tokens[0..120], &tokens[100..220], &tokens[200..320]];
+    let mut full = m.empty_cache(3);
+    m.prefill(&rows, &mut full).expect("prefill");
+    let mut kept = m.empty_cache(3);
+    m.prefill(&rows, &mut kept).expect("prefill");
+    kept.retain(&[0, 2]).expect("retain");
+    assert_eq!(kept.batch(), 2);
+    let mut diff = 0.0f32;
+    for t in 0..10 {
+        let step = [i64::from(tokens[330 + t]), 7, i64::from(tokens[340 + t])];
+        let all = m.forward(&step, &mut full).expect("batch of 3");
+        let two = m.forward(&[step[0], step[2]], &mut kept).expect("batch of 2");
+        diff = diff.max(max_abs_diff(&two[..v], &all[..v])).max(max_abs_diff(&two[v..], &all[2 * v..]));
+    }
+    assert!(diff < PARITY_TOLERANCE, "rows 0 and 2 after dropping row 1: {diff}");
+    assert!(kept.retain(&[1, 0]).is_err(), "rows must be ascending");
+}
+
+/// The longest-note setting releases every note in time, with a note-off the
+/// continuation's tokens carry (the model was fed it), and only when asked.
+#[test]
+fn notes_are_released_after_the_longest_note() {
+    let fx = trained();
+    let run = |max_note_s: f64| {
+        let req = GenerateRequest {
+            primer: Some(chorale("bwv66_6.mid")),
+            length: Length::Seconds(20.0),
+            variations: 2,
+            sampling: Sampling { seed: 4, ..Default::default() },
+            steering: Steering { allow_end: false, max_note_s, ..Default::default() },
+            ..Default::default()
+        };
+        let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+        e.generate_variations(&req, &mut |_| true).expect("generate")
+    };
+    let longest = |perf: &Performance| perf.notes.iter().map(|n| n.end_s - n.start_s).fold(0.0f64, f64::max);
+    let limit_s = 0.5;
+    let free = run(0.0);
+    assert!(
+        free.iter().any(|v| longest(&v.performance) > limit_s + 0.05),
+        "without a limit this model holds some note longer than {limit_s} s: {:?}",
+        free.iter().map(|v| longest(&v.performance)).collect::<Vec<_>>()
+    );
+    for v in run(limit_s) {
+        assert!(v.performance.notes.len() >= 10, "{} notes", v.performance.notes.len());
+        assert!(longest(&v.performance) <= limit_s + 1e-9, "a note of {} s", longest(&v.performance));
+        // The tokens alone (what the model saw) say the same.
+        let from_tokens = codec::decode_tokens(&v.tokens);
+        assert!(longest(&from_tokens) <= limit_s + 1e-9, "tokens hold a note for {} s", longest(&from_tokens));
+    }
+}
+
+#[test]
+fn a_failed_run_names_the_model_file() {
+    let fx = trained();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let m = e.model();
+    let mut cache = m.empty_cache(1);
+    // A token beyond the vocabulary: the embedding lookup fails inside ONNX Runtime.
+    let err = m.forward(&[100_000], &mut cache).expect_err("out-of-vocabulary token");
+    assert!(matches!(err, EngineError::Runtime { .. }), "{err}");
+    assert!(err.to_string().contains("classical.onnx"), "{err}");
 }
 
 #[test]

@@ -88,6 +88,10 @@ pub struct Args {
     /// Never let the model end the piece early: always fill the requested length.
     #[arg(long)]
     pub no_end: bool,
+    /// Longest a note may sound, in seconds (0 = no limit): a note held this long
+    /// is released, and the model hears the release like one it chose.
+    #[arg(long, default_value_t = cadenza_core::sampling::DEFAULT_MAX_NOTE_S)]
+    pub max_note_seconds: f64,
     /// ONNX Runtime threads (0 = one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -215,6 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
             max_polyphony: args.max_polyphony,
             density_bias: args.density,
             allow_end: !args.no_end,
+            max_note_s: args.max_note_seconds,
         },
     };
 

@@ -25,7 +25,8 @@ use crate::performance::{Note, Performance};
 use crate::sampling::{Sampler, Sampling, Steering};
 
 pub use runtime::{
-    find_library, library_search_dirs, loaded_library, KvCache, Model, LIBRARY_NAMES, MAX_PREFILL_SCORES, ORT_DYLIB_ENV,
+    cache_capacity, find_library, library_search_dirs, loaded_library, KvCache, Model, CACHE_BUCKETS_PER_OCTAVE,
+    LIBRARY_NAMES, MAX_PREFILL_SCORES, MIN_CACHE_CAPACITY, ORT_DYLIB_ENV,
 };
 
 /// Most variations one request may ask for.
@@ -163,12 +164,20 @@ pub enum EngineError {
     ModelInvalid { path: PathBuf, message: String },
     #[error("{}: {problem}", path.display())]
     Metadata { path: PathBuf, problem: String },
+    /// A model exported for another engine's graph inputs and outputs
+    /// ([`crate::model::GRAPH_VERSION`]); exporting its checkpoint again fixes it.
+    #[error(
+        "{}: exported with graph version {found}, this engine runs graph version {expected}; export the model again \
+         (cargo xtask export)",
+        path.display()
+    )]
+    GraphVersion { path: PathBuf, found: u32, expected: u32 },
     #[error("the {provider} execution provider is not available: {message}")]
     ProviderUnavailable { provider: &'static str, message: String },
     #[error("invalid generation request: {0}")]
     Request(String),
-    #[error("ONNX Runtime failed: {0}")]
-    Runtime(String),
+    #[error("{}: ONNX Runtime failed: {message}", path.display())]
+    Runtime { path: PathBuf, message: String },
     #[error("generation was cancelled")]
     Cancelled,
 }
@@ -234,27 +243,33 @@ impl Engine {
 
         // One prefill of the shared context, copied to every variation.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
-        let (last, cache) = self.model.prefill(&[window])?;
+        let mut cache = self.model.empty_cache(1);
+        let last = self.model.prefill(&[window], &mut cache)?;
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
-        let mut cache = self.model.repeat_cache(cache, batch)?;
+        cache.repeat(batch).map_err(|m| self.runtime_error(m))?;
 
+        let max_note_steps = req.steering.max_note_steps();
+        // Batch row -> variation; finished variations leave the batch.
+        let mut active: Vec<usize> = (0..batch).collect();
         let mut row = vec![0.0f32; VOCAB_SIZE];
         let mut next = vec![0i64; batch];
         let mut events = 0usize;
         loop {
-            for (i, voice) in voices.iter_mut().enumerate() {
-                let token = if voice.done {
-                    // A finished variation still rides along in the batch; its tokens are ignored.
-                    Event::TimeShift(1).to_token()
-                } else {
-                    row.copy_from_slice(&logits[i * VOCAB_SIZE..(i + 1) * VOCAB_SIZE]);
-                    req.steering.apply(&mut row, &voice.sounding);
-                    let t = voice.sampler.sample(&row, &req.sampling);
-                    voice.accept(t);
-                    t
+            for (r, &i) in active.iter().enumerate() {
+                let voice = &mut voices[i];
+                let token = match voice.overdue_note_off(max_note_steps) {
+                    // Not sampled, but the model sees it like any other event.
+                    Some(off) => off,
+                    None => {
+                        row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
+                        req.steering.apply(&mut row, &voice.sounding);
+                        let t = voice.sampler.sample(&row, &req.sampling);
+                        voice.clip_shift(t, max_note_steps)
+                    }
                 };
+                voice.accept(token);
                 voice.history.push(token);
-                next[i] = i64::from(token);
+                next[r] = i64::from(token);
             }
             events += 1;
             let done = voices.iter().filter(|v| v.done).count();
@@ -265,19 +280,27 @@ impl Engine {
             if done == batch {
                 break;
             }
-            if cache.len + 1 > max_len {
+            if active.iter().any(|&i| voices[i].done) {
+                // Finished variations stop costing compute: drop their rows.
+                let rows: Vec<usize> = (0..active.len()).filter(|&r| !voices[active[r]].done).collect();
+                cache.retain(&rows).map_err(|m| self.runtime_error(m))?;
+                next = rows.iter().map(|&r| next[r]).collect();
+                active = rows.iter().map(|&r| active[r]).collect();
+            }
+            if cache.len() + 1 > max_len {
                 // Slide: prefill the most recent `keep` events of every variation again.
-                let rows: Vec<&[u16]> = voices.iter().map(|v| &v.history[v.history.len() - keep..]).collect();
-                let (l, c) = self.model.prefill(&rows)?;
-                logits = l;
-                cache = c;
+                let rows: Vec<&[u16]> =
+                    active.iter().map(|&i| &voices[i].history[voices[i].history.len() - keep..]).collect();
+                logits = self.model.prefill(&rows, &mut cache)?;
             } else {
-                let (l, c) = self.model.forward(&next, cache)?;
-                logits = l;
-                cache = c;
+                logits = self.model.forward(&next, &mut cache)?;
             }
         }
         Ok(voices.into_iter().map(Voice::finish).collect())
+    }
+
+    fn runtime_error(&self, message: String) -> EngineError {
+        EngineError::Runtime { path: self.info().path.clone(), message }
     }
 }
 
@@ -337,6 +360,8 @@ struct Voice {
     history: Vec<u16>,
     tokens: Vec<u16>,
     sounding: [bool; 128],
+    /// Decoder time at which each sounding pitch started.
+    onset_steps: [Option<u64>; 128],
     /// Time at the end of the primer.
     start_steps: u64,
     target_steps: Option<u64>,
@@ -347,30 +372,71 @@ struct Voice {
 
 impl Voice {
     fn new(prefix: &[u16], seed: u64, stream: u64, target_steps: Option<u64>, budget: usize) -> Self {
-        let mut decoder = Decoder::new();
-        for &t in prefix {
-            decoder.push_token(t);
-        }
-        let mut sounding = [false; 128];
-        for p in decoder.sounding() {
-            sounding[usize::from(p)] = true;
-        }
-        Self {
-            start_steps: decoder.now_steps(),
-            decoder,
+        let mut v = Self {
+            start_steps: 0,
+            decoder: Decoder::new(),
             sampler: Sampler::new(seed, stream),
             history: prefix.to_vec(),
             tokens: Vec::new(),
-            sounding,
+            sounding: [false; 128],
+            onset_steps: [None; 128],
             target_steps,
             budget,
             done: false,
             ended: false,
+        };
+        for e in prefix.iter().filter_map(|&t| Event::from_token(t)) {
+            v.track(e);
+            v.decoder.push(e);
         }
+        v.start_steps = v.decoder.now_steps();
+        v
     }
 
     fn elapsed_steps(&self) -> u64 {
         self.decoder.now_steps() - self.start_steps
+    }
+
+    /// Follow which notes sound and since when (before the decoder reads `e`).
+    fn track(&mut self, e: Event) {
+        match e {
+            Event::NoteOn(p) => {
+                self.sounding[usize::from(p)] = true;
+                self.onset_steps[usize::from(p)] = Some(self.decoder.now_steps());
+            }
+            Event::NoteOff(p) => {
+                self.sounding[usize::from(p)] = false;
+                self.onset_steps[usize::from(p)] = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The note-off owed now: of the notes sounding `max_steps` or longer, the oldest.
+    fn overdue_note_off(&self, max_steps: Option<u64>) -> Option<u16> {
+        let max = max_steps?;
+        let now = self.decoder.now_steps();
+        (0..128u8)
+            .filter_map(|p| self.onset_steps[usize::from(p)].map(|onset| (onset, p)))
+            .filter(|&(onset, _)| now >= onset + max)
+            .min()
+            .map(|(_, p)| Event::NoteOff(p).to_token())
+    }
+
+    /// `token`, or a shorter time shift when it would carry a note past `max_steps`.
+    fn clip_shift(&self, token: u16, max_steps: Option<u64>) -> u16 {
+        let (Some(max), Some(Event::TimeShift(s))) = (max_steps, Event::from_token(token)) else {
+            return token;
+        };
+        let Some(deadline) = self.onset_steps.iter().flatten().map(|onset| onset + max).min() else {
+            return token;
+        };
+        let room = deadline.saturating_sub(self.decoder.now_steps());
+        if room >= 1 && u64::from(s) > room {
+            Event::TimeShift(room as u8).to_token()
+        } else {
+            token
+        }
     }
 
     fn accept(&mut self, token: u16) {
@@ -395,11 +461,7 @@ impl Voice {
                 }
             }
             Some(e) => {
-                match e {
-                    Event::NoteOn(p) => self.sounding[usize::from(p)] = true,
-                    Event::NoteOff(p) => self.sounding[usize::from(p)] = false,
-                    _ => {}
-                }
+                self.track(e);
                 self.decoder.push(e);
             }
             None => {}
@@ -462,6 +524,30 @@ mod tests {
         let var = v.finish();
         assert_eq!(var.performance.notes.len(), 2);
         assert!((var.performance.duration_s() - 1.5).abs() < 1e-9, "{:?}", var.performance);
+    }
+
+    #[test]
+    fn an_overdue_note_is_released_and_shifts_stop_at_its_deadline() {
+        let max = Some(100); // 1 s
+        let mut v = Voice::new(&[START], 1, 0, None, 1000);
+        for e in [Event::NoteOn(60), Event::TimeShift(40), Event::NoteOn(64)] {
+            v.accept(e.to_token());
+        }
+        assert_eq!(v.overdue_note_off(max), None);
+        // 0.8 s would carry note 60 to 1.2 s: the shift stops at its deadline, 1.0 s.
+        let shift = v.clip_shift(Event::TimeShift(80).to_token(), max);
+        assert_eq!(Event::from_token(shift), Some(Event::TimeShift(60)));
+        assert_eq!(v.clip_shift(Event::TimeShift(30).to_token(), max), Event::TimeShift(30).to_token());
+        assert_eq!(v.clip_shift(Event::NoteOn(70).to_token(), max), Event::NoteOn(70).to_token());
+        v.accept(shift);
+        assert_eq!(v.overdue_note_off(max), Some(Event::NoteOff(60).to_token()));
+        assert_eq!(v.overdue_note_off(None), None, "no limit, no release");
+        v.accept(Event::NoteOff(60).to_token());
+        assert_eq!(v.overdue_note_off(max), None, "note 64 has 0.4 s left");
+        let shift = v.clip_shift(Event::TimeShift(100).to_token(), max);
+        assert_eq!(Event::from_token(shift), Some(Event::TimeShift(40)));
+        let perf = v.finish().performance;
+        assert!(perf.notes.iter().all(|n| n.end_s - n.start_s <= 1.0 + 1e-9), "{perf:?}");
     }
 
     #[test]

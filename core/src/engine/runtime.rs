@@ -1,6 +1,7 @@
 //! ONNX Runtime underneath the engine: finding and loading the shared library
 //! (once per process), creating a session on CUDA or the CPU, checking the
-//! model's metadata, and running the decoder graph with its KV cache.
+//! model's metadata, and running the decoder graph on a KV cache whose
+//! buffers the engine owns and ONNX Runtime reads in place.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,11 @@ use std::sync::{Mutex, OnceLock};
 use ort::environment::Environment;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{DynValue, Tensor};
+use ort::value::{Tensor, TensorRef};
 
 use super::{EngineError, EngineOptions, ModelInfo, Provider};
 use crate::codec;
-use crate::model::{onnx_names, ModelConfig, ARCHITECTURE};
+use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
 
 /// Environment variable naming the ONNX Runtime library (also what `ort` reads).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -160,18 +161,167 @@ pub fn loaded_library() -> Option<PathBuf> {
     RUNTIME.get().map(|rt| rt.library.clone())
 }
 
-/// Past keys and values of every layer for a batch of sequences, in the
-/// graph's input order (`past_key_0`, `past_value_0`, `past_key_1`, ...).
+/// Fewest positions a non-empty cache holds, so the first steps after a
+/// short prefill do not grow it one bucket at a time.
+pub const MIN_CACHE_CAPACITY: usize = 64;
+
+/// Capacity buckets per doubling: a cache is at most 1/8 larger than it needs
+/// to be, and grows (with one copy) every eighth of its size.
+pub const CACHE_BUCKETS_PER_OCTAVE: usize = 8;
+
+/// The capacity a cache holding `needed` positions gets, for a model whose
+/// window is `max_len`: the smallest `m * 2^k >= needed` with `m` in 8..=16
+/// (at least [`MIN_CACHE_CAPACITY`], at most the window), so short contexts
+/// do not read a window-sized buffer and long ones seldom grow.
+pub fn cache_capacity(needed: usize, max_len: usize) -> usize {
+    if needed == 0 {
+        return 0;
+    }
+    if needed <= MIN_CACHE_CAPACITY {
+        return MIN_CACHE_CAPACITY.min(max_len).max(needed);
+    }
+    let octave = usize::BITS - 1 - (needed - 1).leading_zeros(); // 2^octave <= needed - 1
+    let step = 1usize << octave.saturating_sub(CACHE_BUCKETS_PER_OCTAVE.trailing_zeros());
+    needed.next_multiple_of(step).min(max_len).max(needed)
+}
+
+/// Keys and values of every layer for a batch of sequences, in buffers the
+/// engine owns: one per layer for keys and one for values (`key_0`,
+/// `value_0`, `key_1`, ...), each `[batch, heads, capacity, head_dim]`, of
+/// which positions `0..len` are filled. ONNX Runtime reads them in place;
+/// [`Model::forward`] writes the new positions after each run.
 pub struct KvCache {
-    pub batch: usize,
-    /// Positions cached per sequence.
-    pub len: usize,
-    values: Vec<DynValue>,
+    batch: usize,
+    len: usize,
+    capacity: usize,
+    heads: usize,
+    head_dim: usize,
+    buffers: Vec<Vec<f32>>,
 }
 
 impl std::fmt::Debug for KvCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvCache").field("batch", &self.batch).field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("KvCache")
+            .field("batch", &self.batch)
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvCache {
+    fn new(cfg: &ModelConfig, batch: usize) -> Self {
+        Self {
+            batch,
+            len: 0,
+            capacity: 0,
+            heads: cfg.n_heads,
+            head_dim: cfg.head_dim(),
+            buffers: vec![Vec::new(); 2 * cfg.n_layers],
+        }
+    }
+
+    /// Sequences in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Positions cached per sequence.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the buffers hold per sequence before they must grow.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Floats of one sequence in one buffer.
+    fn row_floats(&self) -> usize {
+        self.heads * self.capacity * self.head_dim
+    }
+
+    /// Forget the contents, keep the buffers (for a new prefill of `batch` sequences).
+    fn reset(&mut self, batch: usize) {
+        if batch != self.batch {
+            self.batch = batch;
+            self.capacity = 0;
+            for b in &mut self.buffers {
+                b.clear();
+            }
+        }
+        self.len = 0;
+    }
+
+    /// Grow the buffers, keeping their contents, so `needed` positions fit.
+    fn reserve(&mut self, needed: usize, max_len: usize) {
+        if needed <= self.capacity {
+            return;
+        }
+        let capacity = cache_capacity(needed, max_len);
+        let (hd, old_cap, len) = (self.head_dim, self.capacity, self.len);
+        let rows = self.batch * self.heads;
+        for buf in &mut self.buffers {
+            // Zeros, not garbage: masked positions still enter a product with weight 0.
+            let mut grown = vec![0.0f32; rows * capacity * hd];
+            for r in 0..rows {
+                grown[r * capacity * hd..(r * capacity + len) * hd]
+                    .copy_from_slice(&buf[r * old_cap * hd..(r * old_cap + len) * hd]);
+            }
+            *buf = grown;
+        }
+        self.capacity = capacity;
+    }
+
+    /// Write `values` (`[batch, heads, new, head_dim]`) at positions `len..len + new` of buffer `slot`.
+    fn write(&mut self, slot: usize, values: &[f32], new: usize) {
+        let (hd, cap, len) = (self.head_dim, self.capacity, self.len);
+        let buf = &mut self.buffers[slot];
+        for (r, src) in values.chunks_exact(new * hd).enumerate() {
+            buf[(r * cap + len) * hd..(r * cap + len + new) * hd].copy_from_slice(src);
+        }
+    }
+
+    /// A batch-1 cache copied `batch` times (after one prefill of a shared primer).
+    pub fn repeat(&mut self, batch: usize) -> Result<(), String> {
+        if batch == self.batch {
+            return Ok(());
+        }
+        if self.batch != 1 {
+            return Err(format!("cannot repeat a cache of batch {} to {batch}", self.batch));
+        }
+        for buf in &mut self.buffers {
+            let one = std::mem::take(buf);
+            buf.reserve_exact(one.len() * batch);
+            for _ in 0..batch {
+                buf.extend_from_slice(&one);
+            }
+        }
+        self.batch = batch;
+        Ok(())
+    }
+
+    /// Keep only the sequences at `rows` (ascending), in that order: finished
+    /// variations stop costing compute. Moves memory within the buffers.
+    pub fn retain(&mut self, rows: &[usize]) -> Result<(), String> {
+        if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|&r| r >= self.batch) {
+            return Err(format!("rows {rows:?} are not ascending rows of a batch of {}", self.batch));
+        }
+        let n = self.row_floats();
+        for buf in &mut self.buffers {
+            for (to, &from) in rows.iter().enumerate() {
+                if to != from {
+                    buf.copy_within(from * n..(from + 1) * n, to * n);
+                }
+            }
+            buf.truncate(rows.len() * n);
+        }
+        self.batch = rows.len();
+        Ok(())
     }
 }
 
@@ -179,14 +329,10 @@ impl std::fmt::Debug for KvCache {
 pub struct Model {
     session: Session,
     info: ModelInfo,
-    /// `tokens`, then the past inputs in cache order.
-    input_names: Vec<String>,
-    /// The present outputs in cache order.
-    present_names: Vec<String>,
-}
-
-fn runtime_err(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Runtime(e.to_string())
+    /// The cache inputs in cache order (`cache_key_0`, `cache_value_0`, ...).
+    cache_names: Vec<String>,
+    /// The new-position outputs in cache order.
+    new_names: Vec<String>,
 }
 
 impl Model {
@@ -198,7 +344,8 @@ impl Model {
             return Err(EngineError::ModelInvalid { path: path.to_path_buf(), message: "not a file".into() });
         }
         let bad = |message: String| EngineError::ModelInvalid { path: path.to_path_buf(), message };
-        let builder_err = |e: ort::Error<SessionBuilder>| EngineError::Runtime(e.to_string());
+        let runtime_err = |e: ort::Error| runtime_error(path, e);
+        let builder_err = |e: ort::Error<SessionBuilder>| runtime_error(path, e);
         let mut builder = Session::builder(&rt.env)
             .map_err(runtime_err)?
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -226,145 +373,147 @@ impl Model {
         let session = builder.commit_from_file(path).map_err(|e| bad(e.to_string()))?;
         let info = read_info(&session, path, provider, &rt.library)?;
         let cfg = info.config;
-        let mut input_names = vec![onnx_names::TOKENS.to_string()];
-        let mut present_names = Vec::new();
+        let mut cache_names = Vec::new();
+        let mut new_names = Vec::new();
         for i in 0..cfg.n_layers {
-            input_names.push(onnx_names::past_key(i));
-            input_names.push(onnx_names::past_value(i));
-            present_names.push(onnx_names::present_key(i));
-            present_names.push(onnx_names::present_value(i));
+            cache_names.push(onnx_names::cache_key(i));
+            cache_names.push(onnx_names::cache_value(i));
+            new_names.push(onnx_names::new_key(i));
+            new_names.push(onnx_names::new_value(i));
         }
         let have_in: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
         let have_out: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        for name in &input_names {
-            if !have_in.contains(&name.as_str()) {
+        for name in cache_names.iter().map(String::as_str).chain([onnx_names::TOKENS, onnx_names::PAST_LEN]) {
+            if !have_in.contains(&name) {
                 return Err(bad(format!("the graph has no input `{name}`; it was not exported by Cadenza")));
             }
         }
-        for name in present_names.iter().map(String::as_str).chain([onnx_names::LOGITS]) {
+        for name in new_names.iter().map(String::as_str).chain([onnx_names::LOGITS]) {
             if !have_out.contains(&name) {
                 return Err(bad(format!("the graph has no output `{name}`; it was not exported by Cadenza")));
             }
         }
-        Ok(Model { session, info, input_names, present_names })
+        Ok(Model { session, info, cache_names, new_names })
     }
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }
 
-    /// A cache holding nothing, for a prefill of `batch` sequences.
-    pub fn empty_cache(&self, batch: usize) -> Result<KvCache, EngineError> {
-        let cfg = &self.info.config;
-        let shape = [batch as i64, cfg.n_heads as i64, 0, cfg.head_dim() as i64];
-        let values = (0..2 * cfg.n_layers)
-            .map(|_| Tensor::<f32>::from_array((shape, Vec::<f32>::new())).map(|t| t.into_dyn()).map_err(runtime_err))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(KvCache { batch, len: 0, values })
+    fn error(&self, message: impl std::fmt::Display) -> EngineError {
+        runtime_error(&self.info.path, message)
     }
 
-    /// Copy a batch-1 cache `batch` times (after one prefill of a shared primer).
-    pub fn repeat_cache(&self, cache: KvCache, batch: usize) -> Result<KvCache, EngineError> {
-        if cache.batch == batch {
-            return Ok(cache);
-        }
-        if cache.batch != 1 {
-            return Err(EngineError::Runtime(format!("cannot repeat a cache of batch {} to {batch}", cache.batch)));
-        }
-        let mut values = Vec::with_capacity(cache.values.len());
-        for v in &cache.values {
-            let (shape, data) = v.try_extract_tensor::<f32>().map_err(runtime_err)?;
-            let mut dims: Vec<i64> = shape.iter().copied().collect();
-            dims[0] = batch as i64;
-            let mut tiled = Vec::with_capacity(data.len() * batch);
-            for _ in 0..batch {
-                tiled.extend_from_slice(data);
-            }
-            values.push(Tensor::<f32>::from_array((dims, tiled)).map_err(runtime_err)?.into_dyn());
-        }
-        Ok(KvCache { batch, len: cache.len, values })
+    /// A cache holding nothing, for `batch` sequences.
+    pub fn empty_cache(&self, batch: usize) -> KvCache {
+        KvCache::new(&self.info.config, batch)
     }
 
-    /// Prefill equal-length `rows` (one per sequence of the batch) from an
-    /// empty cache, in chunks so no attention-score tensor exceeds
-    /// [`MAX_PREFILL_SCORES`]; returns the logits after each row's last event
-    /// (`[batch, vocab]`) and the cache.
-    pub fn prefill(&mut self, rows: &[&[u16]]) -> Result<(Vec<f32>, KvCache), EngineError> {
-        let batch = rows.len();
+    /// Prefill equal-length `rows` (one per sequence of the batch) into
+    /// `cache`, which is emptied first (its buffers are reused), in chunks so
+    /// no attention-score tensor much exceeds [`MAX_PREFILL_SCORES`]; returns
+    /// the logits after each row's last event (`[batch, vocab]`).
+    pub fn prefill(&mut self, rows: &[&[u16]], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
+        let batch = rows.len().max(1);
         let len = rows.first().map_or(0, |r| r.len());
-        if batch == 0 || len == 0 || rows.iter().any(|r| r.len() != len) {
-            return Err(EngineError::Runtime("a prefill needs rows of one non-zero length".into()));
-        }
-        let chunk = (MAX_PREFILL_SCORES / (batch * self.info.config.n_heads * len)).clamp(1, len);
-        self.prefill_chunked(rows, chunk)
+        // The scores of a chunk of c after a cache of capacity cap are
+        // [batch, heads, c, cap + c]; the largest c that keeps them in bounds.
+        let cap = cache_capacity(len + 1, self.info.config.max_seq_len) as f64;
+        let per_row = (MAX_PREFILL_SCORES / (batch * self.info.config.n_heads)) as f64;
+        let chunk = ((-cap + (cap * cap + 4.0 * per_row).sqrt()) / 2.0) as usize;
+        self.prefill_chunked(rows, chunk.clamp(1, len.max(1)), cache)
     }
 
     /// [`Model::prefill`] in chunks of `chunk` events.
-    pub fn prefill_chunked(&mut self, rows: &[&[u16]], chunk: usize) -> Result<(Vec<f32>, KvCache), EngineError> {
+    pub fn prefill_chunked(
+        &mut self,
+        rows: &[&[u16]],
+        chunk: usize,
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>, EngineError> {
         let batch = rows.len();
         let len = rows.first().map_or(0, |r| r.len());
         if batch == 0 || len == 0 || chunk == 0 || rows.iter().any(|r| r.len() != len) {
-            return Err(EngineError::Runtime("a prefill needs rows of one non-zero length".into()));
+            return Err(self.error("a prefill needs rows of one non-zero length"));
         }
         let vocab = self.info.config.vocab_size;
-        let mut cache = self.empty_cache(batch)?;
+        cache.reset(batch);
+        // Room for the prefill and the step after it, so that step does not grow the buffers.
+        cache.reserve(len + 1, self.info.config.max_seq_len);
         let mut start = 0;
         loop {
             let end = (start + chunk).min(len);
             let tokens: Vec<i64> = rows.iter().flat_map(|r| r[start..end].iter().map(|&t| i64::from(t))).collect();
-            let (logits, c) = self.forward(&tokens, cache)?;
-            cache = c;
+            let logits = self.forward(&tokens, cache)?;
             if end == len {
                 let n = end - start;
-                let last = (0..batch)
+                return Ok((0..batch)
                     .flat_map(|b| logits[(b * n + n - 1) * vocab..(b * n + n) * vocab].iter().copied())
-                    .collect();
-                return Ok((last, cache));
+                    .collect());
             }
             start = end;
         }
     }
 
-    /// Run `tokens` (`batch` rows of equal length, row-major) after `cache`;
-    /// returns the logits `[batch, new, vocab]` (row-major) and the grown cache.
-    pub fn forward(&mut self, tokens: &[i64], cache: KvCache) -> Result<(Vec<f32>, KvCache), EngineError> {
+    /// Run `tokens` (`batch` rows of equal length, row-major) after `cache`,
+    /// which grows by them; returns the logits `[batch, new, vocab]` (row-major).
+    pub fn forward(&mut self, tokens: &[i64], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
         let batch = cache.batch;
         if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
-            return Err(EngineError::Runtime(format!("{} tokens do not split into {batch} rows", tokens.len())));
+            return Err(self.error(format!("{} tokens do not split into {batch} rows", tokens.len())));
         }
         let new = tokens.len() / batch;
         let max_len = self.info.config.max_seq_len;
         if cache.len + new > max_len {
-            return Err(EngineError::Runtime(format!(
-                "context of {} events exceeds the model's window of {max_len}",
-                cache.len + new
-            )));
+            return Err(
+                self.error(format!("context of {} events exceeds the model's window of {max_len}", cache.len + new))
+            );
         }
-        let tokens_t = Tensor::<i64>::from_array(([batch as i64, new as i64], tokens.to_vec())).map_err(runtime_err)?;
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.input_names.len());
-        inputs.push((Cow::Borrowed(self.input_names[0].as_str()), tokens_t.into()));
-        for (name, value) in self.input_names[1..].iter().zip(cache.values) {
-            inputs.push((Cow::Borrowed(name.as_str()), value.into()));
+        cache.reserve(cache.len + new, max_len);
+        let path = &self.info.path;
+        let err = |e: ort::Error| runtime_error(path, e);
+        let tokens_t = Tensor::<i64>::from_array(([batch as i64, new as i64], tokens.to_vec())).map_err(err)?;
+        let past = [cache.len as i64];
+        let past_t = TensorRef::<i64>::from_array_view(([1usize], &past[..])).map_err(err)?;
+        // An empty cache is passed with capacity 0: nothing to read, nothing to mask.
+        let capacity = if cache.len == 0 { 0 } else { cache.capacity };
+        let shape = [batch, cache.heads, capacity, cache.head_dim];
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.cache_names.len() + 2);
+        inputs.push((Cow::Borrowed(onnx_names::TOKENS), tokens_t.into()));
+        inputs.push((Cow::Borrowed(onnx_names::PAST_LEN), past_t.into()));
+        for (name, buf) in self.cache_names.iter().zip(&cache.buffers) {
+            let data = if capacity == 0 { &buf[..0] } else { &buf[..] };
+            let view = TensorRef::<f32>::from_array_view((shape, data)).map_err(err)?;
+            inputs.push((Cow::Borrowed(name.as_str()), view.into()));
         }
-        let mut outputs = self.session.run(inputs).map_err(runtime_err)?;
-        let logits_v = outputs
-            .remove(onnx_names::LOGITS)
-            .ok_or_else(|| EngineError::Runtime("the run returned no logits".into()))?;
-        let (_, logits) = logits_v.try_extract_tensor::<f32>().map_err(runtime_err)?;
+        let mut outputs = self.session.run(inputs).map_err(err)?;
+        let logits_v =
+            outputs.remove(onnx_names::LOGITS).ok_or_else(|| runtime_error(path, "the run returned no logits"))?;
+        let (_, logits) = logits_v.try_extract_tensor::<f32>().map_err(err)?;
         let logits = logits.to_vec();
-        let mut values = Vec::with_capacity(self.present_names.len());
-        for name in &self.present_names {
-            values
-                .push(outputs.remove(name).ok_or_else(|| EngineError::Runtime(format!("the run returned no {name}")))?);
+        for (slot, name) in self.new_names.iter().enumerate() {
+            let value =
+                outputs.remove(name).ok_or_else(|| runtime_error(path, format!("the run returned no {name}")))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(err)?;
+            let expected = [batch as i64, cache.heads as i64, new as i64, cache.head_dim as i64];
+            if shape[..] != expected[..] {
+                return Err(runtime_error(path, format!("{name} has shape {shape:?}, expected {expected:?}")));
+            }
+            cache.write(slot, data, new);
         }
-        Ok((logits, KvCache { batch, len: cache.len + new, values }))
+        cache.len += new;
+        Ok(logits)
     }
+}
+
+fn runtime_error(path: &Path, message: impl std::fmt::Display) -> EngineError {
+    EngineError::Runtime { path: path.to_path_buf(), message: message.to_string() }
 }
 
 /// Read and check the metadata the exporter writes.
 fn read_info(session: &Session, path: &Path, provider: &'static str, library: &Path) -> Result<ModelInfo, EngineError> {
     let mismatch = |problem: String| EngineError::Metadata { path: path.to_path_buf(), problem };
-    let meta = session.metadata().map_err(runtime_err)?;
+    let meta = session.metadata().map_err(|e| runtime_error(path, e))?;
     let get = |key: &str| {
         meta.custom(key).ok_or_else(|| mismatch(format!("no `{key}` entry; it was not exported by Cadenza")))
     };
@@ -382,6 +531,18 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
     if architecture != ARCHITECTURE {
         return Err(mismatch(format!("architecture `{architecture}`, this build runs `{ARCHITECTURE}`")));
     }
+    // Files from before graph version 2 carry no version entry.
+    let graph_version: u32 = match meta.custom(onnx_names::META_GRAPH_VERSION) {
+        None => 1,
+        Some(v) => v.trim().parse().map_err(|_| mismatch(format!("graph version `{v}` is not a number")))?,
+    };
+    if graph_version != GRAPH_VERSION {
+        return Err(EngineError::GraphVersion {
+            path: path.to_path_buf(),
+            found: graph_version,
+            expected: GRAPH_VERSION,
+        });
+    }
     let config: ModelConfig = serde_json::from_str(&get(onnx_names::META_CONFIG)?)
         .map_err(|e| mismatch(format!("unreadable model config: {e}")))?;
     config.validate().map_err(|e| mismatch(e.to_string()))?;
@@ -394,4 +555,77 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         provider,
         library: library.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_come_in_eighths_of_an_octave_within_the_window() {
+        assert_eq!(cache_capacity(0, 2048), 0);
+        assert_eq!(cache_capacity(1, 2048), MIN_CACHE_CAPACITY);
+        assert_eq!(cache_capacity(10, 32), 32, "never beyond the window");
+        assert_eq!(cache_capacity(65, 2048), 72);
+        assert_eq!(cache_capacity(512, 2048), 512);
+        assert_eq!(cache_capacity(513, 2048), 576);
+        assert_eq!(cache_capacity(1025, 2048), 1152);
+        assert_eq!(cache_capacity(2000, 2048), 2048);
+        assert_eq!(cache_capacity(2048, 2048), 2048);
+        for needed in 1..=4096 {
+            let cap = cache_capacity(needed, 4096);
+            assert!(cap >= needed, "{needed} -> {cap}");
+            assert!(needed <= MIN_CACHE_CAPACITY || cap * 8 <= needed * 9, "{needed} -> {cap}: over 1/8 spare");
+        }
+    }
+
+    fn tiny_cache(batch: usize) -> KvCache {
+        let cfg = ModelConfig { n_layers: 1, d_model: 4, n_heads: 2, ..ModelConfig::TINY };
+        KvCache::new(&cfg, batch)
+    }
+
+    /// `[batch, heads, new, head_dim]` values that say where they belong: b, h, position, dim.
+    fn rows(batch: usize, new: usize, first: usize) -> Vec<f32> {
+        let mut v = Vec::new();
+        for b in 0..batch {
+            for h in 0..2 {
+                for t in first..first + new {
+                    for d in 0..2 {
+                        v.push((b * 1000 + h * 100 + t * 10 + d) as f32);
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn at(c: &KvCache, slot: usize, b: usize, h: usize, t: usize, d: usize) -> f32 {
+        c.buffers[slot][((b * c.heads + h) * c.capacity + t) * c.head_dim + d]
+    }
+
+    #[test]
+    fn a_cache_keeps_its_rows_while_it_grows_repeats_and_drops_sequences() {
+        let mut c = tiny_cache(1);
+        c.reserve(3, 256);
+        assert_eq!(c.capacity(), MIN_CACHE_CAPACITY);
+        c.write(0, &rows(1, 3, 0), 3);
+        c.len = 3;
+        c.reserve(100, 256);
+        assert_eq!(c.capacity(), 104);
+        assert_eq!(at(&c, 0, 0, 1, 2, 1), 121.0, "contents survive growth");
+        assert_eq!(at(&c, 0, 0, 1, 3, 0), 0.0, "new room is zeros");
+        c.repeat(3).expect("repeat");
+        assert_eq!((c.batch(), at(&c, 0, 2, 1, 2, 1)), (3, 121.0));
+        c.write(0, &rows(3, 1, 3), 1);
+        c.len = 4;
+        c.retain(&[1, 2]).expect("retain");
+        assert_eq!(c.batch(), 2);
+        assert_eq!(at(&c, 0, 0, 0, 3, 0), 1030.0, "old row 1 is row 0");
+        assert_eq!(at(&c, 0, 1, 1, 3, 1), 2131.0, "old row 2 is row 1");
+        assert_eq!(c.buffers[1].len(), 2 * 2 * 104 * 2);
+        assert!(c.retain(&[2]).is_err());
+        assert!(c.repeat(4).is_err(), "only a batch of 1 repeats");
+        c.reset(2);
+        assert_eq!((c.len(), c.capacity()), (0, 104), "a reset keeps the buffers of the same batch");
+    }
 }

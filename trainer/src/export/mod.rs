@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use cadenza_core::codec;
 use cadenza_core::dataset::CheckpointMeta;
-use cadenza_core::model::{onnx_names, ModelConfig, ARCHITECTURE};
+use cadenza_core::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
 use prost::Message;
 
 use graph::{Attr, Dim, GraphBuilder};
@@ -184,6 +184,7 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta) -> Result<ModelProt
         (onnx_names::META_CONFIG, config_json),
         (onnx_names::META_CODEC_VERSION, codec::CODEC_VERSION.to_string()),
         (onnx_names::META_ARCHITECTURE, ARCHITECTURE.to_string()),
+        (onnx_names::META_GRAPH_VERSION, GRAPH_VERSION.to_string()),
         (onnx_names::META_STYLE, meta.style.clone()),
         (onnx_names::META_DATA_SUMMARY, meta.data_summary.clone()),
         (
@@ -246,54 +247,126 @@ fn layer_norm(g: &mut GraphBuilder, w: &Weights, x: &str, prefix: &str, d: usize
     ))
 }
 
+/// The skew of the paper: `qe` `[batch, heads, new, m]`, whose column `c`
+/// holds the distance `D - c` for a `D` fixed per layer input, becomes
+/// `[batch, heads, new, m]` whose column `j` of row `i` holds the distance
+/// `D - (new - 1 - i) - j`: pad one column on the left, flatten the last two
+/// axes, drop the first `new` elements, reshape. `target` spells the shape
+/// out (the capacity may be 0, which a `0` in a Reshape target cannot say).
+fn skew(g: &mut GraphBuilder, s: &Shared, qe: &str, target: &str) -> String {
+    let padded = g.op("Pad", &[qe, &s.pad_left], vec![]);
+    let flat = g.op("Reshape", &[&padded, &s.flat_shape], vec![]);
+    let shifted = g.op("Slice", &[&flat, &s.new_1d, &s.int_max, &s.axis2], vec![]);
+    g.op("Reshape", &[&shifted, target], vec![("allowzero", Attr::Int(1))])
+}
+
+/// Values every layer uses, computed once from the inputs' shapes.
+struct Shared {
+    new_1d: String,
+    cap_1d: String,
+    /// float32 `[capacity]`: 0 for filled cache positions, -inf beyond `past_len`.
+    cache_mask: String,
+    /// int64 `[capacity]`: the row of the reversed distance table for each
+    /// cache column before the skew.
+    cache_rel_rows: String,
+    /// float32 `[new, new]`: the causal mask among the new positions.
+    new_mask: String,
+    /// int64 `[1]`: the first row of the reversed table for the new part (`L - new`).
+    new_rel_start: String,
+    skew_cache_shape: String,
+    skew_new_shape: String,
+    pad_left: String,
+    flat_shape: String,
+    int_max: String,
+    zero_1d: String,
+    axis0: String,
+    axis2: String,
+    axis3: String,
+}
+
+fn shared_values(g: &mut GraphBuilder, cfg: &ModelConfig) -> Shared {
+    let (h, l) = (cfg.n_heads as i64, cfg.max_seq_len as i64);
+    g.set_scope("shapes");
+    let batch_1d = g.op("Shape", &[onnx_names::TOKENS], vec![("start", Attr::Int(0)), ("end", Attr::Int(1))]);
+    let new_1d = g.op("Shape", &[onnx_names::TOKENS], vec![("start", Attr::Int(1)), ("end", Attr::Int(2))]);
+    let cache_key0 = onnx_names::cache_key(0);
+    let cap_1d = g.op("Shape", &[&cache_key0], vec![("start", Attr::Int(2)), ("end", Attr::Int(3))]);
+    let new_s = g.op("Squeeze", &[&new_1d], vec![]);
+    let cap_s = g.op("Squeeze", &[&cap_1d], vec![]);
+    let past_s = g.op("Squeeze", &[onnx_names::PAST_LEN], vec![]);
+    let zero = g.scalar_i64("zero", 0);
+    let one = g.scalar_i64("one", 1);
+    let zero_f = g.scalar_f32("zero_f", 0.0);
+    let neg_inf = g.scalar_f32("neg_inf", f32::NEG_INFINITY);
+
+    // Cache part: positions at or beyond past_len hold nothing (yet).
+    let cache_pos = g.op("Range", &[&zero, &cap_s, &one], vec![]);
+    let filled = g.op("Less", &[&cache_pos, &past_s], vec![]);
+    let cache_mask = g.op("Where", &[&filled, &zero_f, &neg_inf], vec![]);
+    // Before the skew, cache column c stands for the distance
+    // past + new - 1 - c, row L - past - new + c of the reversed table; the
+    // columns past the table's end are masked positions, clipped to its last row.
+    let max_len = g.ints("max_seq_len", &[l]);
+    let rel_first_1d = g.op("Sub", &[&max_len, onnx_names::PAST_LEN], vec![]);
+    let rel_first_1d = g.op("Sub", &[&rel_first_1d, &new_1d], vec![]);
+    let rel_first = g.op("Squeeze", &[&rel_first_1d], vec![]);
+    let rel_end = g.op("Add", &[&rel_first, &cap_s], vec![]);
+    let rel_rows = g.op("Range", &[&rel_first, &rel_end, &one], vec![]);
+    let last_row = g.scalar_i64("last_row", l - 1);
+    let cache_rel_rows = g.op("Min", &[&rel_rows, &last_row], vec![]);
+
+    // New part: causal among themselves, distances new-1 .. 0.
+    let new_pos = g.op("Range", &[&zero, &new_s, &one], vec![]);
+    let axis0 = g.ints("axis0", &[0]);
+    let axis1 = g.ints("axis1", &[1]);
+    let rows = g.op("Unsqueeze", &[&new_pos, &axis1], vec![]);
+    let cols = g.op("Unsqueeze", &[&new_pos, &axis0], vec![]);
+    let allowed = g.op("LessOrEqual", &[&cols, &rows], vec![]);
+    let new_mask = g.op("Where", &[&allowed, &zero_f, &neg_inf], vec![]);
+    let new_rel_start = g.op("Sub", &[&max_len, &new_1d], vec![]);
+
+    let heads_1d = g.ints("heads", &[h]);
+    let skew_cache_shape = g.op("Concat", &[&batch_1d, &heads_1d, &new_1d, &cap_1d], vec![("axis", Attr::Int(0))]);
+    let skew_new_shape = g.op("Concat", &[&batch_1d, &heads_1d, &new_1d, &new_1d], vec![("axis", Attr::Int(0))]);
+    Shared {
+        new_1d,
+        cap_1d,
+        cache_mask,
+        cache_rel_rows,
+        new_mask,
+        new_rel_start,
+        skew_cache_shape,
+        skew_new_shape,
+        pad_left: g.ints("pad_left", &[0, 0, 0, 1, 0, 0, 0, 0]),
+        flat_shape: g.ints("flat_shape", &[0, 0, -1]),
+        int_max: g.ints("int_max", &[i64::MAX]),
+        zero_1d: g.ints("zero_1d", &[0]),
+        axis0,
+        axis2: g.ints("axis2", &[2]),
+        axis3: g.ints("axis3", &[3]),
+    }
+}
+
 /// The decoder graph. See the module documentation for the attention layout.
 pub fn model_graph(w: &Weights, cfg: &ModelConfig) -> Result<proto::GraphProto, ExportError> {
     let (v, d, h, hd, f, l) = (cfg.vocab_size, cfg.d_model, cfg.n_heads, cfg.head_dim(), cfg.d_ff, cfg.max_seq_len);
     let mut g = GraphBuilder::new();
 
     g.input(onnx_names::TOKENS, data_type::INT64, &[Dim::Named("batch"), Dim::Named("new")]);
-    let cache_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("past"), Dim::Fixed(hd as i64)];
-    let present_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("total"), Dim::Fixed(hd as i64)];
+    g.input(onnx_names::PAST_LEN, data_type::INT64, &[Dim::Fixed(1)]);
+    let cache_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("capacity"), Dim::Fixed(hd as i64)];
+    let new_dims = [Dim::Named("batch"), Dim::Fixed(h as i64), Dim::Named("new"), Dim::Fixed(hd as i64)];
     for i in 0..cfg.n_layers {
-        g.input(&onnx_names::past_key(i), data_type::FLOAT, &cache_dims);
-        g.input(&onnx_names::past_value(i), data_type::FLOAT, &cache_dims);
+        g.input(&onnx_names::cache_key(i), data_type::FLOAT, &cache_dims);
+        g.input(&onnx_names::cache_value(i), data_type::FLOAT, &cache_dims);
     }
     g.output(onnx_names::LOGITS, data_type::FLOAT, &[Dim::Named("batch"), Dim::Named("new"), Dim::Fixed(v as i64)]);
     for i in 0..cfg.n_layers {
-        g.output(&onnx_names::present_key(i), data_type::FLOAT, &present_dims);
-        g.output(&onnx_names::present_value(i), data_type::FLOAT, &present_dims);
+        g.output(&onnx_names::new_key(i), data_type::FLOAT, &new_dims);
+        g.output(&onnx_names::new_value(i), data_type::FLOAT, &new_dims);
     }
 
-    // Shapes shared by every layer: new, past and total lengths, the causal
-    // mask bias [new, total] and the skew's reshape target.
-    g.set_scope("shapes");
-    let new_1d = g.op("Shape", &[onnx_names::TOKENS], vec![("start", Attr::Int(1)), ("end", Attr::Int(2))]);
-    let past_key0 = onnx_names::past_key(0);
-    let past_1d = g.op("Shape", &[&past_key0], vec![("start", Attr::Int(2)), ("end", Attr::Int(3))]);
-    let total_1d = g.op("Add", &[&new_1d, &past_1d], vec![]);
-    let max_len = g.ints("max_seq_len", &[l as i64]);
-    let rel_start = g.op("Sub", &[&max_len, &total_1d], vec![]);
-    let past_s = g.op("Squeeze", &[&past_1d], vec![]);
-    let total_s = g.op("Squeeze", &[&total_1d], vec![]);
-    let zero = g.scalar_i64("zero", 0);
-    let one = g.scalar_i64("one", 1);
-    let rows = g.op("Range", &[&past_s, &total_s, &one], vec![]);
-    let cols = g.op("Range", &[&zero, &total_s, &one], vec![]);
-    let ax1 = g.ints("axis1", &[1]);
-    let ax0 = g.ints("axis0", &[0]);
-    let rows2 = g.op("Unsqueeze", &[&rows, &ax1], vec![]);
-    let cols2 = g.op("Unsqueeze", &[&cols, &ax0], vec![]);
-    let allowed = g.op("LessOrEqual", &[&cols2, &rows2], vec![]);
-    let zero_f = g.scalar_f32("zero_f", 0.0);
-    let neg_inf = g.scalar_f32("neg_inf", f32::NEG_INFINITY);
-    let mask_bias = g.op("Where", &[&allowed, &zero_f, &neg_inf], vec![]);
-    let zz = g.ints("zero_zero", &[0, 0]);
-    let minus1 = g.ints("minus_one", &[-1]);
-    let skew_shape = g.op("Concat", &[&zz, &new_1d, &minus1], vec![("axis", Attr::Int(0))]);
-    let flat_shape = g.ints("flat_shape", &[0, 0, -1]);
-    let pad_left = g.ints("pad_left", &[0, 0, 0, 1, 0, 0, 0, 0]);
-    let int_max = g.ints("int_max", &[i64::MAX]);
-    let ax2 = g.ints("axis2", &[2]);
+    let s = shared_values(&mut g, cfg);
     let split_shape = g.ints("qkv_shape", &[0, 0, 3, h as i64, hd as i64]);
     let merge_shape = g.ints("merge_shape", &[0, 0, d as i64]);
     let idx: Vec<String> = (0..3).map(|i| g.scalar_i64("qkv_index", i)).collect();
@@ -312,12 +385,12 @@ pub fn model_graph(w: &Weights, cfg: &ModelConfig) -> Result<proto::GraphProto, 
         let mut wqkv = vec![0.0f32; d * 3 * d];
         let mut bqkv = Vec::with_capacity(3 * d);
         for (slot, name) in ["q", "k", "v"].iter().enumerate() {
-            let s = if *name == "q" { scale } else { 1.0 };
-            let wt = transposed(w.get(&format!("{p}.attn.{name}.weight"), &[d, d])?, d, d, s);
+            let sc = if *name == "q" { scale } else { 1.0 };
+            let wt = transposed(w.get(&format!("{p}.attn.{name}.weight"), &[d, d])?, d, d, sc);
             for r in 0..d {
                 wqkv[r * 3 * d + slot * d..r * 3 * d + (slot + 1) * d].copy_from_slice(&wt[r * d..(r + 1) * d]);
             }
-            bqkv.extend(w.get(&format!("{p}.attn.{name}.bias"), &[d])?.iter().map(|b| b * s));
+            bqkv.extend(w.get(&format!("{p}.attn.{name}.bias"), &[d])?.iter().map(|b| b * sc));
         }
         let wn = g.init_f32(&format!("{p}.attn.qkv.weight_t"), &[d, 3 * d], &wqkv);
         let bn = g.init_f32(&format!("{p}.attn.qkv.bias"), &[3 * d], &bqkv);
@@ -326,45 +399,47 @@ pub fn model_graph(w: &Weights, cfg: &ModelConfig) -> Result<proto::GraphProto, 
         let qkv5 = g.op("Reshape", &[&qkv, &split_shape], vec![]);
         let qkv_t = g.op("Transpose", &[&qkv5], vec![("perm", Attr::Ints(vec![2, 0, 3, 1, 4]))]);
         let q = g.op("Gather", &[&qkv_t, &idx[0]], vec![("axis", Attr::Int(0))]);
-        let k_new = g.op("Gather", &[&qkv_t, &idx[1]], vec![("axis", Attr::Int(0))]);
-        let v_new = g.op("Gather", &[&qkv_t, &idx[2]], vec![("axis", Attr::Int(0))]);
-        let k_all = g.op_named(
-            "Concat",
-            &[&onnx_names::past_key(i), &k_new],
-            &onnx_names::present_key(i),
-            vec![("axis", Attr::Int(2))],
-        );
-        let v_all = g.op_named(
-            "Concat",
-            &[&onnx_names::past_value(i), &v_new],
-            &onnx_names::present_value(i),
-            vec![("axis", Attr::Int(2))],
-        );
+        let k_new = g.op_named("Gather", &[&qkv_t, &idx[1]], &onnx_names::new_key(i), vec![("axis", Attr::Int(0))]);
+        let v_new = g.op_named("Gather", &[&qkv_t, &idx[2]], &onnx_names::new_value(i), vec![("axis", Attr::Int(0))]);
 
-        // Content logits q . k.
-        let k_t = g.op("Transpose", &[&k_all], vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
-        let content = g.op("MatMul", &[&q, &k_t], vec![]);
-
-        // Relative logits: rows of rel_emb in reverse (distance L-1 first), the
-        // last `total` of them give distances total-1 .. 0; then skew.
+        // Rows of rel_emb in reverse: row r embeds the distance L-1-r.
         let rel = w.get(&format!("{p}.attn.rel_emb"), &[l, hd])?;
         let mut rel_rev = Vec::with_capacity(l * hd);
         for r in (0..l).rev() {
             rel_rev.extend_from_slice(&rel[r * hd..(r + 1) * hd]);
         }
         let rel_rev = g.init_f32(&format!("{p}.attn.rel_emb_reversed"), &[l, hd], &rel_rev);
-        let er = g.op("Slice", &[&rel_rev, &rel_start, &int_max, &ax0], vec![]);
-        let er_t = g.op("Transpose", &[&er], vec![("perm", Attr::Ints(vec![1, 0]))]);
-        let qe = g.op("MatMul", &[&q, &er_t], vec![]);
-        let padded = g.op("Pad", &[&qe, &pad_left], vec![]);
-        let flat = g.op("Reshape", &[&padded, &flat_shape], vec![]);
-        let shifted = g.op("Slice", &[&flat, &new_1d, &int_max, &ax2], vec![]);
-        let relative = g.op("Reshape", &[&shifted, &skew_shape], vec![]);
 
-        let logits = g.op("Add", &[&content, &relative], vec![]);
-        let masked = g.op("Add", &[&logits, &mask_bias], vec![]);
-        let probs = g.op("Softmax", &[&masked], vec![("axis", Attr::Int(-1))]);
-        let ctx = g.op("MatMul", &[&probs, &v_all], vec![]);
+        // Scores against the cache buffer, read in place: q . k, q . e, mask.
+        let cache_k = onnx_names::cache_key(i);
+        let k_t = g.op("Transpose", &[&cache_k], vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let content = g.op("MatMul", &[&q, &k_t], vec![]);
+        let e = g.op("Gather", &[&rel_rev, &s.cache_rel_rows], vec![("axis", Attr::Int(0))]);
+        let e_t = g.op("Transpose", &[&e], vec![("perm", Attr::Ints(vec![1, 0]))]);
+        let qe = g.op("MatMul", &[&q, &e_t], vec![]);
+        let relative = skew(&mut g, &s, &qe, &s.skew_cache_shape);
+        let scores = g.op("Add", &[&content, &relative], vec![]);
+        let cache_scores = g.op("Add", &[&scores, &s.cache_mask], vec![]);
+
+        // Scores among the new positions, causal.
+        let k_t = g.op("Transpose", &[&k_new], vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))]);
+        let content = g.op("MatMul", &[&q, &k_t], vec![]);
+        let e = g.op("Slice", &[&rel_rev, &s.new_rel_start, &s.int_max, &s.axis0], vec![]);
+        let e_t = g.op("Transpose", &[&e], vec![("perm", Attr::Ints(vec![1, 0]))]);
+        let qe = g.op("MatMul", &[&q, &e_t], vec![]);
+        let relative = skew(&mut g, &s, &qe, &s.skew_new_shape);
+        let scores = g.op("Add", &[&content, &relative], vec![]);
+        let new_scores = g.op("Add", &[&scores, &s.new_mask], vec![]);
+
+        // One softmax over both parts (joined on the short score axis only),
+        // then each part's probabilities times its values.
+        let all = g.op("Concat", &[&cache_scores, &new_scores], vec![("axis", Attr::Int(-1))]);
+        let probs = g.op("Softmax", &[&all], vec![("axis", Attr::Int(-1))]);
+        let p_cache = g.op("Slice", &[&probs, &s.zero_1d, &s.cap_1d, &s.axis3], vec![]);
+        let p_new = g.op("Slice", &[&probs, &s.cap_1d, &s.int_max, &s.axis3], vec![]);
+        let ctx_cache = g.op("MatMul", &[&p_cache, &onnx_names::cache_value(i)], vec![]);
+        let ctx_new = g.op("MatMul", &[&p_new, &v_new], vec![]);
+        let ctx = g.op("Add", &[&ctx_cache, &ctx_new], vec![]);
         let ctx_t = g.op("Transpose", &[&ctx], vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
         let merged = g.op("Reshape", &[&ctx_t, &merge_shape], vec![]);
         let attn_out = linear(&mut g, w, &merged, &format!("{p}.attn.o"), d, d)?;

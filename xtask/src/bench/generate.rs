@@ -1,9 +1,9 @@
 //! `cargo xtask bench generate`: the engine's speed and memory. For each
 //! preset (random weights are fine for timing) and context length, in one
 //! process per model so its peak RSS is its own: milliseconds per event
-//! with the KV cache, the same model recomputing the whole sequence for
-//! every event (as the study's generator did), their ratio, and the
-//! memory-traffic bound of a cached step (fp32 weights + KV cache read once,
+//! with the KV cache (median step: these machines are shared and noisy), the
+//! same model recomputing the whole sequence for every event (as the study's
+//! generator did), their ratio, and the memory-traffic bound of a cached step (fp32 weights + KV cache read once,
 //! at this machine's measured read bandwidth). Then the wall time for 30
 //! seconds of music from the `small` model.
 
@@ -31,10 +31,11 @@ pub struct GenerateArgs {
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Timed cached steps per context (the cache grows from context-steps to context).
+    /// Timed cached steps per context (the cache grows from context-steps to
+    /// context); the table shows the median step.
     #[arg(long, default_value_t = 32)]
     pub steps: usize,
-    /// Timed full recomputations per context.
+    /// Timed full recomputations per context; the table shows the median.
     #[arg(long, default_value_t = 3)]
     pub recompute: usize,
     /// Model for the "30 s of music" timing: a trained small model gives a
@@ -67,6 +68,8 @@ pub struct GenerateArgs {
 #[derive(Debug, Serialize, Deserialize)]
 struct ContextRow {
     context: usize,
+    /// Positions the cache buffers held at the end of the timed steps.
+    capacity: usize,
     cached_ms: f64,
     recompute_ms: f64,
     bound_ms: f64,
@@ -201,31 +204,33 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     for &ctx in &contexts {
         let model = engine.model();
         let start = ctx.saturating_sub(a.steps).max(1);
-        let (_, mut cache) = model.prefill(&[&events[..start]])?;
+        let mut cache = model.empty_cache(1);
+        model.prefill(&[&events[..start]], &mut cache)?;
         // One untimed step warms the arena for this size.
-        let (_, c) = model.forward(&tokens[start..start + 1], cache)?;
-        cache = c;
-        let t0 = Instant::now();
-        let timed = ctx - start - 1;
+        model.forward(&tokens[start..start + 1], &mut cache)?;
+        let mut step_ms = Vec::with_capacity(ctx - start);
         for t in start + 1..ctx {
-            let (_, c) = model.forward(&tokens[t..t + 1], cache)?;
-            cache = c;
+            let t0 = Instant::now();
+            model.forward(&tokens[t..t + 1], &mut cache)?;
+            step_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        cached.push(t0.elapsed().as_secs_f64() * 1e3 / timed.max(1) as f64);
+        cached.push((median(&mut step_ms), cache.capacity()));
     }
     let cached_peak_rss_mb = peak_rss_mb();
     let mut rows = Vec::new();
-    for (&ctx, cached_ms) in contexts.iter().zip(cached) {
+    for (&ctx, (cached_ms, capacity)) in contexts.iter().zip(cached) {
         let model = engine.model();
-        let _ = model.forward(&tokens[..ctx], model.empty_cache(1)?)?; // warm-up
-        let t0 = Instant::now();
-        for _ in 0..a.recompute {
-            let _ = model.forward(&tokens[..ctx], model.empty_cache(1)?)?;
+        model.forward(&tokens[..ctx], &mut model.empty_cache(1))?; // warm-up
+        let mut runs_ms = Vec::with_capacity(a.recompute);
+        for _ in 0..a.recompute.max(1) {
+            let t0 = Instant::now();
+            model.forward(&tokens[..ctx], &mut model.empty_cache(1))?;
+            runs_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         }
-        let recompute_ms = t0.elapsed().as_secs_f64() * 1e3 / a.recompute.max(1) as f64;
+        let recompute_ms = median(&mut runs_ms);
         let kv_bytes = (2 * cfg.n_layers * ctx * cfg.d_model * 4) as f64;
         let bound_ms = (weight_bytes + kv_bytes) / (read_gb_s * 1e9) * 1e3;
-        rows.push(ContextRow { context: ctx, cached_ms, recompute_ms, bound_ms });
+        rows.push(ContextRow { context: ctx, capacity, cached_ms, recompute_ms, bound_ms });
     }
     let report = WorkerReport {
         provider: info.provider.to_string(),
@@ -236,6 +241,16 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// The median of `xs` (sorts them): robust to the odd step another process preempts.
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
 }
 
 fn json_line<T: for<'de> Deserialize<'de>>(cmd: &mut Command, what: &str) -> Result<T> {
@@ -333,7 +348,8 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     };
 
     println!(
-        "generation speed, batch 1, {} threads, fp32, provider {}: cached = KV-cache step; recompute = whole sequence per event",
+        "generation speed, batch 1, {} threads, fp32, provider {}: cached = KV-cache step (buffers read in place, \
+         `cap` positions); recompute = whole sequence per event",
         a.threads, a.provider
     );
     println!(
@@ -341,8 +357,8 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         a.threads
     );
     println!(
-        "{:<7} {:>8} {:>11} {:>14} {:>9} {:>11} {:>9} {:>16}",
-        "model", "context", "cached ms", "recompute ms", "speed-up", "bound ms", "x bound", "peak MB (cached)"
+        "{:<7} {:>8} {:>6} {:>11} {:>14} {:>9} {:>11} {:>9} {:>16}",
+        "model", "context", "cap", "cached ms", "recompute ms", "speed-up", "bound ms", "x bound", "peak MB (cached)"
     );
     for preset in &a.presets {
         let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
@@ -354,9 +370,10 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         let r: WorkerReport = json_line(&mut cmd, &format!("bench worker {preset}"))?;
         for row in &r.rows {
             println!(
-                "{:<7} {:>8} {:>11.2} {:>14.1} {:>8.0}x {:>11.2} {:>9.2} {:>16.0}",
+                "{:<7} {:>8} {:>6} {:>11.2} {:>14.1} {:>8.0}x {:>11.2} {:>9.2} {:>16.0}",
                 preset,
                 row.context,
+                row.capacity,
                 row.cached_ms,
                 row.recompute_ms,
                 row.recompute_ms / row.cached_ms,
