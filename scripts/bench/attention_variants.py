@@ -4,7 +4,11 @@ variant built from the same weights: parity of prefill and cached-step logits, a
 step at contexts 256 and 2047 on the CPU (2 threads).
 
 Usage: .venv/bin/python scripts/bench/attention_variants.py target/bench/random-base-2048.onnx
-(the model comes from `cargo xtask bench generate`). Writes /tmp/cadenza-mha.onnx."""
+(the model comes from `cargo xtask bench generate`). Writes /tmp/cadenza-mha.onnx.
+
+Graph version 1 only (past_key_i in, present_key_i out): the measurement that chose plain
+MatMul attention for that layout. The exporter now writes graph version 2 (cache buffers read
+in place); scripts/bench/step_profile.py profiles and compares those files."""
 import sys, time, json, numpy as np, onnx, onnxruntime as ort
 from onnx import helper as h, TensorProto as T, numpy_helper as nh
 src = sys.argv[1]

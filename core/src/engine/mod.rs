@@ -8,10 +8,19 @@
 //! process from an explicit path, `ORT_DYLIB_PATH`, or the folder of the
 //! binary holding this code; a missing library is an [`EngineError`], never a panic.
 //!
+//! The KV cache ([`KvCache`]) lives in buffers the engine owns, sized in
+//! buckets ([`cache_capacity`]) so a short context reads a short buffer;
+//! ONNX Runtime reads them in place and returns only the new positions' keys
+//! and values. Variations that have finished leave the batch.
+//!
 //! A context longer than the model's window (primer plus generation) slides:
 //! the most recent [`slide_keep`] events are prefilled again and generation
 //! goes on. With relative attention and no absolute positions the model sees
 //! exactly what it saw in training, a window of recent events.
+//!
+//! A note held for [`Steering::max_note_s`] is released by the engine: it
+//! emits the note-off (shortening a time shift that would carry the note
+//! further) and feeds it to the model like a sampled event.
 
 pub mod runtime;
 

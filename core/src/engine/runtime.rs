@@ -418,7 +418,8 @@ impl Model {
         let len = rows.first().map_or(0, |r| r.len());
         // The scores of a chunk of c after a cache of capacity cap are
         // [batch, heads, c, cap + c]; the largest c that keeps them in bounds.
-        let cap = cache_capacity(len + 1, self.info.config.max_seq_len) as f64;
+        let max_len = self.info.config.max_seq_len;
+        let cap = cache_capacity((len + 1).min(max_len), max_len) as f64;
         let per_row = (MAX_PREFILL_SCORES / (batch * self.info.config.n_heads)) as f64;
         let chunk = ((-cap + (cap * cap + 4.0 * per_row).sqrt()) / 2.0) as usize;
         self.prefill_chunked(rows, chunk.clamp(1, len.max(1)), cache)
@@ -439,7 +440,8 @@ impl Model {
         let vocab = self.info.config.vocab_size;
         cache.reset(batch);
         // Room for the prefill and the step after it, so that step does not grow the buffers.
-        cache.reserve(len + 1, self.info.config.max_seq_len);
+        let max_len = self.info.config.max_seq_len;
+        cache.reserve((len + 1).min(max_len), max_len);
         let mut start = 0;
         loop {
             let end = (start + chunk).min(len);

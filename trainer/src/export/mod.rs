@@ -3,28 +3,43 @@
 //! decoder graph with a KV cache, which the engine in `cadenza_core::engine`
 //! runs with ONNX Runtime.
 //!
-//! The graph serves both prefill (past length 0, `new` = the context) and
-//! single-step decoding (`new` = 1): inputs `tokens` int64 `[batch, new]` and
-//! per layer `past_key_i` / `past_value_i` float32 `[batch, heads, past,
-//! head_dim]`; outputs `logits` `[batch, new, vocab]` and `present_key_i` /
-//! `present_value_i` `[batch, heads, past + new, head_dim]` (names in
-//! [`cadenza_core::model::onnx_names`]).
+//! The graph serves both prefill (`new` = a chunk of the context) and
+//! single-step decoding (`new` = 1) on a KV cache whose buffers the engine
+//! owns (graph version [`GRAPH_VERSION`], names in
+//! [`cadenza_core::model::onnx_names`]): inputs `tokens` int64 `[batch, new]`,
+//! `past_len` int64 `[1]` and per layer `cache_key_i` / `cache_value_i`
+//! float32 `[batch, heads, capacity, head_dim]`, of which the first
+//! `past_len` positions are filled; outputs `logits` `[batch, new, vocab]`
+//! and `new_key_i` / `new_value_i` `[batch, heads, new, head_dim]`, which the
+//! engine writes into its buffers. ONNX Runtime reads the buffers in place,
+//! so a step reads the cache once and copies nothing of it (version 1 took
+//! `past_key_i` and returned `present_key_i` = past + new: a `Concat` copy of
+//! the whole cache per layer per step, half the kernel time of a long-context
+//! step).
 //!
 //! Relative attention for the new positions against every cached one: the
 //! logit of query `i` and key `j` is `(q_i . k_j + q_i . e_{i-j}) / sqrt(head_dim)`
-//! (the architecture in [`cadenza_core::model`]). The relative term enters as
-//! an additive bias: `q . E_rev^T` against the distances `total-1 .. 0`, then
-//! the paper's skewing (pad one column, flatten, drop `new` elements,
-//! reshape), which lines distance `i - j` up under key `j` for every query row
-//! without an L x L x D tensor. The 1/sqrt(head_dim) scale is folded into the
-//! query projection, and q, k, v come from one `[d, 3d]` product.
+//! (the architecture in [`cadenza_core::model`]). Scores come in two parts:
+//! the cache part `[.., new, capacity]` (positions `>= past_len` masked) and
+//! the causal new-by-new part `[.., new, new]`. Each adds its relative term
+//! as a bias: `q . E^T` against the part's distances (rows of the reversed
+//! `rel_emb`), then the paper's skewing (pad one column, flatten, drop `new`
+//! elements, reshape), which lines distance `i - j` up under key `j` for
+//! every query row without an `L x L x D` tensor. The parts are joined on the
+//! short score axis for one softmax, split again, and each multiplies its own
+//! values. The 1/sqrt(head_dim) scale is folded into the query projection,
+//! and q, k, v come from one `[d, 3d]` product.
 //!
-//! Plain MatMul-based attention in standard ops (opset 17) rather than
-//! `com.microsoft.MultiHeadAttention`: `scripts/bench/attention_variants.py`
-//! measured the contrib op at the same speed within noise on 2 CPU cores
-//! (both copy the cache into `present`, which dominates a long-context step),
-//! so the file stays runnable by any ONNX Runtime since 1.17 and fully
-//! checkable by `onnx.checker`.
+//! Plain MatMul-based attention in standard ops (opset 17), so the file is
+//! runnable by any ONNX Runtime since 1.17 and fully checkable by
+//! `onnx.checker`. Measured with `scripts/bench/step_profile.py` (2 cores):
+//! relative logits against the whole distance table, then sliced, instead of
+//! gathering the rows a step needs, ran at the same speed within noise; in a
+//! `base` step at 2,048 events the weight and cache products take about 80%
+//! of the kernel time and stream at about the machine's read bandwidth. Not
+//! tried: a contrib attention op (`com.microsoft.GroupQueryAttention`, which
+//! can share its past and present buffers); it could only save the small ops
+//! around those products, and would cost the full checker.
 //!
 //! The trainer calls [`export_checkpoint`] at the end of every training run;
 //! `cargo xtask export` calls it on demand.
