@@ -114,7 +114,8 @@ struct GridNote {
 
 /// Notes snapped to the grid, each at least one step long, with same-pitch
 /// overlaps resolved: an earlier note ends where the next one of its pitch
-/// starts (one key cannot sound twice), and a duplicate onset keeps the last.
+/// starts (one key cannot sound twice), and two onsets of a key on one step
+/// become one note at the louder velocity.
 fn quantize(perf: &Performance) -> Vec<GridNote> {
     let mut grid: Vec<GridNote> = perf
         .notes
@@ -132,7 +133,8 @@ fn quantize(perf: &Performance) -> Vec<GridNote> {
         if let Some(prev) = out.last_mut() {
             if prev.pitch == n.pitch && prev.end > n.start {
                 if prev.start == n.start {
-                    *prev = GridNote { end: prev.end.max(n.end), ..n };
+                    // A unison of two merged parts sounds as one strike of the louder.
+                    *prev = GridNote { end: prev.end.max(n.end), velocity: prev.velocity.max(n.velocity), ..n };
                     continue;
                 }
                 prev.end = n.start;
@@ -467,6 +469,16 @@ mod tests {
         assert!((back.notes[0].end_s - 0.5).abs() < 1e-9);
         assert!((back.notes[1].start_s - 0.5).abs() < 1e-9);
         assert!((back.notes[1].end_s - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_unison_of_two_parts_keeps_the_louder_strike() {
+        let p = Performance::new(vec![n(60, 40, 1.0, 2.0), n(60, 100, 1.002, 1.5)]);
+        let back = decode(&encode(&p));
+        assert_eq!(back.notes.len(), 1);
+        assert_eq!(velocity_to_bin(back.notes[0].velocity), velocity_to_bin(100));
+        assert!((back.notes[0].end_s - 2.0).abs() < 1e-9);
+        assert!(crate::compare::compare(&p, &back).faithful());
     }
 
     #[test]

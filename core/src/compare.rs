@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::codec::velocity_to_bin;
+use crate::codec::{seconds_to_steps, velocity_to_bin};
 use crate::performance::Performance;
 
 /// Note-by-note agreement between an original and a reproduction.
@@ -37,7 +37,9 @@ pub fn compare(original: &Performance, reproduced: &Performance) -> Comparison {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     let mut originals: Vec<_> = original.notes.iter().collect();
-    originals.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    // Onsets of a key on one 10 ms step become one note at the loudest
+    // velocity, so the loudest of each step is matched first.
+    originals.sort_by_key(|n| (seconds_to_steps(n.start_s), std::cmp::Reverse(n.velocity)));
     let (mut max_err, mut unmatched, mut merged, mut bin_changes) = (0.0f64, 0, 0, 0);
     for n in originals {
         let cands = &mut by_pitch[usize::from(n.pitch & 0x7f)];
