@@ -1,7 +1,7 @@
 //! `cargo xtask generate` as a user runs it (the real binary, through cargo):
 //! MIDI, WAV and PNG outputs, the same seed giving the same file, and every
 //! bad input a clear message naming the file, a non-zero exit, no panic and
-//! no output left behind. The model is a `tiny`-sized export of random
+//! no output left behind; the longest-note flag. The model is a `tiny`-sized export of random
 //! weights: these tests are about the command, `engine.rs` about the music.
 
 use std::path::{Path, PathBuf};
@@ -185,4 +185,49 @@ fn bad_inputs_fail_clearly_without_output() {
     assert!(!wav.exists());
     let no_sf2 = dir.join("absent.sf2");
     expect_failure(&["--style", model, "--out", o, "--wav", s(&wav), "--soundfont", s(&no_sf2)], "absent.sf2", &out);
+}
+
+#[test]
+fn the_longest_note_flag_limits_every_note_and_refuses_nonsense() {
+    let fx = fixture();
+    let dir = fx.dir.path().join("max-note");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("short.mid");
+    let run = |max: &str, out: &Path| {
+        xtask(&[
+            "--style",
+            s(&fx.model),
+            "--primer",
+            s(&twinkle()),
+            "--seconds",
+            "8",
+            "--seed",
+            "2",
+            "--no-end",
+            "--max-note-seconds",
+            max,
+            "--out",
+            s(out),
+        ])
+    };
+    let r = run("0.25", &out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let perf = midi::read_file(&out, &midi::ReadOptions::default()).expect("the MIDI reads back");
+    assert!(perf.notes.len() >= 5, "{} notes", perf.notes.len());
+    // MIDI ticks round times a little.
+    let longest = perf.notes.iter().map(|n| n.end_s - n.start_s).fold(0.0f64, f64::max);
+    assert!(longest <= 0.25 + 0.01, "a note of {longest} s");
+    // Without the limit this model holds notes longer: the flag is what shortened them.
+    let free = dir.join("free.mid");
+    let r = run("0", &free);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let perf = midi::read_file(&free, &midi::ReadOptions::default()).expect("the MIDI reads back");
+    let longest = perf.notes.iter().map(|n| n.end_s - n.start_s).fold(0.0f64, f64::max);
+    assert!(longest > 0.5, "the longest free note is {longest} s");
+
+    let bad = dir.join("bad.mid");
+    let r = run("0.001", &bad);
+    assert!(!r.status.success(), "a 1 ms longest note is refused");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("longest note"), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(!bad.exists());
 }
