@@ -3,8 +3,9 @@
 //! process per model so its peak RSS is its own: milliseconds per event
 //! with the KV cache (median step: these machines are shared and noisy), the
 //! same model recomputing the whole sequence for every event (as the study's
-//! generator did), their ratio, and the memory-traffic bound of a cached step (fp32 weights + KV cache read once,
-//! at this machine's measured read bandwidth). Then the wall time for 30
+//! generator did), their ratio, and the memory-traffic bound of a cached step
+//! (fp32 weights + KV cache read once, at this machine's read bandwidth,
+//! measured just before each model's timings). Then the wall time for 30
 //! seconds of music from the `small` model.
 
 use std::path::{Path, PathBuf};
@@ -338,8 +339,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let exporter = crate::export::build_exporter(&env)?;
     let me = std::env::current_exe().context("cannot find the xtask binary")?;
     let longest = a.contexts.iter().copied().max().unwrap_or(2048);
-    let read_gb_s = read_bandwidth_gb_s(a.threads);
-    let common = |cmd: &mut Command| {
+    let common = |cmd: &mut Command, read_gb_s: f64| {
         env.apply(cmd);
         cmd.args(["bench", "generate", "--threads", &a.threads.to_string(), "--provider", &a.provider]);
         cmd.args(["--steps", &a.steps.to_string(), "--recompute", &a.recompute.to_string()]);
@@ -353,7 +353,8 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         a.threads, a.provider
     );
     println!(
-        "memory-traffic bound = (fp32 weights + KV cache) / {read_gb_s:.1} GB/s, this machine's {}-thread read bandwidth",
+        "memory-traffic bound = (fp32 weights + KV cache) / this machine's {}-thread read bandwidth, measured just \
+         before each model's timings (other processes share it)",
         a.threads
     );
     println!(
@@ -364,8 +365,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
         let max_len = base.max_seq_len.max(longest);
         let model = random_model(&env, &exporter, preset, max_len)?;
+        let read_gb_s = read_bandwidth_gb_s(a.threads);
         let mut cmd = Command::new(&me);
-        common(&mut cmd);
+        common(&mut cmd, read_gb_s);
         cmd.arg("--worker").arg(&model);
         let r: WorkerReport = json_line(&mut cmd, &format!("bench worker {preset}"))?;
         for row in &r.rows {
@@ -383,7 +385,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             );
         }
         println!(
-            "        ({} on {}; peak {:.0} MB with the full recomputations; window {}{})",
+            "        ({} on {}; read bandwidth {read_gb_s:.1} GB/s; peak {:.0} MB with the full recomputations; window {}{})",
             preset,
             r.provider,
             r.peak_rss_mb,
@@ -403,7 +405,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     };
     let music = |events: Option<usize>| -> Result<MusicReport> {
         let mut cmd = Command::new(&me);
-        common(&mut cmd);
+        common(&mut cmd, 0.0);
         cmd.arg("--worker").arg(&music_model).arg("--worker-music");
         cmd.args(["--variations", &a.variations.to_string()]);
         if let Some(n) = events {
