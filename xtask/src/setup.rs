@@ -27,6 +27,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "xauth",
     "jackd2",
     "fluid-soundfont-gm",
+    "npm",
+    "libfontconfig1-dev",
+    "fonts-dejavu-core",
     // Ardour's VST3 scanner (/usr/lib/ardour7/ardour-vst3-scanner) loads the plugin in the host
     // tests: 51 MB download, about 35 s to install.
     "ardour",
