@@ -148,10 +148,7 @@ pub fn stats(perf: &Performance) -> Stats {
     let (_, velocity_spread) = mean_std(notes.iter().map(|n| f64::from(n.velocity)));
     let sounding: f64 = notes.iter().map(|n| n.duration_s()).sum();
     let covered = span - perf.silent_s();
-    let signature: Vec<u16> = att
-        .iter()
-        .map(|(_, ps)| ps.iter().fold(0u16, |acc, p| acc | (1 << (p % 12))))
-        .collect();
+    let signature: Vec<u16> = att.iter().map(|(_, ps)| ps.iter().fold(0u16, |acc, p| acc | (1 << (p % 12)))).collect();
     let grams: Vec<&[u16]> = signature.windows(4).collect();
     let mut seen = std::collections::HashSet::new();
     let repeated = grams.iter().filter(|g| !seen.insert(**g)).count();
@@ -233,7 +230,11 @@ pub fn features(perf: &Performance) -> [f64; NUM_FEATURES] {
     let (vel_mean, _) = mean_std(perf.notes.iter().map(|n| f64::from(n.velocity)));
     f.extend([dur_mean, dur_std, vel_mean / 127.0]);
     f.push(att.iter().map(|(_, p)| p.len() as f64).sum::<f64>() / att.len().max(1) as f64);
-    f.push((perf.notes.iter().map(|n| n.pitch).max().unwrap_or(0) - perf.notes.iter().map(|n| n.pitch).min().unwrap_or(0)) as f64 / 88.0);
+    f.push(
+        (perf.notes.iter().map(|n| n.pitch).max().unwrap_or(0) - perf.notes.iter().map(|n| n.pitch).min().unwrap_or(0))
+            as f64
+            / 88.0,
+    );
 
     let mut out = [0.0; NUM_FEATURES];
     for (o, v) in out.iter_mut().zip(f) {

@@ -4,6 +4,7 @@
 pub mod classifier;
 pub mod features;
 pub mod style;
+pub mod transfer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,10 +16,13 @@ pub struct Args {
 pub enum What {
     /// Train a style classifier on real music, then ask it to name the style of generated music.
     Style(style::Args),
+    /// Finetuned against from-scratch training at equal steps: validation curves and a table.
+    Transfer(transfer::Args),
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.what {
         What::Style(a) => style::run(a),
+        What::Transfer(a) => transfer::run(a),
     }
 }
