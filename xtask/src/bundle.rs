@@ -125,7 +125,8 @@ pub fn run_install(args: &InstallArgs) -> Result<()> {
         bundle(&BundleArgs { debug: args.debug, standalone: false, out: Some(out.clone()) })?;
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set")?;
-    let (clap, clap_res, vst3) = (out.join("Cadenza.clap"), out.join("Cadenza.clap.resources"), out.join("Cadenza.vst3"));
+    let (clap, clap_res, vst3) =
+        (out.join("Cadenza.clap"), out.join("Cadenza.clap.resources"), out.join("Cadenza.vst3"));
     for p in [&clap, &clap_res, &vst3] {
         if !p.exists() {
             bail!("{}: missing; run `cargo xtask bundle` first", p.display());
