@@ -94,7 +94,7 @@ impl ModelConfig {
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.d_ff == 0 || self.max_seq_len < 2 {
             return bad("n_layers, d_model, n_heads and d_ff must be positive and max_seq_len at least 2".into());
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return bad(format!("d_model {} is not divisible by n_heads {}", self.d_model, self.n_heads));
         }
         if !(0.0..1.0).contains(&self.dropout) {

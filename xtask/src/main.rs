@@ -2,6 +2,7 @@
 
 mod bench;
 mod bundle;
+mod card;
 mod data;
 mod demo;
 mod env;
@@ -50,6 +51,8 @@ enum Cmd {
     Primers,
     /// Evaluate the styles: a style classifier on real and generated music.
     Eval(eval::Args),
+    /// Write a style's model card (models/STYLE.md) from its run, its data and a speed measurement.
+    Card(card::Args),
     /// Fuzz the MIDI reader and the codec with generated inputs.
     Fuzz(fuzz::Args),
     /// Build the CLAP and VST3 plugin bundles (with ONNX Runtime and the shipped models) into target/bundled/.
@@ -72,6 +75,7 @@ fn main() {
         Cmd::Data(a) => data::run(a),
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),
+        Cmd::Card(a) => card::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Bundle(a) => bundle::run_bundle(a),
         Cmd::Install(a) => bundle::run_install(a),

@@ -66,10 +66,10 @@ impl Classifier {
                     }
                 }
             }
-            for c in 0..k {
-                for j in 0..=dim {
-                    let reg = if j < dim { fit.l2 * model.weights[c][j] } else { 0.0 };
-                    model.weights[c][j] -= fit.learning_rate * (grad[c][j] + reg);
+            for (w_c, g_c) in model.weights.iter_mut().zip(&grad) {
+                for (j, (w, g)) in w_c.iter_mut().zip(g_c).enumerate() {
+                    let reg = if j < dim { fit.l2 * *w } else { 0.0 };
+                    *w -= fit.learning_rate * (g + reg);
                 }
             }
         }

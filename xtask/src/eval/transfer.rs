@@ -110,13 +110,21 @@ fn train_arm(style: &str, arm: &Arm, args: &Args) -> Result<()> {
                 .with_context(|| format!("{}: cannot read", style_config.display()))?;
             std::fs::create_dir_all(root.join("runs/study"))?;
             let path = root.join("runs/study").join(format!("{style}-scratch.toml"));
-            let body = format!("# {style} from scratch: trainer/configs/{style}.toml on the {} preset\npreset = \"{}\"\n{text}", args.preset, args.preset);
+            let body = format!(
+                "# {style} from scratch: trainer/configs/{style}.toml on the {} preset\npreset = \"{}\"\n{text}",
+                args.preset, args.preset
+            );
             cadenza_core::fsutil::write_atomic(&path, body.as_bytes())?;
             path.display().to_string()
         }
     };
     let resume = arm.dir.join("run.json").exists();
-    println!("transfer: training {style} {} for {} steps{}", arm.label, args.steps, if resume { " (resuming)" } else { "" });
+    println!(
+        "transfer: training {style} {} for {} steps{}",
+        arm.label,
+        args.steps,
+        if resume { " (resuming)" } else { "" }
+    );
     train::run(&train::Args {
         style: style.to_string(),
         data: None,
@@ -134,6 +142,9 @@ fn train_arm(style: &str, arm: &Arm, args: &Args) -> Result<()> {
         no_progress: true,
     })
 }
+
+/// A run's validation points `(step, loss, accuracy)`.
+type Curve = Vec<(usize, f64, f64)>;
 
 /// The validation point nearest `step`.
 fn at(curve: &[(usize, f64, f64)], step: usize) -> Option<(usize, f64, f64)> {
@@ -161,14 +172,15 @@ pub fn run(args: &Args) -> Result<()> {
                 train_arm(style, arm, args)?;
             }
         }
-        let curves: Vec<(&Arm, Vec<(usize, f64, f64)>)> =
-            arms.iter().filter_map(|a| validation_curve(&a.dir).ok().map(|c| (a, c))).filter(|(_, c)| !c.is_empty()).collect();
+        let curves: Vec<(&Arm, Curve)> = arms
+            .iter()
+            .filter_map(|a| validation_curve(&a.dir).ok().map(|c| (a, c)))
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
         if curves.is_empty() {
             continue;
         }
-        report.push_str(&format!(
-            "\n## {style}\n\n| arm | step 0 | 25% | 50% | 100% |\n|---|---|---|---|---|\n"
-        ));
+        report.push_str(&format!("\n## {style}\n\n| arm | step 0 | 25% | 50% | 100% |\n|---|---|---|---|---|\n"));
         for (arm, c) in &curves {
             let cells: Vec<String> = [0, args.steps / 4, args.steps / 2, args.steps]
                 .iter()
@@ -179,7 +191,9 @@ pub fn run(args: &Args) -> Result<()> {
                 .collect();
             report.push_str(&format!("| {} | {} |\n", arm.label, cells.join(" | ")));
         }
-        report.push_str("\nCells: validation loss / accuracy at the validation point nearest that share of the budget.\n");
+        report.push_str(
+            "\nCells: validation loss / accuracy at the validation point nearest that share of the budget.\n",
+        );
         let scratch = curves.iter().find(|(a, _)| a.from.is_none()).and_then(|(_, c)| c.last().copied());
         for (arm, c) in curves.iter().filter(|(a, _)| a.from.is_some()) {
             if let (Some(end), Some(s)) = (c.last(), scratch) {
@@ -216,7 +230,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 const ARM_COLOURS: [RGBColor; 3] = [RGBColor(200, 40, 60), RGBColor(40, 120, 200), RGBColor(90, 90, 90)];
 
-fn plot_curves(style: &str, curves: &[(&Arm, Vec<(usize, f64, f64)>)], path: &Path) -> Result<()> {
+fn plot_curves(style: &str, curves: &[(&Arm, Curve)], path: &Path) -> Result<()> {
     let tmp = cadenza_core::fsutil::temp_path(path).with_extension("png");
     {
         let root = BitMapBackend::new(&tmp, (1400, 560)).into_drawing_area();
