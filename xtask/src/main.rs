@@ -13,6 +13,7 @@ mod generate;
 mod primers;
 mod render;
 mod roundtrip;
+mod samples;
 mod setup;
 mod test;
 mod train;
@@ -53,6 +54,8 @@ enum Cmd {
     Eval(eval::Args),
     /// Write a style's model card (models/STYLE.md) from its run, its data and a speed measurement.
     Card(card::Args),
+    /// Write the listening examples in models/samples/ with the shipped styles.
+    Samples(samples::Args),
     /// Fuzz the MIDI reader and the codec with generated inputs.
     Fuzz(fuzz::Args),
     /// Build the CLAP and VST3 plugin bundles (with ONNX Runtime and the shipped models) into target/bundled/.
@@ -76,6 +79,7 @@ fn main() {
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Card(a) => card::run(a),
+        Cmd::Samples(a) => samples::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Bundle(a) => bundle::run_bundle(a),
         Cmd::Install(a) => bundle::run_install(a),

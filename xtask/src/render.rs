@@ -14,6 +14,20 @@ use rustysynth::{SoundFont, Synthesizer, SynthesizerSettings};
 
 /// Sample rate of rendered WAV files.
 pub const SAMPLE_RATE_HZ: u32 = 44_100;
+
+/// Rate and channels of a rendered WAV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavFormat {
+    pub rate_hz: u32,
+    pub channels: u16,
+}
+
+impl WavFormat {
+    /// What `generate --wav` writes.
+    pub const CD: Self = Self { rate_hz: SAMPLE_RATE_HZ, channels: 2 };
+    /// A quarter of the bytes, for the samples kept in the repository.
+    pub const COMPACT: Self = Self { rate_hz: 22_050, channels: 1 };
+}
 /// Silence rendered after the last release, so the notes ring out.
 pub const TAIL_S: f64 = 1.5;
 /// Longest audio rendered, in seconds (an hour of CD-quality stereo is 635 MB).
@@ -55,16 +69,18 @@ pub fn load_soundfont(path: &Path) -> Result<Arc<SoundFont>> {
     Ok(Arc::new(sf))
 }
 
-/// Render `perf` on piano (General MIDI program 0) to 16-bit stereo samples.
-pub fn synthesize(perf: &Performance, soundfont: &Arc<SoundFont>) -> Result<Vec<i16>> {
-    let settings = SynthesizerSettings::new(SAMPLE_RATE_HZ as i32);
+/// Render `perf` on piano (General MIDI program 0) to interleaved 16-bit
+/// samples in `format` (mono mixes both sides).
+pub fn synthesize(perf: &Performance, soundfont: &Arc<SoundFont>, format: WavFormat) -> Result<Vec<i16>> {
+    let rate = format.rate_hz;
+    let settings = SynthesizerSettings::new(rate as i32);
     let mut synth =
         Synthesizer::new(soundfont, &settings).map_err(|e| anyhow::anyhow!("cannot start the synthesizer: {e}"))?;
     let seconds = (perf.duration_s() + TAIL_S).min(MAX_RENDER_S);
-    let total = (seconds * f64::from(SAMPLE_RATE_HZ)).ceil() as usize;
+    let total = (seconds * f64::from(rate)).ceil() as usize;
     // (sample, 0 = off / 1 = on, pitch, velocity): offs first at a shared instant.
     let mut events: Vec<(usize, u8, u8, u8)> = Vec::with_capacity(perf.notes.len() * 2);
-    let at = |s: f64| ((s * f64::from(SAMPLE_RATE_HZ)).round().max(0.0) as usize).min(total);
+    let at = |s: f64| ((s * f64::from(rate)).round().max(0.0) as usize).min(total);
     for n in &perf.notes {
         events.push((at(n.start_s), 1, n.pitch, n.velocity));
         events.push((at(n.end_s), 0, n.pitch, 0));
@@ -89,34 +105,43 @@ pub fn synthesize(perf: &Performance, soundfont: &Arc<SoundFont>) -> Result<Vec<
         synth.render(&mut left[pos..], &mut right[pos..]);
     }
     let to_i16 = |x: f32| (x.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
-    Ok(left.iter().zip(&right).flat_map(|(&l, &r)| [to_i16(l), to_i16(r)]).collect())
+    Ok(if format.channels == 1 {
+        left.iter().zip(&right).map(|(&l, &r)| to_i16(0.5 * (l + r))).collect()
+    } else {
+        left.iter().zip(&right).flat_map(|(&l, &r)| [to_i16(l), to_i16(r)]).collect()
+    })
 }
 
-/// A canonical 44-byte-header PCM WAV file of interleaved stereo samples.
-pub fn wav_bytes(stereo: &[i16]) -> Vec<u8> {
-    let data_len = (stereo.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + stereo.len() * 2);
+/// A canonical 44-byte-header PCM WAV file of interleaved samples in `format`.
+pub fn wav_bytes(samples: &[i16], format: WavFormat) -> Vec<u8> {
+    let (rate, channels) = (format.rate_hz, format.channels);
+    let data_len = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
     out.extend_from_slice(b"RIFF");
     out.extend_from_slice(&(36 + data_len).to_le_bytes());
     out.extend_from_slice(b"WAVEfmt ");
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&2u16.to_le_bytes()); // channels
-    out.extend_from_slice(&SAMPLE_RATE_HZ.to_le_bytes());
-    out.extend_from_slice(&(SAMPLE_RATE_HZ * 4).to_le_bytes()); // bytes per second
-    out.extend_from_slice(&4u16.to_le_bytes()); // block align
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&(2 * channels).to_le_bytes()); // block align
     out.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
     out.extend_from_slice(&data_len.to_le_bytes());
-    for s in stereo {
+    for s in samples {
         out.extend_from_slice(&s.to_le_bytes());
     }
     out
 }
 
 pub fn write_wav(perf: &Performance, soundfont: &Arc<SoundFont>, out: &Path) -> Result<()> {
-    let samples = synthesize(perf, soundfont)?;
-    write_atomic(out, &wav_bytes(&samples)).with_context(|| format!("{}: cannot write", out.display()))
+    write_wav_as(perf, soundfont, out, WavFormat::CD)
+}
+
+pub fn write_wav_as(perf: &Performance, soundfont: &Arc<SoundFont>, out: &Path, format: WavFormat) -> Result<()> {
+    let samples = synthesize(perf, soundfont, format)?;
+    write_atomic(out, &wav_bytes(&samples, format)).with_context(|| format!("{}: cannot write", out.display()))
 }
 
 /// A piano roll: time in seconds across, pitch up; the primer (if any) in
@@ -183,11 +208,20 @@ mod tests {
 
     #[test]
     fn wav_header_matches_the_data() {
-        let bytes = wav_bytes(&[0, 1, -1, 2]);
+        let bytes = wav_bytes(&[0, 1, -1, 2], WavFormat::CD);
         assert_eq!(&bytes[0..4], b"RIFF");
         assert_eq!(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize, bytes.len() - 8);
         assert_eq!(u32::from_le_bytes([bytes[40], bytes[41], bytes[42], bytes[43]]), 8);
         assert_eq!(bytes.len(), 44 + 8);
+    }
+
+    #[test]
+    fn compact_wav_is_mono_at_half_rate() {
+        let bytes = wav_bytes(&[0, 1, -1], WavFormat::COMPACT);
+        let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        assert_eq!((u16_at(22), u32_at(24), u32_at(28), u16_at(32)), (1, 22_050, 44_100, 2));
+        assert_eq!(bytes.len(), 44 + 6);
     }
 
     #[test]
@@ -204,7 +238,7 @@ mod tests {
         };
         let sf = load_soundfont(&sf)?;
         let perf = Performance::new(vec![Note { pitch: 60, velocity: 100, start_s: 0.5, end_s: 1.0 }]);
-        let s = synthesize(&perf, &sf)?;
+        let s = synthesize(&perf, &sf, WavFormat::CD)?;
         let rate = SAMPLE_RATE_HZ as usize;
         let energy = |a: usize, b: usize| s[a * 2..b * 2].iter().map(|&x| f64::from(x).abs()).sum::<f64>();
         assert_eq!(energy(0, rate / 2), 0.0, "silence before the note");
