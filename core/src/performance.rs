@@ -82,12 +82,66 @@ pub fn sort_notes(notes: &mut [Note]) {
     notes.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.pitch.cmp(&b.pitch)).then(a.end_s.total_cmp(&b.end_s)));
 }
 
+/// "C4" for MIDI key 60 (sharps, middle C in octave 4).
+pub fn note_name(key: u8) -> String {
+    const NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+    format!("{}{}", NAMES[usize::from(key % 12)], i32::from(key / 12) - 1)
+}
+
+/// Semitones from C of a note letter with accidentals ("C", "f#", "Bb", "E♭",
+/// "B#" = 12): `None` for anything else.
+pub fn semitones_above_c(word: &str) -> Option<i32> {
+    let mut chars = word.chars();
+    let mut semitones: i32 = match chars.next()?.to_ascii_uppercase() {
+        'C' => 0,
+        'D' => 2,
+        'E' => 4,
+        'F' => 5,
+        'G' => 7,
+        'A' => 9,
+        'B' => 11,
+        _ => return None,
+    };
+    for c in chars {
+        match c {
+            '#' | '♯' => semitones += 1,
+            'b' | '♭' => semitones -= 1,
+            _ => return None,
+        }
+    }
+    Some(semitones)
+}
+
+/// MIDI key from "C4", "c#4", "Bb2", "C-1" or a plain number (not range-checked).
+pub fn parse_note_name(text: &str) -> Option<i32> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Some(n);
+    }
+    let split = t.find(|c: char| c.is_ascii_digit() || c == '-')?;
+    let octave: i32 = t[split..].parse().ok()?;
+    Some((octave + 1) * 12 + semitones_above_c(&t[..split])?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn n(pitch: u8, start_s: f64, end_s: f64) -> Note {
         Note { pitch, velocity: 64, start_s, end_s }
+    }
+
+    #[test]
+    fn note_names_round_trip() {
+        for key in 0..=127u8 {
+            assert_eq!(parse_note_name(&note_name(key)), Some(i32::from(key)));
+        }
+        assert_eq!(note_name(60), "C4");
+        assert_eq!(parse_note_name("Bb2"), Some(46));
+        assert_eq!(parse_note_name(" f♯3 "), Some(54));
+        assert_eq!(parse_note_name("B#3"), Some(60));
+        assert_eq!(parse_note_name("H2"), None);
+        assert_eq!(parse_note_name("C"), None);
     }
 
     #[test]

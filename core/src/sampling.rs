@@ -165,26 +165,7 @@ impl Key {
 }
 
 fn parse_pitch_class(word: &str) -> Option<u8> {
-    let mut chars = word.chars();
-    let base: i32 = match chars.next()?.to_ascii_uppercase() {
-        'C' => 0,
-        'D' => 2,
-        'E' => 4,
-        'F' => 5,
-        'G' => 7,
-        'A' => 9,
-        'B' => 11,
-        _ => return None,
-    };
-    let mut pc = base;
-    for c in chars {
-        match c {
-            '#' | '♯' => pc += 1,
-            'b' | '♭' => pc -= 1,
-            _ => return None,
-        }
-    }
-    Some(pc.rem_euclid(12) as u8)
+    crate::performance::semitones_above_c(word).map(|pc| pc.rem_euclid(12) as u8)
 }
 
 /// Steering beyond temperature: masks and biases applied to the logits

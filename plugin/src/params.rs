@@ -11,6 +11,8 @@ use cadenza_core::sampling::{Key, ScaleMode};
 
 use crate::state::SessionSlot;
 
+pub use cadenza_core::performance::{note_name, parse_note_name};
+
 /// Most variations one generation produces (and the `choice` parameter's top).
 pub const MAX_VARIATIONS: usize = 8;
 /// Longest continuation, in bars.
@@ -282,52 +284,9 @@ impl CadenzaParams {
     }
 }
 
-/// "C4" for MIDI key 60.
-pub fn note_name(key: u8) -> String {
-    const NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
-    format!("{}{}", NAMES[usize::from(key % 12)], i32::from(key / 12) - 1)
-}
-
-/// MIDI key from "C4", "c#4", "Bb2" or a plain number.
-pub fn parse_note_name(text: &str) -> Option<i32> {
-    let t = text.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return Some(n);
-    }
-    let mut chars = t.chars();
-    let letter = chars.next()?.to_ascii_uppercase();
-    let base = match letter {
-        'C' => 0,
-        'D' => 2,
-        'E' => 4,
-        'F' => 5,
-        'G' => 7,
-        'A' => 9,
-        'B' => 11,
-        _ => return None,
-    };
-    let rest: String = chars.collect();
-    let (accidental, octave) = match rest.chars().next() {
-        Some('#') => (1, &rest[1..]),
-        Some('b') => (-1, &rest[1..]),
-        _ => (0, rest.as_str()),
-    };
-    let octave: i32 = octave.parse().ok()?;
-    Some((octave + 1) * 12 + base + accidental)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn note_names_round_trip() {
-        for key in 21..=108u8 {
-            assert_eq!(parse_note_name(&note_name(key)), Some(i32::from(key)));
-        }
-        assert_eq!(note_name(60), "C4");
-        assert_eq!(parse_note_name("Bb2"), Some(46));
-    }
 
     #[test]
     fn key_tonics_map_to_pitch_classes() {
