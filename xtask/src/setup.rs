@@ -69,11 +69,24 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
+/// Packages whose command may already come from elsewhere: a machine with
+/// Node.js from NodeSource has its own npm, and Debian's `npm` package then
+/// conflicts with its `nodejs`. Such a package counts as present when the
+/// command runs.
+const PROVIDED_BY_COMMAND: &[(&str, &str)] = &[("npm", "npm")];
+
+fn command_runs(command: &str) -> bool {
+    Command::new(command).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+}
+
 fn missing_apt_packages() -> Vec<&'static str> {
     APT_PACKAGES
         .iter()
         .copied()
         .filter(|p| {
+            if PROVIDED_BY_COMMAND.iter().any(|(pkg, cmd)| pkg == p && command_runs(cmd)) {
+                return false;
+            }
             let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
             !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
         })
