@@ -92,13 +92,7 @@ type Series = (String, Vec<(f64, f64)>, usize);
 /// Picks a figure's values from a row: `(series suffix, value)` pairs.
 type Pick = fn(&Row) -> Vec<(&'static str, Option<f64>)>;
 
-fn draw_figure(
-    path: &Path,
-    title: &str,
-    y_desc: &str,
-    chain: &[ChainRun],
-    pick: Pick,
-) -> Result<(), String> {
+fn draw_figure(path: &Path, title: &str, y_desc: &str, chain: &[ChainRun], pick: Pick) -> Result<(), String> {
     let mut series: Vec<Series> = Vec::new();
     for (ci, run) in chain.iter().enumerate() {
         let mut by_name: Vec<(&'static str, Vec<(f64, f64)>)> = Vec::new();

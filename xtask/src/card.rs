@@ -55,7 +55,8 @@ fn chain(run: &Path) -> Vec<(PathBuf, Value)> {
 }
 
 fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
-    let mut engine = Engine::load(model, &EngineOptions::default())?;
+    let mut engine =
+        Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
     let provider = engine.info().provider;
     let req = GenerateRequest {
         length: Length::Seconds(30.0),
@@ -106,14 +107,23 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(rows) = data_dir.as_ref().and_then(|d| read_manifest(&d.join(MANIFEST_FILE)).ok()) {
         let hours: f64 = rows.iter().map(|r| r.seconds).sum::<f64>() / 3600.0;
         let synth_h: f64 =
-            rows.iter().filter(|r| r.provenance == Provenance::Synthetic).map(|r| r.seconds).sum::<f64>() / 3600.0;
+            rows.iter().filter(|r| r.provenance == Provenance::Synthetic).map(|r| r.seconds).sum::<f64>() / 3600.0
+                + 0.0;
         let events: usize = rows.iter().map(|r| r.events).sum();
         let split = |s: Split| rows.iter().filter(|r| r.split == s).count();
-        let mut licences: BTreeMap<String, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
+        // The package's statement comes first; what a file says of itself
+        // follows ("; the file states", "; score metadata") and is counted, not repeated per file.
+        let mut licences: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)> = BTreeMap::new();
         for r in &rows {
-            let e = licences.entry(r.licence.clone()).or_default();
+            let cut = ["; the file states", "; score metadata"].iter().filter_map(|m| r.licence.find(m)).min();
+            let (package, own) = match cut {
+                Some(i) => (r.licence[..i].to_string(), true),
+                None => (r.licence.clone(), false),
+            };
+            let e = licences.entry(package).or_default();
             e.0 += 1;
             *e.1.entry(r.source.clone()).or_default() += 1;
+            e.2 += usize::from(own);
         }
         data_md.push_str(&format!(
             "- Folder `{}`, manifest SHA-256 `{}`\n- {} files ({} train / {} valid / {} test), {hours:.1} hours, {events} events\n- Synthetic (MMA renders): {:.0}% of the hours\n- Licences as the packages state them:\n",
@@ -127,14 +137,14 @@ pub fn run(args: &Args) -> Result<()> {
         ));
         let mut lic: Vec<_> = licences.into_iter().collect();
         lic.sort_by_key(|l| std::cmp::Reverse(l.1 .0));
-        for (licence, (n, sources)) in lic {
+        for (licence, (n, sources, own)) in lic {
             let src: Vec<String> = sources.into_iter().map(|(s, k)| format!("{s} ×{k}")).collect();
-            let short: String = licence.chars().take(160).collect();
-            data_md.push_str(&format!(
-                "  - {n} files: {short}{} ({})\n",
-                if licence.len() > 160 { "…" } else { "" },
-                src.join(", ")
-            ));
+            let own = if own > 0 {
+                format!("; {own} of them state their own terms too (the manifest's `licence` column has each)")
+            } else {
+                String::new()
+            };
+            data_md.push_str(&format!("  - {n} files: {licence} ({}){own}\n", src.join(", ")));
         }
     } else {
         data_md.push_str(&format!("- {}\n", meta.data_summary));

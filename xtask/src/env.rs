@@ -75,6 +75,15 @@ impl ToolEnv {
     }
 }
 
+/// The ONNX Runtime library in-process engines load: `ORT_DYLIB_PATH` when
+/// set (the engine reads it itself), else the one `setup` installed.
+pub fn ort_library() -> Option<PathBuf> {
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        return None;
+    }
+    ToolEnv::load().ok().map(|e| e.ort_dylib_path)
+}
+
 /// Run a command to completion, failing with its command line when it fails.
 pub fn run_checked(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;

@@ -12,7 +12,7 @@ use cadenza_core::fsutil::temp_path;
 use cadenza_core::sampling::{Key, Sampling, Steering};
 use cadenza_core::{codec, midi, Note, Performance};
 
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 use crate::render;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -225,9 +225,8 @@ pub fn run(args: &Args) -> Result<()> {
 
     req.validate()?;
 
-    let env = ToolEnv::load().ok();
     let opts = EngineOptions {
-        ort_library: std::env::var_os("ORT_DYLIB_PATH").is_none().then(|| env.map(|e| e.ort_dylib_path)).flatten(),
+        ort_library: crate::env::ort_library(),
         intra_threads: args.threads,
         provider: match args.provider {
             ProviderArg::Auto => Provider::Auto,

@@ -109,9 +109,8 @@ fn provider(name: &str) -> Result<Provider> {
 }
 
 fn engine_options(a: &GenerateArgs) -> Result<EngineOptions> {
-    let env = ToolEnv::load().ok();
     Ok(EngineOptions {
-        ort_library: std::env::var_os("ORT_DYLIB_PATH").is_none().then(|| env.map(|e| e.ort_dylib_path)).flatten(),
+        ort_library: crate::env::ort_library(),
         intra_threads: a.threads,
         provider: provider(&a.provider)?,
     })
@@ -320,7 +319,7 @@ fn shipped_small() -> Option<PathBuf> {
         .collect();
     found.sort();
     found.into_iter().find(|p| {
-        let opts = EngineOptions { intra_threads: 1, provider: Provider::Cpu, ..Default::default() };
+        let opts = EngineOptions { ort_library: crate::env::ort_library(), intra_threads: 1, provider: Provider::Cpu };
         Engine::load(p, &opts).is_ok_and(|e| {
             let c = e.info().config;
             (c.n_layers, c.d_model, c.n_heads, c.d_ff) == {

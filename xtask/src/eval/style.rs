@@ -69,7 +69,8 @@ fn real_windows(data: &Path, style: &str, split: Split, max_pieces: usize) -> Re
 }
 
 fn generate(model: &Path, pieces: usize, seed: u64) -> Result<(Vec<Performance>, f64)> {
-    let mut engine = Engine::load(model, &EngineOptions::default())?;
+    let mut engine =
+        Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
     let t0 = std::time::Instant::now();
     let mut out = Vec::new();
     for i in 0..pieces {
