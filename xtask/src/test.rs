@@ -13,8 +13,12 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let env = ToolEnv::load_or_setup()?;
+    // The host tests load the plugin as a host would, from the debug cdylib
+    // (built with assert_process_allocs); `cargo test` builds only the rlib.
+    run_checked(cargo(&env).args(["build", "--workspace", "--lib"]))?;
     let mut cmd = cargo(&env);
-    cmd.args(["test", "--workspace"]);
+    // Every suite runs and reports, even after one fails.
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
     if let Some(f) = &args.filter {
         cmd.arg("--").arg(f);
     }

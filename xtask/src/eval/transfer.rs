@@ -248,7 +248,12 @@ fn plot_curves(style: &str, curves: &[(&Arm, Curve)], path: &Path) -> Result<()>
                 .x_label_area_size(40)
                 .y_label_area_size(60)
                 .build_cartesian_2d(0.0..max_step, (lo - pad)..(hi + pad))?;
-            chart.configure_mesh().x_desc("optimizer step").y_desc(title).draw()?;
+            chart
+                .configure_mesh()
+                .x_desc("optimizer step")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_desc(title)
+                .draw()?;
             for (i, (arm, c)) in curves.iter().enumerate() {
                 let colour = ARM_COLOURS[i % ARM_COLOURS.len()];
                 chart
