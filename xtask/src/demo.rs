@@ -60,7 +60,8 @@ pub fn run(args: &Args) -> Result<()> {
             let mut argv: Vec<String> =
                 ["generate", "--style", style, "--seconds"].iter().map(|s| s.to_string()).collect();
             argv.push(args.seconds.to_string());
-            argv.extend(["--seed".into(), args.seed.to_string(), "--out".into()]);
+            // Each piece fills its length: the model may not end it early.
+            argv.extend(["--no-end".into(), "--seed".into(), args.seed.to_string(), "--out".into()]);
             argv.push(out.join(format!("{name}.mid")).display().to_string());
             argv.extend(["--png".into(), out.join(format!("{name}.png")).display().to_string()]);
             if wav {

@@ -51,7 +51,8 @@ pub fn run(args: &Args) -> Result<()> {
             let mid = out.join(format!("{name}.mid"));
             let mut argv: Vec<String> = vec!["generate".into(), "--style".into(), style.into()];
             argv.extend(["--seconds".into(), args.seconds.to_string(), "--seed".into(), args.seed.to_string()]);
-            argv.extend(["--out".into(), mid.display().to_string()]);
+            // Each sample fills its length: the model may not end the piece early.
+            argv.extend(["--no-end".into(), "--out".into(), mid.display().to_string()]);
             argv.extend(["--png".into(), out.join(format!("{name}.png")).display().to_string()]);
             if let Some(p) = primer {
                 argv.extend(["--primer".into(), p.path().display().to_string(), "--with-primer".into()]);

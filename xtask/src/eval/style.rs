@@ -11,6 +11,7 @@ use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length};
 use cadenza_core::sampling::Sampling;
 use cadenza_core::{midi, Performance};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::classifier::{Classifier, Confusion, Fit};
 use super::features::{features, stats, windows, Stats};
@@ -222,17 +223,20 @@ fn plot_stats(rows: &[(String, bool, [f64; 8])], path: &Path) -> Result<()> {
         for (k, panel) in panels.iter().enumerate() {
             let max = rows.iter().map(|r| r.2[k]).fold(0.0f64, f64::max).max(1e-6) * 1.15;
             let mut chart = ChartBuilder::on(panel)
-                .caption(Stats::NAMES[k], ("sans-serif", 20))
+                .caption(format!("{} (blue real, orange generated)", Stats::NAMES[k]), ("sans-serif", 17))
                 .margin(8)
                 .x_label_area_size(28)
                 .y_label_area_size(48)
                 .build_cartesian_2d(0.0..styles.len() as f64, 0.0..max)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(styles.len())
-                .x_label_formatter(&|x| styles.get(*x as usize).map(|s| s.to_string()).unwrap_or_default())
-                .draw()?;
+            chart.configure_mesh().disable_x_mesh().x_labels(0).draw()?;
+            // Style names over their pairs of bars (plotters places axis ticks itself).
+            let label = ("sans-serif", 15).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top));
+            chart.draw_series(
+                styles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Text::new(s.to_string(), (i as f64 + 0.5, max * 0.99), label.clone())),
+            )?;
             for (i, style) in styles.iter().enumerate() {
                 for (is_gen, color) in [(false, RGBColor(70, 110, 180)), (true, RGBColor(230, 140, 40))] {
                     if let Some(r) = rows.iter().find(|r| &r.0 == *style && r.1 == is_gen) {

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use serde::Deserialize;
 
-use crate::env::repo_root;
+use crate::env::{repo_root, ToolEnv};
 use crate::train;
 
 #[derive(Debug, clap::Args)]
@@ -222,10 +222,44 @@ pub fn run(args: &Args) -> Result<()> {
         report.push_str(&format!("\n![{style}](transfer-{style}.png)\n"));
         println!("transfer: {style}: {}", png.display());
     }
+    if let Some(figures) = chain_figures(&out)? {
+        report.push_str(&format!(
+            "\n## The chain classical → jazz → pop\n\nThe study's figures, drawn by the trainer from the runs' metrics \
+             (`runs/pop` and the runs it descends from) on one epoch axis, a dashed line where each finetune starts.\n\n{figures}"
+        ));
+    }
     let md = out.join("transfer.md");
     cadenza_core::fsutil::write_atomic(&md, report.as_bytes())?;
     println!("{report}\ntransfer: wrote {}", md.display());
     Ok(())
+}
+
+/// Draw the chain figures of `runs/pop` (learning rate, accuracies, loss) with
+/// the trainer and copy them into `out` as `chain-*.png`; returns their Markdown.
+fn chain_figures(out: &Path) -> Result<Option<String>> {
+    let root = repo_root();
+    let run = root.join("runs/pop");
+    if !run.join("run.json").exists() {
+        return Ok(None);
+    }
+    let env = ToolEnv::load_or_setup()?;
+    let bin = train::build_trainer(&env)?;
+    let mut cmd = std::process::Command::new(bin);
+    env.apply(&mut cmd);
+    let listing = cmd.arg("plot").arg(&run).output()?;
+    if !listing.status.success() {
+        bail!("cadenza-train plot {}: {}", run.display(), String::from_utf8_lossy(&listing.stderr));
+    }
+    let mut md = String::new();
+    for line in String::from_utf8_lossy(&listing.stdout).lines() {
+        let src = PathBuf::from(line.trim());
+        let Some(name) = src.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+        let dest = out.join(format!("chain-{name}"));
+        let bytes = std::fs::read(&src).with_context(|| format!("{}: cannot read", src.display()))?;
+        cadenza_core::fsutil::write_atomic(&dest, &bytes)?;
+        md.push_str(&format!("![{}](chain-{name})\n", name.trim_end_matches(".png").replace('_', " ")));
+    }
+    Ok(Some(md))
 }
 
 const ARM_COLOURS: [RGBColor; 3] = [RGBColor(200, 40, 60), RGBColor(40, 120, 200), RGBColor(90, 90, 90)];
