@@ -15,12 +15,14 @@ fn cases() -> u32 {
 }
 
 /// A plausible track: notes, sustain pedal and tempo changes on random channels.
-fn track_strategy() -> impl Strategy<Value = Vec<(u32, u8, u8, u8, u8)>> {
-    // (delta, kind, channel, a, b); kind 0 note on, 1 note off, 2 CC, 3 tempo
+/// One generated event: (delta, kind, channel, a, b); kind 0 note on, 1 note off, 2 CC, 3 tempo.
+type RawEvent = (u32, u8, u8, u8, u8);
+
+fn track_strategy() -> impl Strategy<Value = Vec<RawEvent>> {
     prop::collection::vec((0u32..2000, 0u8..4, 0u8..16, 0u8..128, 0u8..128), 0..120)
 }
 
-fn build_smf(format: u8, ppq: u16, tracks: &[Vec<(u32, u8, u8, u8, u8)>]) -> Vec<u8> {
+fn build_smf(format: u8, ppq: u16, tracks: &[Vec<RawEvent>]) -> Vec<u8> {
     let tracks: Vec<Vec<TrackEvent>> = tracks
         .iter()
         .map(|t| {

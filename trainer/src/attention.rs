@@ -86,7 +86,7 @@ impl RelativeAttention {
         let mut ctx = probs.to_kind(compute).matmul(&v);
         if scale != 1.0 {
             // The dropout's 1/keep scale on [b, h, t, hd] instead of [b, h, t, t].
-            ctx = ctx * scale;
+            ctx *= scale;
         }
         let out = ctx.transpose(1, 2).reshape([b, t, d]);
         out.linear(&self.o.ws.to_kind(compute), self.o.bs.as_ref().map(|x| x.to_kind(compute)).as_ref())
