@@ -3,7 +3,7 @@
 //! tool environment. A style without `--config` uses
 //! `trainer/configs/<style>.toml` when there is one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
@@ -62,6 +62,25 @@ pub struct Args {
     pub no_progress: bool,
 }
 
+/// Where shipped checkpoints live: the starting points of finetunes on a
+/// machine that has not trained them itself.
+pub const SHIPPED_CHECKPOINTS: &str = "models/checkpoints";
+
+/// `--from NAME` means `runs/NAME` when it exists (or a path); otherwise the
+/// shipped checkpoint `models/checkpoints/NAME.safetensors`, so that
+/// `--from classical` works on a fresh checkout.
+fn resolve_from(root: &Path, from: &str) -> String {
+    if Path::new(from).exists() || root.join("runs").join(from).is_dir() {
+        return from.to_string();
+    }
+    let shipped = root.join(SHIPPED_CHECKPOINTS).join(format!("{from}.safetensors"));
+    if shipped.is_file() {
+        eprintln!("train: finetuning from the shipped checkpoint {}", shipped.display());
+        return shipped.display().to_string();
+    }
+    from.to_string()
+}
+
 /// Build `cadenza-train` in release mode; returns the binary.
 pub fn build_trainer(env: &ToolEnv) -> Result<PathBuf> {
     let mut build = cargo(env);
@@ -95,11 +114,13 @@ pub fn run(args: &Args) -> Result<()> {
             cmd.arg(flag).arg(v);
         }
     };
-    opt("--data", args.data.as_ref().map(|p| p.display().to_string()));
-    opt("--from", args.from.clone());
+    // Paths are relative to where the user typed them; the trainer runs in the repository root.
+    let typed = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string();
+    opt("--data", args.data.as_ref().map(typed));
+    opt("--from", args.from.as_deref().map(|f| resolve_from(&root, f)));
     opt("--epochs", args.epochs.map(|v| v.to_string()));
     opt("--steps", args.steps.map(|v| v.to_string()));
-    opt("--out", args.out.as_ref().map(|p| p.display().to_string()));
+    opt("--out", args.out.as_ref().map(typed));
     opt("--freeze-layers", args.freeze_layers.map(|v| v.to_string()));
     opt("--seed", args.seed.map(|v| v.to_string()));
     opt("--threads", args.threads.map(|v| v.to_string()));
@@ -109,4 +130,24 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     run_checked(&mut cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_prefers_a_run_then_the_shipped_checkpoint() {
+        let root = std::env::temp_dir().join(format!("cadenza-from-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("runs/jazz")).expect("runs");
+        std::fs::create_dir_all(root.join(SHIPPED_CHECKPOINTS)).expect("models");
+        std::fs::write(root.join(SHIPPED_CHECKPOINTS).join("classical.safetensors"), b"x").expect("weights");
+        assert_eq!(resolve_from(&root, "jazz"), "jazz");
+        assert_eq!(
+            resolve_from(&root, "classical"),
+            root.join(SHIPPED_CHECKPOINTS).join("classical.safetensors").display().to_string()
+        );
+        assert_eq!(resolve_from(&root, "nothing"), "nothing");
+        std::fs::remove_dir_all(&root).expect("clean up");
+    }
 }
