@@ -271,6 +271,7 @@ impl CadenzaEditor {
 
     fn steering_row(&mut self, ui: &mut egui::Ui) {
         let params = self.params.clone();
+        // Two rows: what notes may sound, then how they are shaped and placed.
         ui.horizontal(|ui| {
             with_setter(&self.gui, |s| {
                 slider(ui, "Lowest key", &params.pitch_low, s, 80.0);
@@ -278,7 +279,12 @@ impl CadenzaEditor {
                 choose(ui, "Key", &params.key, s, 80.0);
                 choose(ui, "Scale", &params.scale, s, 120.0);
                 slider(ui, "Max polyphony", &params.max_polyphony, s, 80.0);
+            });
+        });
+        ui.horizontal(|ui| {
+            with_setter(&self.gui, |s| {
                 slider(ui, "Density", &params.density, s, 80.0);
+                slider(ui, "Longest note", &params.max_note, s, 80.0);
                 choose(ui, "Quantize grid", &params.quantize_grid, s, 90.0);
                 slider(ui, "Quantize", &params.quantize_strength, s, 80.0);
             });

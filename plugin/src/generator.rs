@@ -37,6 +37,8 @@ pub struct Job {
     pub max_polyphony: u32,
     /// -1..=1.
     pub density: f32,
+    /// Longest note in seconds; 0: free.
+    pub max_note_s: f64,
 }
 
 /// Why a generation produced nothing.
@@ -142,8 +144,7 @@ mod engine_impl {
                     density_bias: job.density * crate::params::DENSITY_NATS,
                     // The musician asked for so many bars: fill them.
                     allow_end: false,
-                    // The engine's default longest note until the editor offers the setting.
-                    ..Default::default()
+                    max_note_s: job.max_note_s,
                 },
             };
             let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
-use cadenza_core::sampling::{Key, ScaleMode};
+use cadenza_core::sampling::{Key, ScaleMode, DEFAULT_MAX_NOTE_S, MAX_NOTE_S, MIN_NOTE_S};
 
 use crate::state::SessionSlot;
 
@@ -22,6 +22,17 @@ pub const MAX_CAPTURE_BARS: i32 = 16;
 /// The `answer` parameter's default for instances created from now on: the
 /// standalone's `--answer` flag sets it (a host never does).
 pub static ANSWER_BY_DEFAULT: AtomicBool = AtomicBool::new(false);
+/// The "Longest note" parameter's value as the engine's `max_note_s`: 0
+/// (free) below the shortest the engine accepts, else at most its longest.
+pub fn max_note_s(value: f32) -> f64 {
+    let v = f64::from(value);
+    if v < MIN_NOTE_S {
+        0.0
+    } else {
+        v.min(MAX_NOTE_S)
+    }
+}
+
 /// Nats of note-on logit bias at density +1.
 pub const DENSITY_NATS: f32 = 4.0;
 /// Largest seed the parameter offers (seeds are saved with the project).
@@ -201,6 +212,9 @@ pub struct CadenzaParams {
     /// Note-density bias: below 0 sparser, above 0 busier (x [`DENSITY_NATS`] nats on every note-on).
     #[id = "dens"]
     pub density: FloatParam,
+    /// Longest a generated note may sound, in seconds; 0 lets the model hold notes as long as it likes.
+    #[id = "maxnote"]
+    pub max_note: FloatParam,
 
     /// How many of the most recent bars the capture keeps as the primer.
     #[id = "capbar"]
@@ -254,6 +268,21 @@ impl CadenzaParams {
             max_polyphony: IntParam::new("Max polyphony", 0, IntRange::Linear { min: 0, max: 10 })
                 .with_value_to_string(Arc::new(|v| if v == 0 { "free".into() } else { v.to_string() })),
             density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 }).with_step_size(0.05),
+            max_note: FloatParam::new(
+                "Longest note",
+                DEFAULT_MAX_NOTE_S as f32,
+                FloatRange::Skewed { min: 0.0, max: MAX_NOTE_S as f32, factor: FloatRange::skew_factor(-1.5) },
+            )
+            .with_step_size(0.05)
+            .with_value_to_string(Arc::new(|v| if v <= 0.0 { "free".into() } else { format!("{v:.2} s") }))
+            .with_string_to_value(Arc::new(|s| {
+                let s = s.trim().trim_end_matches('s').trim();
+                if s.eq_ignore_ascii_case("free") {
+                    Some(0.0)
+                } else {
+                    s.parse().ok()
+                }
+            })),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
@@ -270,6 +299,12 @@ impl CadenzaParams {
                 .with_unit(" dB")
                 .with_step_size(0.5),
         }
+    }
+
+    /// The longest note steering enforces, in seconds: 0 (free) below the
+    /// shortest the engine accepts, else within the engine's range.
+    pub fn max_note_s(&self) -> f64 {
+        max_note_s(self.max_note.value())
     }
 
     /// The key steering asks for, or `None` for any key.
@@ -305,5 +340,17 @@ mod tests {
             let words = ScaleKind::variants()[i].to_ascii_lowercase().replace(' ', "-").replace("natural-", "");
             assert_eq!(words, mode.name());
         }
+    }
+
+    #[test]
+    fn longest_note_maps_to_the_engines_range_with_zero_for_free() {
+        assert_eq!(max_note_s(0.0), 0.0);
+        assert_eq!(max_note_s(0.01), 0.0, "below the engine's shortest note is free, not an error");
+        assert_eq!(max_note_s(DEFAULT_MAX_NOTE_S as f32), DEFAULT_MAX_NOTE_S);
+        assert_eq!(max_note_s(1000.0), MAX_NOTE_S);
+        let p = CadenzaParams::new(SessionSlot::default());
+        assert_eq!(p.max_note_s(), DEFAULT_MAX_NOTE_S, "the default is the engine's default");
+        let steering = cadenza_core::sampling::Steering { max_note_s: max_note_s(0.3), ..Default::default() };
+        assert!(steering.validate().is_ok());
     }
 }

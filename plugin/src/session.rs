@@ -452,6 +452,7 @@ impl Session {
             key,
             max_polyphony: p.max_polyphony.value().max(0) as u32,
             density: p.density.value(),
+            max_note_s: p.max_note_s(),
         };
         let (pitch_low, pitch_high) = if settings.pitch_low <= settings.pitch_high {
             (settings.pitch_low, settings.pitch_high)
@@ -473,6 +474,7 @@ impl Session {
             key: settings.key,
             max_polyphony: settings.max_polyphony,
             density: settings.density,
+            max_note_s: settings.max_note_s,
         };
         self.next_job_id += 1;
         let from = match (&self.state.primer_file, &primer) {

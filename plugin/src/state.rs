@@ -43,6 +43,13 @@ pub struct GenerationSettings {
     /// 0: no limit.
     pub max_polyphony: u32,
     pub density: f32,
+    /// Longest note in seconds, 0 for free (projects saved before this setting get the default).
+    #[serde(default = "default_max_note_s")]
+    pub max_note_s: f64,
+}
+
+fn default_max_note_s() -> f64 {
+    cadenza_core::sampling::DEFAULT_MAX_NOTE_S
 }
 
 /// A finished generation: the primer it continued and its variations, all in beats.
@@ -235,6 +242,7 @@ mod tests {
                     key: Some(Key { tonic: 2, mode: ScaleMode::Dorian }),
                     max_polyphony: 0,
                     density: 0.0,
+                    max_note_s: 2.5,
                 },
                 elapsed_ms: 1200,
             }),
