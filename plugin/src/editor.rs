@@ -421,13 +421,17 @@ impl CadenzaEditor {
         let params = self.params.clone();
         ui.horizontal(|ui| {
             with_setter(&self.gui, |s| {
+                ui.label("Out on");
+                ui.add(ParamSlider::for_param(&params.out_channel, s).with_width(60.0))
+                    .on_hover_text("MIDI channel of the generated notes; notes passed through keep their own");
+                ui.separator();
                 toggle(ui, &params.preview_piano, s, "Preview piano");
                 ui.add(ParamSlider::for_param(&params.preview_gain_db, s).with_width(90.0));
             });
             ui.add(
                 egui::TextEdit::singleline(&mut self.soundfont_path)
                     .hint_text("soundfont (.sf2): found automatically")
-                    .desired_width(260.0),
+                    .desired_width(200.0),
             );
             if ui.button("Use soundfont").clicked() {
                 let typed = self.soundfont_path.trim();

@@ -263,6 +263,7 @@ impl Plugin for Cadenza {
         }
 
         let variation = (self.params.choice.value().max(1) - 1) as usize;
+        self.player.set_channel((self.params.out_channel.value() - 1).clamp(0, 15) as u8);
         self.player.process(&clock, len, variation, self.params.looping.value(), &mut self.out);
         self.out.sort();
         for e in &self.out.events {

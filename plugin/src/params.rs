@@ -222,6 +222,9 @@ pub struct CadenzaParams {
     /// Pass incoming notes through to the MIDI output.
     #[id = "thru"]
     pub pass_through: BoolParam,
+    /// MIDI channel (1-16) the generated notes go out on; thru notes keep their own.
+    #[id = "outch"]
+    pub out_channel: IntParam,
     /// Call and response: generate by itself once the musician pauses for a bar after a phrase.
     #[id = "answer"]
     pub answer: BoolParam,
@@ -286,6 +289,9 @@ impl CadenzaParams {
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
+            out_channel: IntParam::new("Output channel", 1, IntRange::Linear { min: 1, max: 16 })
+                .with_value_to_string(Arc::new(|v| format!("ch {v}")))
+                .with_string_to_value(Arc::new(|s| s.trim().trim_start_matches("ch").trim().parse().ok())),
             answer: BoolParam::new("Answer when I pause", ANSWER_BY_DEFAULT.load(Ordering::Relaxed)),
             autoplay: BoolParam::new("Auto-play", true),
             looping: BoolParam::new("Loop", false),

@@ -138,7 +138,7 @@ impl OutBuffer {
     }
 }
 
-/// Channel the generated notes go out on (MIDI channel 1).
+/// Channel the generated notes go out on by default (MIDI channel 1).
 pub const OUT_CHANNEL: u8 = 0;
 
 /// What the player is doing, for the editor.
@@ -169,7 +169,11 @@ pub struct Player {
     mode: Mode,
     cursor: usize,
     variation: usize,
-    sounding: [bool; 128],
+    /// The channel each sounding pitch started on, so its note-off goes there
+    /// even when the output channel changed in between.
+    sounding: [Option<u8>; 128],
+    /// Channel 0..=15 new notes go out on.
+    channel: u8,
     was_host_playing: bool,
     /// New material arrived: silence what the old one left sounding at the next block.
     flush_notes: bool,
@@ -182,7 +186,8 @@ impl Default for Player {
             mode: Mode::Idle,
             cursor: 0,
             variation: 0,
-            sounding: [false; 128],
+            sounding: [None; 128],
+            channel: OUT_CHANNEL,
             was_host_playing: false,
             flush_notes: false,
         }
@@ -243,10 +248,15 @@ impl Player {
         self.variation
     }
 
+    /// The MIDI channel (0..=15) the next notes start on; sounding notes end where they began.
+    pub fn set_channel(&mut self, channel: u8) {
+        self.channel = channel.min(15);
+    }
+
     fn all_notes_off(&mut self, timing: u32, out: &mut OutBuffer) {
         for pitch in 0..128u8 {
-            if std::mem::take(&mut self.sounding[usize::from(pitch)]) {
-                out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch, velocity: 0 });
+            if let Some(channel) = self.sounding[usize::from(pitch)].take() {
+                out.push(OutEvent { timing, channel, pitch, velocity: 0 });
             }
         }
     }
@@ -254,14 +264,13 @@ impl Player {
     fn emit(&mut self, timing: u32, ev: &PlayEvent, out: &mut OutBuffer) {
         let p = usize::from(ev.pitch);
         if ev.velocity > 0 {
-            if self.sounding[p] {
-                out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: 0 });
+            if let Some(channel) = self.sounding[p] {
+                out.push(OutEvent { timing, channel, pitch: ev.pitch, velocity: 0 });
             }
-            out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: ev.velocity });
-            self.sounding[p] = true;
-        } else if self.sounding[p] {
-            out.push(OutEvent { timing, channel: OUT_CHANNEL, pitch: ev.pitch, velocity: 0 });
-            self.sounding[p] = false;
+            out.push(OutEvent { timing, channel: self.channel, pitch: ev.pitch, velocity: ev.velocity });
+            self.sounding[p] = Some(self.channel);
+        } else if let Some(channel) = self.sounding[p].take() {
+            out.push(OutEvent { timing, channel, pitch: ev.pitch, velocity: 0 });
         }
     }
 
@@ -433,6 +442,36 @@ mod tests {
         let second_off = events.iter().find(|(_, e)| e.pitch == 62 && e.velocity == 0).expect("off");
         assert_eq!(second_off.0, 72_000 + 96_000);
         assert_eq!(player.state(), PlayState::Idle, "one pass without loop");
+    }
+
+    #[test]
+    fn notes_go_out_on_the_chosen_channel_and_end_on_the_one_they_began_on() {
+        let mut player = Player::default();
+        player.set_channel(3);
+        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start));
+        let events = run(&mut player, false, 0.0, 200, 512, false);
+        assert!(!events.is_empty());
+        assert!(events.iter().all(|(_, e)| e.channel == 3), "every note on and off on channel 4: {events:?}");
+
+        let mut player = Player::default();
+        let mut out = OutBuffer::default();
+        player.set_channel(2);
+        player.emit(0, &PlayEvent { beats: 0.0, pitch: 64, velocity: 80 }, &mut out);
+        player.set_channel(9);
+        player.emit(10, &PlayEvent { beats: 0.5, pitch: 67, velocity: 80 }, &mut out);
+        player.emit(20, &PlayEvent { beats: 1.0, pitch: 64, velocity: 0 }, &mut out);
+        player.all_notes_off(30, &mut out);
+        assert_eq!(
+            out.events,
+            vec![
+                OutEvent { timing: 0, channel: 2, pitch: 64, velocity: 80 },
+                OutEvent { timing: 10, channel: 9, pitch: 67, velocity: 80 },
+                OutEvent { timing: 20, channel: 2, pitch: 64, velocity: 0 },
+                OutEvent { timing: 30, channel: 9, pitch: 67, velocity: 0 },
+            ]
+        );
+        player.set_channel(200);
+        assert_eq!(player.channel, 15, "out-of-range channels are clamped");
     }
 
     #[test]
