@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use clap::Parser;
 
 use crate::env::{repo_root, ToolEnv};
-use crate::eval::style::STYLES;
+use crate::eval::style::shipped_styles;
 use crate::generate;
 use crate::primers::PRIMERS;
 use crate::render;
@@ -28,20 +27,12 @@ pub struct Args {
     pub seed: u64,
 }
 
-/// `generate`'s flags, parsed exactly as the command line would.
-#[derive(Parser)]
-struct GenerateCli {
-    #[command(flatten)]
-    args: generate::Args,
-}
-
 pub fn run(args: &Args) -> Result<()> {
     ToolEnv::load_or_setup()?;
     let root = repo_root();
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out)?;
-    let styles: Vec<&str> =
-        STYLES.iter().copied().filter(|s| root.join("models").join(format!("{s}.onnx")).exists()).collect();
+    let styles = shipped_styles();
     if styles.is_empty() {
         bail!("no shipped model in {}; train one with `cargo xtask train`", root.join("models").display());
     }
@@ -57,23 +48,10 @@ pub fn run(args: &Args) -> Result<()> {
     for style in &styles {
         for primed in [true, false] {
             let name = format!("{style}-{}", if primed { primer.name.to_string() } else { "improv".into() });
-            let mut argv: Vec<String> =
-                ["generate", "--style", style, "--seconds"].iter().map(|s| s.to_string()).collect();
-            argv.push(args.seconds.to_string());
-            // Each piece fills its length: the model may not end it early.
-            argv.extend(["--no-end".into(), "--seed".into(), args.seed.to_string(), "--out".into()]);
-            argv.push(out.join(format!("{name}.mid")).display().to_string());
-            argv.extend(["--png".into(), out.join(format!("{name}.png")).display().to_string()]);
-            if wav {
-                argv.extend(["--wav".into(), out.join(format!("{name}.wav")).display().to_string()]);
-            }
-            if primed {
-                argv.extend(["--primer".into(), primer.path().display().to_string(), "--with-primer".into()]);
-                argv.extend(["--tempo".into(), primer.tempo_bpm.to_string()]);
-            }
-            let cli = GenerateCli::try_parse_from(&argv)?;
+            let piece =
+                generate::piece_args(style, &out, &name, args.seconds, args.seed, primed.then_some(primer), wav)?;
             let t0 = Instant::now();
-            generate::run(&cli.args)?;
+            generate::run(&piece)?;
             println!(
                 "demo: {style} {} in {:.1} s",
                 if primed { format!("continuing \"{}\"", primer.title) } else { "improvisation".into() },

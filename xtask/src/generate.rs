@@ -100,6 +100,42 @@ pub struct Args {
     pub provider: ProviderArg,
 }
 
+/// `generate`'s flags, parsed exactly as the command line would.
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// One piece as `demo` and `samples` make it, parsed like the command line
+/// (so every other setting is the CLI's default): `seconds` of `style` after
+/// the primer (or from nothing), filled to its length (the model may not end
+/// it early), written to `dir/NAME.mid` and `dir/NAME.png`, and to
+/// `dir/NAME.wav` with `wav`; a primed piece starts with its primer, at the
+/// primer's tempo.
+pub fn piece_args(
+    style: &str,
+    dir: &Path,
+    name: &str,
+    seconds: f64,
+    seed: u64,
+    primer: Option<&crate::primers::Primer>,
+    wav: bool,
+) -> Result<Args> {
+    let file = |ext: &str| dir.join(format!("{name}.{ext}")).display().to_string();
+    let mut argv: Vec<String> = vec!["generate".into(), "--style".into(), style.into()];
+    argv.extend(["--seconds".into(), seconds.to_string(), "--seed".into(), seed.to_string(), "--no-end".into()]);
+    argv.extend(["--out".into(), file("mid"), "--png".into(), file("png")]);
+    if wav {
+        argv.extend(["--wav".into(), file("wav")]);
+    }
+    if let Some(p) = primer {
+        argv.extend(["--primer".into(), p.path().display().to_string(), "--with-primer".into()]);
+        argv.extend(["--tempo".into(), p.tempo_bpm.to_string()]);
+    }
+    Ok(<Cli as clap::Parser>::try_parse_from(&argv)?.args)
+}
+
 /// The model file for `--style`: a path to an .onnx file, or models/STYLE.onnx.
 pub fn resolve_model(style: &str) -> Result<PathBuf> {
     let as_path = Path::new(style);

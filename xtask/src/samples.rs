@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use cadenza_core::midi;
-use clap::Parser;
 
 use crate::env::{repo_root, ToolEnv};
-use crate::eval::style::STYLES;
+use crate::eval::style::shipped_styles;
 use crate::generate;
 use crate::primers::PRIMERS;
 use crate::render::{self, WavFormat};
@@ -27,20 +26,13 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-#[derive(Parser)]
-struct GenerateCli {
-    #[command(flatten)]
-    args: generate::Args,
-}
-
 pub fn run(args: &Args) -> Result<()> {
     ToolEnv::load_or_setup()?;
     let root = repo_root();
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out)?;
     let soundfont = render::load_soundfont(&render::find_soundfont(None)?)?;
-    let styles: Vec<&str> =
-        STYLES.iter().copied().filter(|s| root.join("models").join(format!("{s}.onnx")).exists()).collect();
+    let styles = shipped_styles();
     if styles.is_empty() {
         bail!("no shipped model in models/");
     }
@@ -48,17 +40,9 @@ pub fn run(args: &Args) -> Result<()> {
         let mut jobs: Vec<(String, Option<&crate::primers::Primer>)> = vec![(format!("{style}-improv"), None)];
         jobs.extend(PRIMERS.iter().map(|p| (format!("{style}-{}", p.name), Some(p))));
         for (name, primer) in jobs {
+            // The compact WAV is rendered here, not by generate's CD-quality --wav.
+            generate::run(&generate::piece_args(style, &out, &name, args.seconds, args.seed, primer, false)?)?;
             let mid = out.join(format!("{name}.mid"));
-            let mut argv: Vec<String> = vec!["generate".into(), "--style".into(), style.into()];
-            argv.extend(["--seconds".into(), args.seconds.to_string(), "--seed".into(), args.seed.to_string()]);
-            // Each sample fills its length: the model may not end the piece early.
-            argv.extend(["--no-end".into(), "--out".into(), mid.display().to_string()]);
-            argv.extend(["--png".into(), out.join(format!("{name}.png")).display().to_string()]);
-            if let Some(p) = primer {
-                argv.extend(["--primer".into(), p.path().display().to_string(), "--with-primer".into()]);
-                argv.extend(["--tempo".into(), p.tempo_bpm.to_string()]);
-            }
-            generate::run(&GenerateCli::try_parse_from(&argv)?.args)?;
             let perf = midi::read_file(&mid, &midi::ReadOptions::default())?;
             let wav = out.join(format!("{name}.wav"));
             render::write_wav_as(&perf, &soundfont, &wav, WavFormat::COMPACT)?;

@@ -20,6 +20,12 @@ use crate::primers::PRIMERS;
 
 /// The styles Cadenza ships, in report order.
 pub const STYLES: [&str; 4] = ["classical", "jazz", "pop", "folk"];
+
+/// The styles of [`STYLES`] whose model `models/STYLE.onnx` is present.
+pub fn shipped_styles() -> Vec<&'static str> {
+    let models = repo_root().join("models");
+    STYLES.iter().copied().filter(|s| models.join(format!("{s}.onnx")).exists()).collect()
+}
 /// Length of a window of real music and of each generated piece.
 const WINDOW_S: f64 = 30.0;
 /// Windows taken from one real piece, so long pieces cannot dominate.
