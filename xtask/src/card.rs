@@ -33,8 +33,6 @@ struct MetricsRow {
     kind: String,
     step: usize,
     epoch: f64,
-    val_loss: Option<f64>,
-    val_acc: Option<f64>,
     tokens_per_s: Option<f64>,
 }
 
@@ -88,16 +86,13 @@ pub fn run(args: &Args) -> Result<()> {
     for r in csv::Reader::from_path(&mpath)?.deserialize() {
         rows.push(r.with_context(|| format!("{}: not a metrics file", mpath.display()))?);
     }
-    let vals: Vec<&MetricsRow> = rows.iter().filter(|r| r.kind == "step" && r.val_loss.is_some()).collect();
-    let first_val = vals.first().map(|r| (r.val_loss.unwrap_or(0.0), r.val_acc.unwrap_or(0.0)));
-    let best_val = vals.iter().min_by(|a, b| a.val_loss.unwrap_or(f64::MAX).total_cmp(&b.val_loss.unwrap_or(f64::MAX)));
+    let vals = crate::eval::transfer::validation_curve(&run)?;
+    let first_val = vals.first();
+    let best_val = vals.iter().min_by(|a, b| a.1.total_cmp(&b.1));
     let last = rows.last();
-    let tok_s: Vec<f64> = rows.iter().filter(|r| r.kind == "step").filter_map(|r| r.tokens_per_s).collect();
-    let median_tok_s = {
-        let mut t = tok_s.clone();
-        t.sort_by(f64::total_cmp);
-        t.get(t.len() / 2).copied().unwrap_or(0.0)
-    };
+    let mut tok_s: Vec<f64> = rows.iter().filter(|r| r.kind == "step").filter_map(|r| r.tokens_per_s).collect();
+    tok_s.sort_by(f64::total_cmp);
+    let median_tok_s = tok_s.get(tok_s.len() / 2).copied().unwrap_or(0.0);
     let elapsed_s = meta.train.pointer("/state/elapsed_s").and_then(Value::as_f64).unwrap_or(0.0);
     let precision = run_json.get("precision").and_then(Value::as_str).unwrap_or("fp32");
 
@@ -106,21 +101,18 @@ pub fn run(args: &Args) -> Result<()> {
     let mut data_md = String::new();
     if let Some(rows) = data_dir.as_ref().and_then(|d| read_manifest(&d.join(MANIFEST_FILE)).ok()) {
         let hours: f64 = rows.iter().map(|r| r.seconds).sum::<f64>() / 3600.0;
+        // + 0.0: an empty float sum is -0.0, which would print as "-0%".
         let synth_h: f64 =
             rows.iter().filter(|r| r.provenance == Provenance::Synthetic).map(|r| r.seconds).sum::<f64>() / 3600.0
                 + 0.0;
         let events: usize = rows.iter().map(|r| r.events).sum();
         let split = |s: Split| rows.iter().filter(|r| r.split == s).count();
-        // The package's statement comes first; what a file says of itself
-        // follows ("; the file states", "; score metadata") and is counted, not repeated per file.
+        // Grouped by the package's statement; what a file says of itself is
+        // counted, not repeated per file.
         let mut licences: BTreeMap<String, (usize, BTreeMap<String, usize>, usize)> = BTreeMap::new();
         for r in &rows {
-            let cut = ["; the file states", "; score metadata"].iter().filter_map(|m| r.licence.find(m)).min();
-            let (package, own) = match cut {
-                Some(i) => (r.licence[..i].to_string(), true),
-                None => (r.licence.clone(), false),
-            };
-            let e = licences.entry(package).or_default();
+            let (package, own) = crate::data::package_licence(&r.licence);
+            let e = licences.entry(package.to_string()).or_default();
             e.0 += 1;
             *e.1.entry(r.source.clone()).or_default() += 1;
             e.2 += usize::from(own);
@@ -200,20 +192,11 @@ pub fn run(args: &Args) -> Result<()> {
     md.push_str(
         "## Validation (held-out files of the style)\n\n| | loss (nats/event) | next-event accuracy |\n|---|---|---|\n",
     );
-    if let Some((l, a)) = first_val {
-        md.push_str(&format!(
-            "| before training (step {}) | {l:.3} | {:.1}% |\n",
-            vals.first().map_or(0, |r| r.step),
-            100.0 * a
-        ));
+    if let Some((step, l, a)) = first_val {
+        md.push_str(&format!("| before training (step {step}) | {l:.3} | {:.1}% |\n", 100.0 * a));
     }
-    if let Some(b) = best_val {
-        md.push_str(&format!(
-            "| best (step {}) | {:.3} | {:.1}% |\n",
-            b.step,
-            b.val_loss.unwrap_or(0.0),
-            100.0 * b.val_acc.unwrap_or(0.0)
-        ));
+    if let Some((step, l, a)) = best_val {
+        md.push_str(&format!("| best (step {step}) | {l:.3} | {:.1}% |\n", 100.0 * a));
     }
     md.push_str(&format!(
         "\n## Generation speed\n\n30 seconds of improvised music ({gen_events} events) in {gen_s:.2} s on ONNX Runtime {provider}, 1 stream, this 2-core machine ({:.2} ms per event).\n\n",

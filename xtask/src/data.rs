@@ -20,6 +20,21 @@ use cadenza_core::dataset::Provenance;
 
 use crate::env::{repo_root, ToolEnv};
 
+/// What the manifest's `licence` column appends, after the package's own
+/// statement, when a file states its own terms (music21 file headers) or its
+/// score metadata carries a copyright line.
+pub const FILE_STATES: &str = "; the file states: ";
+pub const SCORE_METADATA: &str = "; score metadata: ";
+
+/// A manifest licence split into the package's statement and whether the
+/// file adds its own terms ([`FILE_STATES`], [`SCORE_METADATA`]).
+pub fn package_licence(licence: &str) -> (&str, bool) {
+    match [FILE_STATES, SCORE_METADATA].iter().filter_map(|m| licence.find(m)).min() {
+        Some(i) => (&licence[..i], true),
+        None => (licence, false),
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Styles to build, comma-separated (classical, jazz, pop, folk). Others are left as they are.

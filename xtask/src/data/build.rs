@@ -291,7 +291,7 @@ fn resolve(c: &Candidate) -> Result<(PathBuf, String, String), DropReason> {
                 let mut licence = c.licence.clone();
                 let copyright = o.copyright.as_deref().map(str::trim);
                 if let Some(cr) = copyright.filter(|s| says_something(s) && !licence.contains(s)) {
-                    licence.push_str(&format!("; score metadata: {cr}"));
+                    licence.push_str(&format!("{}{cr}", super::SCORE_METADATA));
                 }
                 Ok((job.midi_path(), comment, licence))
             }

@@ -236,7 +236,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
             let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
             let text = String::from_utf8_lossy(&bytes);
             let file_licence = match embedded_licence(&text) {
-                Some(own) => format!("{licence}; the file states: {own}"),
+                Some(own) => format!("{licence}{}{own}", super::FILE_STATES),
                 None => licence.clone(),
             };
             let stem = rel.trim_start_matches("music21/corpus/").rsplit_once('.').map_or(rel.as_str(), |(s, _)| s);

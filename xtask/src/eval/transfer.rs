@@ -75,7 +75,7 @@ struct MetricsRow {
 }
 
 /// Validation points `(step, loss, accuracy)` of a run, in step order.
-fn validation_curve(dir: &Path) -> Result<Vec<(usize, f64, f64)>> {
+pub fn validation_curve(dir: &Path) -> Result<Vec<(usize, f64, f64)>> {
     let path = dir.join("metrics.csv");
     let mut reader = csv::Reader::from_path(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut points = Vec::new();
