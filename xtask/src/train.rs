@@ -66,11 +66,15 @@ pub struct Args {
 /// machine that has not trained them itself.
 pub const SHIPPED_CHECKPOINTS: &str = "models/checkpoints";
 
-/// `--from NAME` means `runs/NAME` when it exists (or a path); otherwise the
-/// shipped checkpoint `models/checkpoints/NAME.safetensors`, so that
-/// `--from classical` works on a fresh checkout.
+/// `--from NAME` means a path that exists (made absolute: the trainer runs in
+/// the repository root), else `runs/NAME`, else the shipped checkpoint
+/// `models/checkpoints/NAME.safetensors`, so that `--from classical` works on
+/// a fresh checkout.
 fn resolve_from(root: &Path, from: &str) -> String {
-    if Path::new(from).exists() || root.join("runs").join(from).is_dir() {
+    if Path::new(from).exists() {
+        return typed_path(Path::new(from));
+    }
+    if root.join("runs").join(from).is_dir() {
         return from.to_string();
     }
     let shipped = root.join(SHIPPED_CHECKPOINTS).join(format!("{from}.safetensors"));
@@ -79,6 +83,12 @@ fn resolve_from(root: &Path, from: &str) -> String {
         return shipped.display().to_string();
     }
     from.to_string()
+}
+
+/// A path as the user typed it, made absolute against their folder: the
+/// trainer runs in the repository root.
+fn typed_path(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
 
 /// Build `cadenza-train` in release mode; returns the binary.
@@ -114,13 +124,11 @@ pub fn run(args: &Args) -> Result<()> {
             cmd.arg(flag).arg(v);
         }
     };
-    // Paths are relative to where the user typed them; the trainer runs in the repository root.
-    let typed = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string();
-    opt("--data", args.data.as_ref().map(typed));
+    opt("--data", args.data.as_deref().map(typed_path));
     opt("--from", args.from.as_deref().map(|f| resolve_from(&root, f)));
     opt("--epochs", args.epochs.map(|v| v.to_string()));
     opt("--steps", args.steps.map(|v| v.to_string()));
-    opt("--out", args.out.as_ref().map(typed));
+    opt("--out", args.out.as_deref().map(typed_path));
     opt("--freeze-layers", args.freeze_layers.map(|v| v.to_string()));
     opt("--seed", args.seed.map(|v| v.to_string()));
     opt("--threads", args.threads.map(|v| v.to_string()));
