@@ -255,7 +255,7 @@ impl Engine {
         let mut cache = self.model.empty_cache(1);
         let last = self.model.prefill(&[window], &mut cache)?;
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
-        cache.repeat(batch).map_err(|m| self.runtime_error(m))?;
+        cache.repeat(batch).map_err(|m| self.model.error(m))?;
 
         let max_note_steps = req.steering.max_note_steps();
         // Batch row -> variation; finished variations leave the batch.
@@ -292,7 +292,7 @@ impl Engine {
             if active.iter().any(|&i| voices[i].done) {
                 // Finished variations stop costing compute: drop their rows.
                 let rows: Vec<usize> = (0..active.len()).filter(|&r| !voices[active[r]].done).collect();
-                cache.retain(&rows).map_err(|m| self.runtime_error(m))?;
+                cache.retain(&rows).map_err(|m| self.model.error(m))?;
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
             }
@@ -306,10 +306,6 @@ impl Engine {
             }
         }
         Ok(voices.into_iter().map(Voice::finish).collect())
-    }
-
-    fn runtime_error(&self, message: String) -> EngineError {
-        EngineError::Runtime { path: self.info().path.clone(), message }
     }
 }
 

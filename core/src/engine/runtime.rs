@@ -400,7 +400,8 @@ impl Model {
         &self.info
     }
 
-    fn error(&self, message: impl std::fmt::Display) -> EngineError {
+    /// A runtime failure naming this model's file.
+    pub(crate) fn error(&self, message: impl std::fmt::Display) -> EngineError {
         runtime_error(&self.info.path, message)
     }
 
