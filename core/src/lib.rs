@@ -2,15 +2,18 @@
 //! plugin share. The MIDI reader and writer, the performance-event codec,
 //! clips in beats, and the model description.
 
+pub mod analysis;
 pub mod clip;
 pub mod codec;
 pub mod compare;
 pub mod dataset;
 pub mod engine;
+pub mod follow;
 pub mod fsutil;
 pub mod midi;
 pub mod model;
 pub mod performance;
+pub mod request;
 pub mod sampling;
 
 pub use clip::{Clip, ClipNote};

@@ -193,6 +193,16 @@ pub struct Steering {
     /// the model like a sampled event, so the model's context stays what was played.
     #[serde(default = "default_max_note_s")]
     pub max_note_s: f64,
+    /// How strongly the continuation follows the primer's key, register,
+    /// density, rhythm and figures, 0 (free) to 1 (strict): soft pulls, see
+    /// [`crate::follow`]. The key, pitch range and density above override
+    /// the matching pull when set.
+    #[serde(default = "default_follow")]
+    pub follow: f32,
+}
+
+fn default_follow() -> f32 {
+    crate::follow::DEFAULT_FOLLOW
 }
 
 fn default_max_note_s() -> f64 {
@@ -209,6 +219,7 @@ impl Default for Steering {
             density_bias: 0.0,
             allow_end: true,
             max_note_s: DEFAULT_MAX_NOTE_S,
+            follow: crate::follow::DEFAULT_FOLLOW,
         }
     }
 }
@@ -245,6 +256,9 @@ impl Steering {
                 "longest note {} s is outside {MIN_NOTE_S}..={MAX_NOTE_S} s (0 = no limit)",
                 self.max_note_s
             ));
+        }
+        if !(self.follow.is_finite() && (0.0..=1.0).contains(&self.follow)) {
+            return Err(format!("follow strength {} is outside 0..=1 (0 = free, 1 = strict)", self.follow));
         }
         Ok(())
     }
@@ -418,6 +432,7 @@ mod tests {
             density_bias: 1.5,
             allow_end: false,
             max_note_s: 4.0,
+            follow: 0.0,
         };
         let mut sounding = [false; 128];
         sounding[60] = true;
@@ -473,6 +488,9 @@ mod tests {
         assert!(Steering { max_polyphony: Some(0), ..Default::default() }.validate().is_err());
         for bad in [-1.0, 0.01, MAX_NOTE_S + 1.0, f64::NAN, f64::INFINITY] {
             assert!(Steering { max_note_s: bad, ..Default::default() }.validate().is_err(), "{bad}");
+        }
+        for bad in [-0.1, 1.01, f32::NAN] {
+            assert!(Steering { follow: bad, ..Default::default() }.validate().is_err(), "{bad}");
         }
         for good in [0.0, MIN_NOTE_S, DEFAULT_MAX_NOTE_S, MAX_NOTE_S] {
             assert!(Steering { max_note_s: good, ..Default::default() }.validate().is_ok(), "{good}");

@@ -362,7 +362,7 @@ impl CadenzaEditor {
             });
             if let Some(g) = &view.generation {
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    let key = match g.settings.key {
+                    let key = match g.settings.steering.key {
                         Some(k) => format!(" · {}", k.name()),
                         None => String::new(),
                     };
@@ -370,9 +370,9 @@ impl CadenzaEditor {
                         RichText::new(format!(
                             "{} · seed {} · temp {:.2} · top-p {:.2}{key} · {:.1} s",
                             g.style,
-                            g.settings.seed,
-                            g.settings.temperature,
-                            g.settings.top_p,
+                            g.settings.sampling.seed,
+                            g.settings.sampling.temperature,
+                            g.settings.sampling.top_p,
                             g.elapsed_ms as f64 / 1000.0
                         ))
                         .weak(),

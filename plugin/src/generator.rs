@@ -1,7 +1,8 @@
 //! The generator and the thread it runs on. Inference never runs on the audio
-//! or GUI thread: the session thread sends a [`Job`], the inference thread
-//! loads the style's model (once, then cached), generates with progress and
-//! cancel, and sends the result back. The model is ONNX Runtime through
+//! or GUI thread: the session thread sends a [`Job`] (core's generation
+//! request and the model to run it), the inference thread loads the style's
+//! model (once, then cached), generates with progress and cancel, and answers
+//! with a [`Finished`] on its own channel. The model is ONNX Runtime through
 //! `cadenza_core::engine`, with the library found inside the bundle.
 
 use std::path::{Path, PathBuf};
@@ -9,36 +10,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cadenza_core::sampling::Key;
+use cadenza_core::request::GenerateRequest;
 use cadenza_core::Performance;
 use crossbeam::channel::{Receiver, Sender};
 
 use crate::shared::Shared;
 
-/// Everything one generation needs, in seconds (the session converts from beats).
+/// One generation: the request in seconds (the session converts from beats) and the model to run it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: u64,
     pub model: PathBuf,
-    pub primer: Option<Performance>,
-    /// Where the primer ends (its bar line), in seconds from its start.
-    pub primer_end_s: Option<f64>,
-    /// Length of each continuation, in seconds.
-    pub seconds: f64,
-    pub variations: u32,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub seed: u64,
-    pub pitch_low: u8,
-    pub pitch_high: u8,
-    /// Key and scale, if steered.
-    pub key: Option<Key>,
-    /// 0: no limit.
-    pub max_polyphony: u32,
-    /// -1..=1.
-    pub density: f32,
-    /// Longest note in seconds; 0: free.
-    pub max_note_s: f64,
+    pub request: GenerateRequest,
 }
 
 /// Why a generation produced nothing.
@@ -70,8 +53,12 @@ pub struct Finished {
 pub trait Generator: Send {
     /// Which library and execution provider run it.
     fn describe(&self) -> String;
-    /// Generate `job.variations` continuations; `progress(fraction)` returns false to cancel.
-    fn generate(&mut self, job: &Job, progress: &mut dyn FnMut(f32) -> bool) -> Result<Vec<Performance>, GenError>;
+    /// Generate the request's variations; `progress(fraction)` returns false to cancel.
+    fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        progress: &mut dyn FnMut(f32) -> bool,
+    ) -> Result<Vec<Performance>, GenError>;
 }
 
 /// Load the model at `model` with the ONNX Runtime library at `ort_library`.
@@ -81,14 +68,14 @@ pub fn load_generator(model: &Path, ort_library: Option<&Path>) -> Result<Box<dy
 
 mod engine_impl {
     use super::*;
-    use cadenza_core::engine::{Engine, EngineError, EngineOptions, GenerateRequest, Length, Provider};
-    use cadenza_core::sampling::{Sampling, Steering};
+    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 
     /// Most ONNX Runtime threads one generation uses: leave the host's audio threads room.
     const MAX_INTRA_THREADS: usize = 4;
 
     struct EngineGenerator {
         engine: Engine,
+        model: PathBuf,
     }
 
     fn to_gen_error(e: EngineError, model: &Path) -> GenError {
@@ -113,7 +100,7 @@ mod engine_impl {
             provider: Provider::Cpu,
         };
         let engine = Engine::load(model, &opts).map_err(|e| to_gen_error(e, model))?;
-        Ok(Box::new(EngineGenerator { engine }))
+        Ok(Box::new(EngineGenerator { engine, model: model.to_path_buf() }))
     }
 
     impl Generator for EngineGenerator {
@@ -129,26 +116,13 @@ mod engine_impl {
             )
         }
 
-        fn generate(&mut self, job: &Job, progress: &mut dyn FnMut(f32) -> bool) -> Result<Vec<Performance>, GenError> {
-            let req = GenerateRequest {
-                primer: job.primer.clone(),
-                primer_end_s: job.primer_end_s,
-                length: Length::Seconds(job.seconds),
-                variations: job.variations as usize,
-                sampling: Sampling { temperature: job.temperature, top_k: 0, top_p: job.top_p, seed: job.seed },
-                steering: Steering {
-                    lowest_pitch: job.pitch_low,
-                    highest_pitch: job.pitch_high,
-                    key: job.key,
-                    max_polyphony: (job.max_polyphony > 0).then(|| job.max_polyphony.min(u32::from(u8::MAX)) as u8),
-                    density_bias: job.density * crate::params::DENSITY_NATS,
-                    // The musician asked for so many bars: fill them.
-                    allow_end: false,
-                    max_note_s: job.max_note_s,
-                },
-            };
+        fn generate(
+            &mut self,
+            request: &GenerateRequest,
+            progress: &mut dyn FnMut(f32) -> bool,
+        ) -> Result<Vec<Performance>, GenError> {
             let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);
-            self.engine.generate(&req, &mut report).map_err(|e| to_gen_error(e, &job.model))
+            self.engine.generate(request, &mut report).map_err(|e| to_gen_error(e, &self.model))
         }
     }
 }
@@ -157,7 +131,7 @@ mod engine_impl {
 pub fn spawn(
     shared: Arc<Shared>,
     jobs: Receiver<Job>,
-    done: Sender<crate::session::Command>,
+    done: Sender<Finished>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("cadenza-inference".into()).spawn(move || {
         let mut cache: Option<(PathBuf, std::time::SystemTime, Box<dyn Generator>)> = None;
@@ -167,7 +141,7 @@ pub fn spawn(
             let (result, engine) = run_job(&shared, &job, &mut cache);
             let finished = Finished { id: job.id, result, elapsed_ms: started.elapsed().as_millis() as u64, engine };
             shared.progress.running.store(false, Ordering::Release);
-            if done.send(crate::session::Command::Finished(finished)).is_err() {
+            if done.send(finished).is_err() {
                 break;
             }
         }
@@ -221,8 +195,9 @@ fn run_job(
         !shared.progress.cancel.load(Ordering::Acquire)
     };
     // A panic inside the engine must not take the host down: it becomes an error.
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate(job, &mut progress)))
-        .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate(&job.request, &mut progress)))
+            .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
     if result.is_err() && shared.progress.cancel.load(Ordering::Acquire) {
         return (Err(GenError::Cancelled), engine);
     }

@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use nice_plug::prelude::*;
 
-use cadenza_core::sampling::{Key, ScaleMode, DEFAULT_MAX_NOTE_S, MAX_NOTE_S, MIN_NOTE_S};
+use cadenza_core::request::{GenerationSettings, Length};
+use cadenza_core::sampling::{Key, Sampling, ScaleMode, Steering, MAX_NOTE_S, MIN_NOTE_S};
 
 use crate::state::SessionSlot;
 
 pub use cadenza_core::performance::{note_name, parse_note_name};
 
-/// Most variations one generation produces (and the `choice` parameter's top).
-pub const MAX_VARIATIONS: usize = 8;
+/// Most variations one generation produces (and the `choice` parameter's top): the engine's limit.
+pub use cadenza_core::request::MAX_VARIATIONS;
+/// Variations one press makes by default: enough to choose from, ready in a quarter second.
+pub const DEFAULT_VARIATIONS: i32 = 4;
 /// Longest continuation, in bars.
 pub const MAX_BARS: i32 = 32;
 /// Longest capture window, in bars.
@@ -32,6 +35,12 @@ pub fn max_note_s(value: f32) -> f64 {
         v.min(MAX_NOTE_S)
     }
 }
+
+/// The keys the pitch parameters offer: the piano's.
+const PIANO_KEYS: IntRange = IntRange::Linear {
+    min: cadenza_core::performance::PIANO_LOWEST as i32,
+    max: cadenza_core::performance::PIANO_HIGHEST as i32,
+};
 
 /// Nats of note-on logit bias at density +1.
 pub const DENSITY_NATS: f32 = 4.0;
@@ -250,20 +259,32 @@ pub struct CadenzaParams {
 
 impl CadenzaParams {
     pub fn new(session: SessionSlot) -> Self {
+        // The engine's defaults, so the plugin and the command line start from the same music.
+        let sampling = Sampling::default();
+        let steering = Steering::default();
         Self {
             session,
             generate: BoolParam::new("Generate", false),
             bars: IntParam::new("Bars", 8, IntRange::Linear { min: 1, max: MAX_BARS }).with_unit(" bars"),
-            variations: IntParam::new("Variations", 4, IntRange::Linear { min: 1, max: MAX_VARIATIONS as i32 }),
+            variations: IntParam::new(
+                "Variations",
+                DEFAULT_VARIATIONS,
+                IntRange::Linear { min: 1, max: MAX_VARIATIONS as i32 },
+            ),
             choice: IntParam::new("Variation", 1, IntRange::Linear { min: 1, max: MAX_VARIATIONS as i32 }),
-            temperature: FloatParam::new("Temperature", 1.0, FloatRange::Linear { min: 0.1, max: 2.0 })
+            temperature: FloatParam::new(
+                "Temperature",
+                sampling.temperature,
+                FloatRange::Linear { min: 0.1, max: 2.0 },
+            )
+            .with_step_size(0.01),
+            top_p: FloatParam::new("Top-p", sampling.top_p, FloatRange::Linear { min: 0.05, max: 1.0 })
                 .with_step_size(0.01),
-            top_p: FloatParam::new("Top-p", 0.95, FloatRange::Linear { min: 0.05, max: 1.0 }).with_step_size(0.01),
             seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
-            pitch_low: IntParam::new("Lowest key", 21, IntRange::Linear { min: 21, max: 108 })
+            pitch_low: IntParam::new("Lowest key", i32::from(steering.lowest_pitch), PIANO_KEYS)
                 .with_value_to_string(Arc::new(|v| note_name(v as u8)))
                 .with_string_to_value(Arc::new(parse_note_name)),
-            pitch_high: IntParam::new("Highest key", 108, IntRange::Linear { min: 21, max: 108 })
+            pitch_high: IntParam::new("Highest key", i32::from(steering.highest_pitch), PIANO_KEYS)
                 .with_value_to_string(Arc::new(|v| note_name(v as u8)))
                 .with_string_to_value(Arc::new(parse_note_name)),
             key: EnumParam::new("Key", KeyTonic::Any),
@@ -273,7 +294,7 @@ impl CadenzaParams {
             density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 }).with_step_size(0.05),
             max_note: FloatParam::new(
                 "Longest note",
-                DEFAULT_MAX_NOTE_S as f32,
+                steering.max_note_s as f32,
                 FloatRange::Skewed { min: 0.0, max: MAX_NOTE_S as f32, factor: FloatRange::skew_factor(-1.5) },
             )
             .with_step_size(0.05)
@@ -318,6 +339,33 @@ impl CadenzaParams {
         self.key.value().pitch_class().map(|tonic| Key { tonic, mode: self.scale.value().mode() })
     }
 
+    /// What the engine is asked now, for continuations `length` long. The
+    /// musician asked for so many bars, so the model may not end early.
+    pub fn generation_settings(&self, length: Length) -> GenerationSettings {
+        let (a, b) = (self.pitch_low.value().clamp(0, 127) as u8, self.pitch_high.value().clamp(0, 127) as u8);
+        let poly = self.max_polyphony.value().clamp(0, i32::from(u8::MAX)) as u8;
+        GenerationSettings {
+            length,
+            variations: self.variations.value().clamp(1, MAX_VARIATIONS as i32) as usize,
+            sampling: Sampling {
+                temperature: self.temperature.value(),
+                top_p: self.top_p.value(),
+                seed: self.seed.value().max(0) as u64,
+                ..Sampling::default()
+            },
+            steering: Steering {
+                lowest_pitch: a.min(b),
+                highest_pitch: a.max(b),
+                key: self.steering_key(),
+                max_polyphony: (poly > 0).then_some(poly),
+                density_bias: self.density.value() * DENSITY_NATS,
+                allow_end: false,
+                max_note_s: self.max_note_s(),
+                ..Steering::default()
+            },
+        }
+    }
+
     /// The grid and strength quantize uses now, or `None` when it is off.
     pub fn quantize(&self) -> Option<(f64, f64)> {
         let strength = f64::from(self.quantize_strength.value());
@@ -328,6 +376,7 @@ impl CadenzaParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cadenza_core::sampling::DEFAULT_MAX_NOTE_S;
 
     #[test]
     fn key_tonics_map_to_pitch_classes() {
@@ -356,6 +405,11 @@ mod tests {
         assert_eq!(max_note_s(1000.0), MAX_NOTE_S);
         let p = CadenzaParams::new(SessionSlot::default());
         assert_eq!(p.max_note_s(), DEFAULT_MAX_NOTE_S, "the default is the engine's default");
+        let s = p.generation_settings(Length::Seconds(4.0));
+        let engine = Steering::default();
+        assert_eq!((s.steering.max_note_s, s.steering.follow), (engine.max_note_s, engine.follow));
+        assert_eq!(s.sampling, Sampling { seed: 1, ..Sampling::default() }, "the seed parameter starts at 1");
+        assert!(s.validate().is_ok());
         let steering = cadenza_core::sampling::Steering { max_note_s: max_note_s(0.3), ..Default::default() };
         assert!(steering.validate().is_ok());
     }

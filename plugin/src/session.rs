@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cadenza_core::midi::{read_file, ReadOptions, WriteOptions};
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::Clip;
-use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::{Receiver, Select, Sender};
 
 use crate::capture::{Capture, CaptureEvent, MAX_CAPTURE_EVENTS_IN_FLIGHT};
 use crate::generator::{Finished, GenError, Job};
@@ -23,7 +24,7 @@ use crate::params::CadenzaParams;
 use crate::playback::{PlaySet, StartMode, PLAY_SET_POOL};
 use crate::preview::PreviewSynth;
 use crate::shared::Shared;
-use crate::state::{Generation, GenerationSettings, LoadedPrimer, SessionState};
+use crate::state::{Generation, LoadedPrimer, SessionState};
 use crate::view::{GenerationView, PrimerSource, Status, StyleView, View};
 
 /// How often the session thread looks at the audio thread's counters and queues.
@@ -33,7 +34,7 @@ const CAPTURE_REFRESH: Duration = Duration::from_millis(100);
 /// Preview synthesizers in flight (one playing, one arriving).
 pub const SYNTH_QUEUE: usize = 2;
 
-/// What the editor (and the inference thread) ask of the session.
+/// What the editor asks of the session.
 #[derive(Debug)]
 pub enum Command {
     Generate,
@@ -51,7 +52,6 @@ pub enum Command {
     SetExportDir(PathBuf),
     /// `None`: search the system.
     SetSoundfont(Option<PathBuf>),
-    Finished(Finished),
     SynthLoaded {
         key: SynthKey,
         result: Result<Box<PreviewSynth>, String>,
@@ -107,6 +107,7 @@ struct Pending {
     bar_len_beats: f64,
     time_signature: (u8, u8),
     style: String,
+    bars: u32,
     settings: GenerationSettings,
 }
 
@@ -154,7 +155,8 @@ pub fn spawn(
 ) -> std::io::Result<(Sender<Command>, std::thread::JoinHandle<()>)> {
     let (commands_tx, commands_rx) = crossbeam::channel::unbounded();
     let (jobs_tx, jobs_rx) = crossbeam::channel::unbounded();
-    let inference = crate::generator::spawn(shared.clone(), jobs_rx, commands_tx.clone())?;
+    let (finished_tx, finished_rx) = crossbeam::channel::unbounded();
+    let inference = crate::generator::spawn(shared.clone(), jobs_rx, finished_tx)?;
     let (state, seen_restores) = params.session.snapshot();
     let mut session = Session {
         params,
@@ -187,7 +189,7 @@ pub fn spawn(
     session.seen_generate = session.shared.generate_requests.current();
     let handle = std::thread::Builder::new().name("cadenza-session".into()).spawn(move || {
         session.startup();
-        session.run(commands_rx);
+        session.run(commands_rx, finished_rx);
     })?;
     Ok((commands_tx, handle))
 }
@@ -207,12 +209,25 @@ impl Session {
         }
     }
 
-    fn run(&mut self, commands: Receiver<Command>) {
+    fn run(&mut self, commands: Receiver<Command>, finished: Receiver<Finished>) {
+        // Cleared when the inference thread is gone, so a closed channel is not selected forever.
+        let mut inference_alive = true;
         loop {
-            match commands.recv_timeout(TICK) {
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(cmd) => self.handle(cmd),
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut select = Select::new();
+            let on_command = select.recv(&commands);
+            if inference_alive {
+                select.recv(&finished);
+            }
+            match select.select_timeout(TICK) {
+                Ok(op) if op.index() == on_command => match op.recv(&commands) {
+                    Ok(Command::Shutdown) | Err(_) => break,
+                    Ok(cmd) => self.handle(cmd),
+                },
+                Ok(op) => match op.recv(&finished) {
+                    Ok(f) => self.finish(f),
+                    Err(_) => inference_alive = false,
+                },
+                Err(_) => {}
             }
             // Drain whatever else queued up before doing the periodic work.
             while let Ok(cmd) = commands.try_recv() {
@@ -316,7 +331,6 @@ impl Session {
                 self.synth_failed = None;
                 self.store();
             }
-            Command::Finished(f) => self.finish(f),
             Command::SynthLoaded { key, result } => {
                 self.synth_loading = None;
                 match result {
@@ -440,41 +454,16 @@ impl Session {
         let primer_len_beats =
             primer.as_ref().map_or(0.0, |c| ((c.length_beats / bar_len_beats) - 1e-6).ceil().max(1.0) * bar_len_beats);
         let bars = p.bars.value().max(1) as u32;
-        let key = p.steering_key();
-        let settings = GenerationSettings {
-            bars,
-            variations: p.variations.value().clamp(1, crate::params::MAX_VARIATIONS as i32) as u32,
-            temperature: p.temperature.value(),
-            top_p: p.top_p.value(),
-            seed: p.seed.value().max(0) as u64,
-            pitch_low: p.pitch_low.value().clamp(0, 127) as u8,
-            pitch_high: p.pitch_high.value().clamp(0, 127) as u8,
-            key,
-            max_polyphony: p.max_polyphony.value().max(0) as u32,
-            density: p.density.value(),
-            max_note_s: p.max_note_s(),
-        };
-        let (pitch_low, pitch_high) = if settings.pitch_low <= settings.pitch_high {
-            (settings.pitch_low, settings.pitch_high)
-        } else {
-            (settings.pitch_high, settings.pitch_low)
-        };
+        let settings = p.generation_settings(Length::Seconds(f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm));
         let job = Job {
             id: self.next_job_id,
             model: style.path.clone(),
-            primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
-            primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
-            seconds: f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm,
-            variations: settings.variations,
-            temperature: settings.temperature,
-            top_p: settings.top_p,
-            seed: settings.seed,
-            pitch_low,
-            pitch_high,
-            key: settings.key,
-            max_polyphony: settings.max_polyphony,
-            density: settings.density,
-            max_note_s: settings.max_note_s,
+            request: GenerateRequest {
+                primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
+                primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
+                meter: None,
+                settings,
+            },
         };
         self.next_job_id += 1;
         let from = match (&self.state.primer_file, &primer) {
@@ -502,6 +491,7 @@ impl Session {
             bar_len_beats,
             time_signature,
             style: style.name.clone(),
+            bars,
             settings,
         });
         let sent = self.jobs_tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
@@ -519,7 +509,7 @@ impl Session {
         let Some(job) = self.job.take_if(|j| j.id == f.id) else { return };
         match f.result {
             Ok(performances) => {
-                let length_beats = f64::from(job.settings.bars) * job.bar_len_beats;
+                let length_beats = f64::from(job.bars) * job.bar_len_beats;
                 let variations: Vec<Clip> = performances
                     .iter()
                     .map(|p| fit_to_length(Clip::from_performance(p, job.tempo_bpm), length_beats))
@@ -535,6 +525,7 @@ impl Session {
                     bar_len_beats: job.bar_len_beats,
                     time_signature: job.time_signature,
                     style: job.style.clone(),
+                    bars: job.bars,
                     settings: job.settings,
                     elapsed_ms,
                 });
@@ -559,7 +550,7 @@ impl Session {
                         if count == 1 { "" } else { "s" },
                         elapsed_ms as f64 / 1000.0,
                         job.style,
-                        self.state.generation.as_ref().map_or(0, |g| g.settings.seed)
+                        self.state.generation.as_ref().map_or(0, |g| g.settings.sampling.seed)
                     ))
                 };
             }
@@ -591,7 +582,7 @@ impl Session {
     fn render(&mut self, mode: StartMode) {
         let Some(g) = &self.state.generation else { return };
         let variations = self.rendered_variations(g);
-        let length_beats = f64::from(g.settings.bars) * g.bar_len_beats;
+        let length_beats = f64::from(g.bars) * g.bar_len_beats;
         let Some(mut set) = self.pool.pop() else {
             self.pending_render = Some(mode);
             return;
@@ -640,7 +631,7 @@ impl Session {
         let stem = format!(
             "{}-seed{}-v{}{}",
             g.style,
-            g.settings.seed,
+            g.settings.sampling.seed,
             chosen + 1,
             if with_primer { "-with-primer" } else { "" }
         );
@@ -706,11 +697,11 @@ impl Session {
                 primer,
                 primer_len_beats: g.primer_len_beats,
                 variations: self.rendered_variations(g),
-                length_beats: f64::from(g.settings.bars) * g.bar_len_beats,
+                length_beats: f64::from(g.bars) * g.bar_len_beats,
                 bar_len_beats: g.bar_len_beats,
                 tempo_bpm: g.tempo_bpm,
                 style: g.style.clone(),
-                settings: g.settings.clone(),
+                settings: g.settings,
                 elapsed_ms: g.elapsed_ms,
             }
         });

@@ -1,6 +1,8 @@
 //! What a project saves: the session (primer, variations, style, folders) as a
 //! versioned JSON object beside the parameters (chosen variation, seed and the
-//! other settings are parameters and persist on their own).
+//! other settings are parameters and persist on their own). A generation keeps
+//! the settings it ran with as core's [`GenerationSettings`], the same type
+//! the engine was given.
 //!
 //! The host saves and loads on its main thread; the session thread owns the
 //! live copy. [`SessionSlot`] sits between them: the session thread stores a
@@ -10,7 +12,8 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cadenza_core::sampling::Key;
+use cadenza_core::request::{GenerationSettings, Length};
+use cadenza_core::sampling::{Key, Sampling, Steering};
 use cadenza_core::Clip;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::Mutex;
@@ -18,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 /// The state format this build writes. A load of a higher version is refused
 /// with a message (nothing is overwritten); lower versions are migrated.
-pub const STATE_VERSION: u32 = 1;
+/// 2: a generation's settings are core's [`GenerationSettings`] and its bars.
+pub const STATE_VERSION: u32 = 2;
 
 /// A primer loaded from a MIDI file, kept in the project so it survives a move of the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,28 +32,60 @@ pub struct LoadedPrimer {
     pub clip: Clip,
 }
 
-/// The settings one generation ran with (shown in the editor and kept for the record).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenerationSettings {
-    pub bars: u32,
-    pub variations: u32,
-    pub temperature: f32,
-    pub top_p: f32,
-    pub seed: u64,
-    pub pitch_low: u8,
-    pub pitch_high: u8,
-    /// Key and scale, if steered.
-    pub key: Option<Key>,
-    /// 0: no limit.
-    pub max_polyphony: u32,
-    pub density: f32,
-    /// Longest note in seconds, 0 for free (projects saved before this setting get the default).
+/// A generation's settings as format 1 saved them (density in the
+/// parameter's -1..=1), read only to migrate.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct SettingsV1 {
+    bars: u32,
+    variations: u32,
+    temperature: f32,
+    top_p: f32,
+    seed: u64,
+    pitch_low: u8,
+    pitch_high: u8,
+    key: Option<Key>,
+    max_polyphony: u32,
+    density: f32,
     #[serde(default = "default_max_note_s")]
-    pub max_note_s: f64,
+    max_note_s: f64,
 }
 
 fn default_max_note_s() -> f64 {
     cadenza_core::sampling::DEFAULT_MAX_NOTE_S
+}
+
+impl SettingsV1 {
+    /// The same settings in core's terms, `seconds` long, as the plugin then ran them.
+    fn migrate(&self, seconds: f64) -> GenerationSettings {
+        GenerationSettings {
+            length: Length::Seconds(seconds),
+            variations: self.variations as usize,
+            sampling: Sampling { temperature: self.temperature, top_k: 0, top_p: self.top_p, seed: self.seed },
+            steering: Steering {
+                lowest_pitch: self.pitch_low.min(self.pitch_high),
+                highest_pitch: self.pitch_low.max(self.pitch_high),
+                key: self.key,
+                max_polyphony: (self.max_polyphony > 0).then(|| self.max_polyphony.min(u32::from(u8::MAX)) as u8),
+                density_bias: self.density * crate::params::DENSITY_NATS,
+                allow_end: false,
+                max_note_s: self.max_note_s,
+                // Format 1 had no following.
+                follow: 0.0,
+            },
+        }
+    }
+}
+
+/// Rewrite a format-1 session as format 2, in place.
+fn migrate_v1(value: &mut serde_json::Value) -> Result<(), StateError> {
+    let Some(g) = value.get_mut("generation").filter(|g| !g.is_null()) else { return Ok(()) };
+    let old: SettingsV1 = serde_json::from_value(g.get("settings").cloned().unwrap_or_default())
+        .map_err(|e| StateError::Malformed(format!("generation settings: {e}")))?;
+    let number = |key: &str| g.get(key).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let seconds = f64::from(old.bars) * number("bar_len_beats") * 60.0 / number("tempo_bpm").max(1e-9);
+    g["settings"] = serde_json::to_value(old.migrate(seconds)).map_err(|e| StateError::Malformed(e.to_string()))?;
+    g["bars"] = old.bars.into();
+    Ok(())
 }
 
 /// A finished generation: the primer it continued and its variations, all in beats.
@@ -69,6 +105,9 @@ pub struct Generation {
     pub time_signature: (u8, u8),
     /// Style (model file stem) that generated it.
     pub style: String,
+    /// Length of each variation, in bars of `bar_len_beats`.
+    pub bars: u32,
+    /// What the engine was asked (in seconds, at `tempo_bpm`).
     pub settings: GenerationSettings,
     /// Wall time from the press to the result, in milliseconds.
     pub elapsed_ms: u64,
@@ -125,9 +164,12 @@ impl SessionState {
         if version > STATE_VERSION {
             return Err(StateError::TooNew(version));
         }
-        // Version 1 is the first format; older versions would be migrated here.
+        let mut value = value.clone();
+        if version < 2 {
+            migrate_v1(&mut value)?;
+        }
         let mut state: SessionState =
-            serde_json::from_value(value.clone()).map_err(|e| StateError::Malformed(e.to_string()))?;
+            serde_json::from_value(value).map_err(|e| StateError::Malformed(e.to_string()))?;
         state.version = STATE_VERSION;
         if let Some(g) = &state.generation {
             let finite = g.tempo_bpm.is_finite() && g.tempo_bpm > 0.0 && g.bar_len_beats > 0.0;
@@ -231,18 +273,17 @@ mod tests {
                 bar_len_beats: 4.0,
                 time_signature: (4, 4),
                 style: "jazz".into(),
+                bars: 1,
                 settings: GenerationSettings {
-                    bars: 1,
+                    length: Length::Seconds(2.5),
                     variations: 2,
-                    temperature: 1.0,
-                    top_p: 0.9,
-                    seed: 7,
-                    pitch_low: 21,
-                    pitch_high: 108,
-                    key: Some(Key { tonic: 2, mode: ScaleMode::Dorian }),
-                    max_polyphony: 0,
-                    density: 0.0,
-                    max_note_s: 2.5,
+                    sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 0.9, seed: 7 },
+                    steering: Steering {
+                        key: Some(Key { tonic: 2, mode: ScaleMode::Dorian }),
+                        allow_end: false,
+                        max_note_s: 2.5,
+                        ..Steering::default()
+                    },
                 },
                 elapsed_ms: 1200,
             }),
@@ -266,6 +307,34 @@ mod tests {
         assert_eq!(SessionState::from_json(&value), Err(StateError::NoVersion));
         let damaged = serde_json::json!({"version": 1, "generation": {"primer": 3}});
         assert!(matches!(SessionState::from_json(&damaged), Err(StateError::Malformed(_))));
+    }
+
+    /// A project saved by format 1 loads with the settings it generated with.
+    #[test]
+    fn format_1_sessions_are_migrated() {
+        let mut value = serde_json::to_value(sample_state()).expect("serialize");
+        value["version"] = 1.into();
+        let g = &mut value["generation"];
+        g.as_object_mut().expect("object").remove("bars");
+        g["settings"] = serde_json::json!({
+            "bars": 1, "variations": 2, "temperature": 1.0, "top_p": 0.9, "seed": 7,
+            "pitch_low": 108, "pitch_high": 21, "key": {"tonic": 2, "mode": "dorian"},
+            "max_polyphony": 3, "density": 0.5
+        });
+        let state = SessionState::from_json(&value).expect("migrated");
+        assert_eq!(state.version, STATE_VERSION);
+        let g = state.generation.expect("generation");
+        assert_eq!(g.bars, 1);
+        let s = g.settings;
+        assert_eq!(s.length, Length::Seconds(2.5), "one bar of 4 beats at 96 BPM");
+        assert_eq!((s.variations, s.sampling.seed, s.sampling.top_p), (2, 7, 0.9));
+        assert_eq!((s.steering.lowest_pitch, s.steering.highest_pitch), (21, 108));
+        assert_eq!(s.steering.max_polyphony, Some(3));
+        assert_eq!(s.steering.density_bias, 0.5 * crate::params::DENSITY_NATS);
+        assert_eq!(s.steering.max_note_s, cadenza_core::sampling::DEFAULT_MAX_NOTE_S);
+        assert_eq!((s.steering.follow, s.steering.allow_end), (0.0, false));
+        let bad = serde_json::json!({"version": 1, "generation": {"settings": {"bars": "x"}}});
+        assert!(matches!(SessionState::from_json(&bad), Err(StateError::Malformed(_))));
     }
 
     #[test]

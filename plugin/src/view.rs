@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use cadenza_core::{Clip, ClipNote};
 
-use crate::state::GenerationSettings;
+use cadenza_core::request::GenerationSettings;
 
 /// How a status line should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -21,8 +21,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use cadenza_core::engine::{Engine, EngineError, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 use cadenza_core::model::{onnx_names, ModelConfig};
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Key, Sampling, Steering};
 use cadenza_core::{codec, midi, Performance};
 use cadenza_trainer::checkpoint::{self, CheckpointPaths};
@@ -231,9 +232,12 @@ fn same_seed_same_events_and_seeds_and_variations_differ() {
     let primer = chorale("bwv66_6.mid");
     let req = GenerateRequest {
         primer: Some(primer),
-        length: Length::Seconds(6.0),
-        variations: 3,
-        sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, seed: 7 },
+        settings: GenerationSettings {
+            length: Length::Seconds(6.0),
+            variations: 3,
+            sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 0.95, seed: 7 },
+            ..Default::default()
+        },
         ..Default::default()
     };
     let run = |req: &GenerateRequest| {
@@ -245,7 +249,9 @@ fn same_seed_same_events_and_seeds_and_variations_differ() {
     assert_eq!(a, b, "same model, primer, settings and seed");
     assert_eq!(a.len(), 3);
     assert_ne!(a[0].tokens, a[1].tokens, "variations are independent draws");
-    let c = run(&GenerateRequest { sampling: Sampling { seed: 8, ..req.sampling }, ..req.clone() });
+    let mut other = req.clone();
+    other.settings.sampling.seed = 8;
+    let c = run(&other);
     assert_ne!(a[0].tokens, c[0].tokens, "another seed, other music");
 }
 
@@ -261,13 +267,16 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         density_bias: 0.0,
         allow_end: false,
         max_note_s: 3.0,
+        follow: 0.0,
     };
     let req = GenerateRequest {
         primer: Some(primer),
-        length: Length::Seconds(12.0),
-        variations: 2,
-        sampling: Sampling { seed: 3, ..Default::default() },
-        steering,
+        settings: GenerationSettings {
+            length: Length::Seconds(12.0),
+            variations: 2,
+            sampling: Sampling { seed: 3, ..Default::default() },
+            steering,
+        },
         ..Default::default()
     };
     let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
@@ -301,9 +310,12 @@ fn generation_slides_past_the_window_and_can_be_cancelled() {
     let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
     let window = e.info().config.max_seq_len;
     let req = GenerateRequest {
-        length: Length::Events(window + 300),
-        steering: Steering { allow_end: false, ..Default::default() },
-        sampling: Sampling { seed: 5, ..Default::default() },
+        settings: GenerationSettings {
+            length: Length::Events(window + 300),
+            steering: Steering { allow_end: false, ..Default::default() },
+            sampling: Sampling { seed: 5, ..Default::default() },
+            ..Default::default()
+        },
         ..Default::default()
     };
     let v = e.generate_variations(&req, &mut |_| true).expect("generate past the window");
@@ -458,10 +470,12 @@ fn notes_are_released_after_the_longest_note() {
     let run = |max_note_s: f64| {
         let req = GenerateRequest {
             primer: Some(chorale("bwv66_6.mid")),
-            length: Length::Seconds(20.0),
-            variations: 2,
-            sampling: Sampling { seed: 4, ..Default::default() },
-            steering: Steering { allow_end: false, max_note_s, ..Default::default() },
+            settings: GenerationSettings {
+                length: Length::Seconds(20.0),
+                variations: 2,
+                sampling: Sampling { seed: 4, ..Default::default() },
+                steering: Steering { allow_end: false, max_note_s, ..Default::default() },
+            },
             ..Default::default()
         };
         let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");

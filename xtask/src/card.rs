@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cadenza_core::dataset::{read_manifest, CheckpointMeta, Provenance, Split, MANIFEST_FILE};
-use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length};
+use cadenza_core::engine::{Engine, EngineOptions};
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::Sampling;
 use serde_json::Value;
 
@@ -57,8 +58,11 @@ fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
         Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
     let provider = engine.info().provider;
     let req = GenerateRequest {
-        length: Length::Seconds(30.0),
-        sampling: Sampling { seed: 1, ..Sampling::default() },
+        settings: GenerationSettings {
+            length: Length::Seconds(30.0),
+            sampling: Sampling { seed: 1, ..Sampling::default() },
+            ..Default::default()
+        },
         ..GenerateRequest::default()
     };
     let t0 = Instant::now();

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::engine::{Engine, EngineOptions, Provider};
 use cadenza_core::fsutil::temp_path;
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length, MAX_VARIATIONS};
 use cadenza_core::sampling::{Key, Sampling, Steering};
 use cadenza_core::{codec, midi, Note, Performance};
 
@@ -49,17 +50,17 @@ pub struct Args {
     /// Also draw a piano roll (primer in blue, continuation in orange).
     #[arg(long)]
     pub png: Option<PathBuf>,
-    /// Independent continuations, generated together in one batch (1-16).
-    #[arg(long, default_value_t = 1)]
+    /// Independent continuations, generated together in one batch (1-8).
+    #[arg(long, default_value_t = GenerationSettings::default().variations)]
     pub variations: usize,
     /// Sampling temperature: below 1 safer, above 1 wilder, 0 always the likeliest event.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Sampling::default().temperature)]
     pub temperature: f32,
     /// Nucleus sampling: draw from the likeliest events holding this much probability (1 = all).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = Sampling::default().top_p)]
     pub top_p: f32,
     /// Draw only from the K likeliest events (0 = no limit).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Sampling::default().top_k)]
     pub top_k: usize,
     /// Write the primer before the continuation in the MIDI and WAV files.
     #[arg(long)]
@@ -70,28 +71,35 @@ pub struct Args {
     /// The SF2 soundfont for --wav (default: the installed General MIDI soundfont).
     #[arg(long)]
     pub soundfont: Option<PathBuf>,
-    /// Lowest MIDI pitch of new notes.
-    #[arg(long, default_value_t = 21)]
+    /// Lowest MIDI pitch of new notes (setting it turns off following the primer's register).
+    #[arg(long, default_value_t = Steering::default().lowest_pitch)]
     pub lowest_pitch: u8,
-    /// Highest MIDI pitch of new notes.
-    #[arg(long, default_value_t = 108)]
+    /// Highest MIDI pitch of new notes (setting it turns off following the primer's register).
+    #[arg(long, default_value_t = Steering::default().highest_pitch)]
     pub highest_pitch: u8,
-    /// Keep new notes in a key, e.g. "C major", "A minor", "D dorian", "Eb blues".
+    /// Keep new notes in a key, e.g. "C major", "A minor", "D dorian", "Eb blues" (a hard
+    /// limit; it replaces following the primer's pitch classes).
     #[arg(long)]
     pub key: Option<String>,
     /// Most notes sounding at once.
     #[arg(long)]
     pub max_polyphony: Option<u8>,
-    /// Note-density bias in nats (-8..8): positive gives more notes, negative fewer.
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    /// Note-density bias in nats (-8..8): positive gives more notes, negative fewer
+    /// (a value other than 0 turns off following the primer's density).
+    #[arg(long, default_value_t = Steering::default().density_bias, allow_hyphen_values = true)]
     pub density: f32,
     /// Never let the model end the piece early: always fill the requested length.
     #[arg(long)]
     pub no_end: bool,
     /// Longest a note may sound, in seconds (0 = no limit): a note held this long
     /// is released, and the model hears the release like one it chose.
-    #[arg(long, default_value_t = cadenza_core::sampling::DEFAULT_MAX_NOTE_S)]
+    #[arg(long, default_value_t = Steering::default().max_note_s)]
     pub max_note_seconds: f64,
+    /// Follow the primer: pull the continuation towards its key, register, note density,
+    /// loudness, rhythmic grid and figures, from 0 (free) to 1 (strict). Soft: nothing is
+    /// banned. --key, --lowest-pitch/--highest-pitch and --density override their part.
+    #[arg(long, default_value_t = Steering::default().follow)]
+    pub follow: f32,
     /// ONNX Runtime threads (0 = one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -209,8 +217,8 @@ fn fresh_seed() -> u64 {
 pub fn run(args: &Args) -> Result<()> {
     let model_path = resolve_model(&args.style)?;
     let n = args.variations;
-    if n == 0 || n > cadenza_core::engine::MAX_VARIATIONS {
-        bail!("--variations {n}: ask for 1 to {}", cadenza_core::engine::MAX_VARIATIONS);
+    if n == 0 || n > MAX_VARIATIONS {
+        bail!("--variations {n}: ask for 1 to {MAX_VARIATIONS}");
     }
     let outputs: Vec<(PathBuf, Option<PathBuf>, Option<PathBuf>)> = (0..n)
         .map(|i| {
@@ -242,24 +250,27 @@ pub fn run(args: &Args) -> Result<()> {
     let req = GenerateRequest {
         primer: primer.clone(),
         primer_end_s: None,
-        length: match args.events {
-            Some(e) => Length::Events(e),
-            None => Length::Seconds(args.seconds),
-        },
-        variations: n,
-        sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed },
-        steering: Steering {
-            lowest_pitch: args.lowest_pitch,
-            highest_pitch: args.highest_pitch,
-            key,
-            max_polyphony: args.max_polyphony,
-            density_bias: args.density,
-            allow_end: !args.no_end,
-            max_note_s: args.max_note_seconds,
+        meter: None,
+        settings: GenerationSettings {
+            length: match args.events {
+                Some(e) => Length::Events(e),
+                None => Length::Seconds(args.seconds),
+            },
+            variations: n,
+            sampling: Sampling { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed },
+            steering: Steering {
+                lowest_pitch: args.lowest_pitch,
+                highest_pitch: args.highest_pitch,
+                key,
+                max_polyphony: args.max_polyphony,
+                density_bias: args.density,
+                allow_end: !args.no_end,
+                max_note_s: args.max_note_seconds,
+                follow: args.follow,
+            },
         },
     };
-
-    req.validate()?;
+    req.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
 
     let opts = EngineOptions {
         ort_library: crate::env::ort_library(),

@@ -18,7 +18,7 @@
 //! goes on. With relative attention and no absolute positions the model sees
 //! exactly what it saw in training, a window of recent events.
 //!
-//! A note held for [`Steering::max_note_s`] is released by the engine: it
+//! A note held for [`crate::sampling::Steering::max_note_s`] is released by the engine: it
 //! emits the note-off (shortening a time shift that would carry the note
 //! further) and feeds it to the model like a sampled event.
 
@@ -29,24 +29,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
+use crate::follow::{FollowState, Follower};
 use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
-use crate::sampling::{Sampler, Sampling, Steering};
+use crate::sampling::Sampler;
+
+use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
 pub use runtime::{
     cache_capacity, find_library, library_search_dirs, loaded_library, KvCache, Model, CACHE_BUCKETS_PER_OCTAVE,
     LIBRARY_NAMES, MAX_PREFILL_SCORES, MIN_CACHE_CAPACITY, ORT_DYLIB_ENV,
 };
-
-/// Most variations one request may ask for.
-pub const MAX_VARIATIONS: usize = 16;
-/// Longest continuation one request may ask for, in seconds.
-pub const MAX_SECONDS: f64 = 600.0;
-/// Most events one request may ask for (and the cap of a request in seconds).
-pub const MAX_EVENTS: usize = 200_000;
-/// A request in seconds stops after this many events per requested second,
-/// in case a model stops moving time forward.
-pub const MAX_EVENTS_PER_SECOND: usize = 400;
 
 /// Events kept when the window slides: half the window, so one prefill of
 /// half a window buys half a window of cached steps (the model then always
@@ -94,44 +87,6 @@ pub struct ModelInfo {
     pub provider: &'static str,
     /// The ONNX Runtime library in use.
     pub library: PathBuf,
-}
-
-/// How much to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Length {
-    /// Seconds of music after the primer.
-    Seconds(f64),
-    /// Performance events (notes on and off, time shifts, velocities).
-    Events(usize),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateRequest {
-    /// The music to continue; `None` (or a primer without notes) improvises from scratch.
-    pub primer: Option<Performance>,
-    /// Where the primer ends, in seconds from its start, when that is later
-    /// than its last note-off (a captured phrase that ends on a bar line);
-    /// `None` ends it at its last event.
-    pub primer_end_s: Option<f64>,
-    pub length: Length,
-    /// Independent continuations of the same primer, 1..=[`MAX_VARIATIONS`], generated as one batch.
-    pub variations: usize,
-    pub sampling: Sampling,
-    pub steering: Steering,
-}
-
-impl Default for GenerateRequest {
-    fn default() -> Self {
-        Self {
-            primer: None,
-            primer_end_s: None,
-            length: Length::Seconds(30.0),
-            variations: 1,
-            sampling: Sampling::default(),
-            steering: Steering::default(),
-        }
-    }
 }
 
 /// Reported after every generated event.
@@ -218,7 +173,7 @@ impl Engine {
         &mut self.model
     }
 
-    /// Generate `req.variations` continuations. `progress` is called after
+    /// Generate `req.settings.variations` continuations. `progress` is called after
     /// every event; returning `false` cancels with [`EngineError::Cancelled`].
     pub fn generate(
         &mut self,
@@ -234,13 +189,17 @@ impl Engine {
         req: &GenerateRequest,
         progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<Vec<Variation>, EngineError> {
-        validate(req)?;
+        req.validate().map_err(EngineError::Request)?;
+        let settings = &req.settings;
         let max_len = self.info().config.max_seq_len;
         let keep = slide_keep(max_len);
-        let batch = req.variations;
+        let batch = settings.variations;
 
         let prefix = prefix_tokens(req);
-        let (target_steps, budget) = match req.length {
+        let follower = req
+            .analysis()
+            .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow));
+        let (target_steps, budget) = match settings.length {
             Length::Seconds(s) => {
                 let steps = codec::seconds_to_steps(s).max(1);
                 (Some(steps), ((s * MAX_EVENTS_PER_SECOND as f64).ceil() as usize + 64).min(MAX_EVENTS))
@@ -248,7 +207,7 @@ impl Engine {
             Length::Events(n) => (None, n),
         };
         let mut voices: Vec<Voice> =
-            (0..batch).map(|i| Voice::new(&prefix, req.sampling.seed, i as u64, target_steps, budget)).collect();
+            (0..batch).map(|i| Voice::new(&prefix, settings.sampling.seed, i as u64, target_steps, budget)).collect();
 
         // One prefill of the shared context, copied to every variation.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
@@ -257,7 +216,7 @@ impl Engine {
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
         cache.repeat(batch).map_err(|m| self.model.error(m))?;
 
-        let max_note_steps = req.steering.max_note_steps();
+        let max_note_steps = settings.steering.max_note_steps();
         // Batch row -> variation; finished variations leave the batch.
         let mut active: Vec<usize> = (0..batch).collect();
         let mut row = vec![0.0f32; VOCAB_SIZE];
@@ -271,8 +230,11 @@ impl Engine {
                     Some(off) => off,
                     None => {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
-                        req.steering.apply(&mut row, &voice.sounding);
-                        let t = voice.sampler.sample(&row, &req.sampling);
+                        settings.steering.apply(&mut row, &voice.sounding);
+                        if let Some(f) = &follower {
+                            f.apply(&mut row, &voice.follow, voice.decoder.now_steps());
+                        }
+                        let t = voice.sampler.sample(&row, &settings.sampling);
                         voice.clip_shift(t, max_note_steps)
                     }
                 };
@@ -309,34 +271,6 @@ impl Engine {
     }
 }
 
-impl GenerateRequest {
-    /// Whether the engine would accept this request (checked again by `generate`).
-    pub fn validate(&self) -> Result<(), EngineError> {
-        validate(self)
-    }
-}
-
-fn validate(req: &GenerateRequest) -> Result<(), EngineError> {
-    let bad = |m: String| Err(EngineError::Request(m));
-    if req.variations == 0 || req.variations > MAX_VARIATIONS {
-        return bad(format!("{} variations; ask for 1 to {MAX_VARIATIONS}", req.variations));
-    }
-    match req.length {
-        Length::Seconds(s) if !(s.is_finite() && s > 0.0 && s <= MAX_SECONDS) => {
-            return bad(format!("{s} seconds; ask for more than 0 and at most {MAX_SECONDS}"))
-        }
-        Length::Events(n) if n == 0 || n > MAX_EVENTS => return bad(format!("{n} events; ask for 1 to {MAX_EVENTS}")),
-        _ => {}
-    }
-    if let Some(end) = req.primer_end_s {
-        if !end.is_finite() || end < 0.0 {
-            return bad(format!("primer end {end} s is not a time"));
-        }
-    }
-    req.sampling.validate().map_err(EngineError::Request)?;
-    req.steering.validate().map_err(EngineError::Request)
-}
-
 /// START, then the primer's events, then the silence up to `primer_end_s`.
 fn prefix_tokens(req: &GenerateRequest) -> Vec<u16> {
     let mut tokens = vec![START];
@@ -365,6 +299,8 @@ struct Voice {
     history: Vec<u16>,
     tokens: Vec<u16>,
     sounding: [bool; 128],
+    /// What following the primer needs of this variation's past.
+    follow: FollowState,
     /// Decoder time at which each sounding pitch started.
     onset_steps: [Option<u64>; 128],
     /// Time at the end of the primer.
@@ -384,6 +320,7 @@ impl Voice {
             history: prefix.to_vec(),
             tokens: Vec::new(),
             sounding: [false; 128],
+            follow: FollowState::default(),
             onset_steps: [None; 128],
             target_steps,
             budget,
@@ -404,6 +341,7 @@ impl Voice {
 
     /// Follow which notes sound and since when (before the decoder reads `e`).
     fn track(&mut self, e: Event) {
+        self.follow.observe(e, self.decoder.now_steps());
         match e {
             Event::NoteOn(p) => {
                 self.sounding[usize::from(p)] = true;
@@ -562,18 +500,5 @@ mod tests {
         let e = Engine::load(Path::new("/nonexistent/model.onnx"), &opts).err().expect("no library");
         assert!(matches!(e, EngineError::LibraryNotFound { .. }), "{e}");
         assert!(e.to_string().contains("/nonexistent/cadenza/libonnxruntime.so"), "{e}");
-    }
-
-    #[test]
-    fn requests_out_of_range_are_refused() {
-        let bad = [
-            GenerateRequest { variations: 0, ..Default::default() },
-            GenerateRequest { variations: MAX_VARIATIONS + 1, ..Default::default() },
-            GenerateRequest { length: Length::Seconds(f64::NAN), ..Default::default() },
-            GenerateRequest { length: Length::Events(0), ..Default::default() },
-        ];
-        for r in &bad {
-            assert!(matches!(validate(r), Err(EngineError::Request(_))), "{r:?}");
-        }
     }
 }

@@ -13,8 +13,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length, Provider};
+use cadenza_core::engine::{Engine, EngineOptions, Provider};
 use cadenza_core::model::ModelConfig;
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering};
 use serde::{Deserialize, Serialize};
 
@@ -169,10 +170,12 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     let cfg = info.config;
     if a.worker_music {
         let req = GenerateRequest {
-            length: a.events.map_or(Length::Seconds(a.seconds), Length::Events),
-            variations: a.variations,
-            sampling: Sampling { seed: 7, ..Default::default() },
-            steering: Steering { allow_end: false, ..Default::default() },
+            settings: GenerationSettings {
+                length: a.events.map_or(Length::Seconds(a.seconds), Length::Events),
+                variations: a.variations,
+                sampling: Sampling { seed: 7, ..Default::default() },
+                steering: Steering { allow_end: false, ..Default::default() },
+            },
             ..Default::default()
         };
         let t0 = Instant::now();

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
-use cadenza_core::engine::{Engine, EngineOptions, GenerateRequest, Length};
+use cadenza_core::engine::{Engine, EngineOptions};
+use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::Sampling;
 use cadenza_core::{midi, Performance};
 use plotters::prelude::*;
@@ -88,8 +89,11 @@ fn generate(model: &Path, pieces: usize, seed: u64) -> Result<(Vec<Performance>,
         });
         let req = GenerateRequest {
             primer,
-            length: Length::Seconds(WINDOW_S),
-            sampling: Sampling { seed: seed.wrapping_mul(1000).wrapping_add(i as u64), ..Sampling::default() },
+            settings: GenerationSettings {
+                length: Length::Seconds(WINDOW_S),
+                sampling: Sampling { seed: seed.wrapping_mul(1000).wrapping_add(i as u64), ..Sampling::default() },
+                ..Default::default()
+            },
             ..GenerateRequest::default()
         };
         let mut variations = engine.generate(&req, &mut |_| true)?;
