@@ -24,9 +24,6 @@ use cadenza_core::ModelConfig;
 
 use crate::model::Precision;
 
-/// Preset names accepted by `--config` and by `preset = ..` in a TOML file.
-pub const PRESETS: [&str; 3] = ["tiny", "small", "base"];
-
 /// How the learning rate moves after the linear warm-up from 0 to `lr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,7 +146,7 @@ impl Default for TrainConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown preset {0:?}; the presets are tiny, small and base")]
+    #[error("unknown preset {0:?}; the presets are {names}", names = preset_names())]
     UnknownPreset(String),
     #[error("{}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
@@ -157,6 +154,15 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid training configuration: {0}")]
     Invalid(String),
+}
+
+/// "tiny, small, medium and base".
+fn preset_names() -> String {
+    let names: Vec<&str> = ModelConfig::PRESETS.iter().map(|(n, _)| *n).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
 }
 
 impl TrainConfig {
@@ -175,6 +181,8 @@ impl TrainConfig {
                 val_max_windows: 32,
                 ..base
             },
+            // Ten-odd million weights: a lower peak and a longer warm-up than small's.
+            "medium" => Self { lr: 3e-4, min_lr: 3e-5, warmup_steps: 1000, log_every_steps: 10, ..base },
             // The study's batch; sequence 2048 makes each step long on a CPU.
             "base" => Self { batch_size: 2, lr: 2e-4, min_lr: 2e-5, warmup_steps: 1000, log_every_steps: 5, ..base },
             _ => base,
@@ -183,7 +191,7 @@ impl TrainConfig {
 
     /// `--config VALUE`: a preset name, or a TOML file (a diff from a preset).
     pub fn from_arg(value: &str) -> Result<Self, ConfigError> {
-        if PRESETS.contains(&value) {
+        if ModelConfig::is_preset(value) {
             return Self::preset(value);
         }
         Self::from_toml_file(Path::new(value))

@@ -48,7 +48,7 @@ struct TrainArgs {
     /// (.safetensors/.json). A run folder gives its best checkpoint. Starts a new optimizer.
     #[arg(long)]
     from: Option<String>,
-    /// A preset (tiny, small, base) or a TOML file of settings that differ from the defaults
+    /// A preset (tiny, small, medium, base) or a TOML file of settings that differ from the defaults
     /// (unknown keys are an error). With --from and no model in it, the model is the parent's.
     #[arg(long)]
     config: Option<String>,

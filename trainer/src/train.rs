@@ -219,7 +219,7 @@ fn trainable(name: &str, freeze_layers: usize) -> bool {
 fn build_config(opts: &RunOptions, parent_model: Option<cadenza_core::ModelConfig>) -> Result<TrainConfig, TrainError> {
     let (mut cfg, sets_model) = match &opts.config {
         None => (TrainConfig::default(), false),
-        Some(v) if crate::config::PRESETS.contains(&v.as_str()) => (TrainConfig::preset(v)?, true),
+        Some(v) if cadenza_core::ModelConfig::is_preset(v) => (TrainConfig::preset(v)?, true),
         Some(v) => {
             let path = Path::new(v);
             let text =

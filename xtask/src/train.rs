@@ -25,7 +25,7 @@ pub struct Args {
     /// gives its best checkpoint. The optimizer starts fresh.
     #[arg(long)]
     pub from: Option<String>,
-    /// A preset (tiny, small, base) or a TOML file of settings that differ from the defaults;
+    /// A preset (tiny, small, medium, base) or a TOML file of settings that differ from the defaults;
     /// unknown keys are an error. Default: trainer/configs/STYLE.toml if present, else `small`
     /// (or the parent's model with --from).
     #[arg(long)]

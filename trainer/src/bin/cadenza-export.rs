@@ -24,7 +24,7 @@ struct Cli {
     /// A run folder: its best checkpoint, else its latest.
     #[arg(long, conflicts_with = "random")]
     run: Option<PathBuf>,
-    /// Random weights of a preset size (tiny, small, base), for benchmarks.
+    /// Random weights of a preset size (tiny, small, medium, base), for benchmarks.
     #[arg(long)]
     random: Option<String>,
     /// Seed of the random weights.
