@@ -150,17 +150,25 @@ impl Meter {
 
     /// Distance in seconds from `t_s` to the nearest line of the 16th-note grid.
     pub fn grid_distance_s(&self, t_s: f64) -> f64 {
-        let grid_s = self.beat_s() / f64::from(GRID_PER_BEAT);
+        self.distance_to_grid_s(t_s, GRID_PER_BEAT)
+    }
+
+    fn distance_to_grid_s(&self, t_s: f64, per_beat: u32) -> f64 {
+        let grid_s = self.beat_s() / f64::from(per_beat);
         let x = (t_s - self.bar_start_s).rem_euclid(grid_s);
         x.min(grid_s - x)
     }
 
     /// Share of `onsets_s` within [`ON_GRID_TOLERANCE_S`] of the 16th grid (0 for none).
     pub fn on_grid_share(&self, onsets_s: impl IntoIterator<Item = f64>) -> f64 {
+        self.share_on(onsets_s, GRID_PER_BEAT)
+    }
+
+    fn share_on(&self, onsets_s: impl IntoIterator<Item = f64>, per_beat: u32) -> f64 {
         let (mut on, mut all) = (0usize, 0usize);
         for t in onsets_s {
             all += 1;
-            if self.grid_distance_s(t) <= ON_GRID_TOLERANCE_S + 1e-9 {
+            if self.distance_to_grid_s(t, per_beat) <= ON_GRID_TOLERANCE_S + 1e-9 {
                 on += 1;
             }
         }
@@ -174,7 +182,26 @@ impl Meter {
     /// The share of the 16th grid's period an onset at a random time falls
     /// within tolerance of: what music that ignores the grid scores.
     pub fn chance_on_grid(&self) -> f64 {
-        (2.0 * ON_GRID_TOLERANCE_S / (self.beat_s() / f64::from(GRID_PER_BEAT))).min(1.0)
+        self.chance_on(GRID_PER_BEAT)
+    }
+
+    fn chance_on(&self, per_beat: u32) -> f64 {
+        (2.0 * ON_GRID_TOLERANCE_S / (self.beat_s() / f64::from(per_beat))).min(1.0)
+    }
+
+    /// How much more on a grid of this tempo `onsets_s` are than chance, 0..=1:
+    /// the better of straight 16ths and 8th-note triplets (which hold swing).
+    pub fn grid_fit(&self, onsets_s: &[f64]) -> f64 {
+        [GRID_PER_BEAT, 3]
+            .iter()
+            .map(|&per_beat| {
+                let chance = self.chance_on(per_beat);
+                if chance >= 1.0 {
+                    return 0.0;
+                }
+                ((self.share_on(onsets_s.iter().copied(), per_beat) - chance) / (1.0 - chance)).clamp(0.0, 1.0)
+            })
+            .fold(0.0, f64::max)
     }
 }
 
@@ -188,8 +215,9 @@ pub struct Rhythm {
     pub profile: Vec<f64>,
     /// Share of the primer's onsets on the 16th grid.
     pub on_grid: f64,
-    /// How much more on the grid the primer is than chance, 0..=1: 0 for
-    /// rubato (or a tempo that does not describe the music), 1 for strict.
+    /// How much more on a grid of the tempo (straight or swung) the primer is
+    /// than chance, 0..=1: 0 for rubato (or a tempo that does not describe the
+    /// music), 1 for strict ([`Meter::grid_fit`]).
     pub grid_fit: f64,
 }
 
@@ -218,10 +246,7 @@ impl Rhythm {
         let n = onsets_s.len() as f64;
         let uniform = 1.0 / PHASE_BINS as f64;
         let profile = counts.iter().map(|c| (c + Self::PRIOR_ONSETS * uniform) / (n + Self::PRIOR_ONSETS)).collect();
-        let on_grid = meter.on_grid_share(onsets_s.iter().copied());
-        let chance = meter.chance_on_grid();
-        let grid_fit = if chance >= 1.0 { 0.0 } else { ((on_grid - chance) / (1.0 - chance)).clamp(0.0, 1.0) };
-        Self { profile, on_grid, grid_fit }
+        Self { profile, on_grid: meter.on_grid_share(onsets_s.iter().copied()), grid_fit: meter.grid_fit(onsets_s) }
     }
 
     /// The profile's probability at `phase` (0..1 of a beat), linearly interpolated.
@@ -407,6 +432,7 @@ mod tests {
         let swung: Vec<f64> = (0..16).flat_map(|b| [b as f64 * beat, (b as f64 + 2.0 / 3.0) * beat]).collect();
         let r = Rhythm::new(&swung, &m);
         assert!(r.at(2.0 / 3.0) > 5.0 * r.at(0.5), "the swung off-beat, not the straight one");
+        assert!(r.grid_fit > 0.9 && r.on_grid < 0.6, "swing fits the triplet grid, not the 16ths: {r:?}");
         // Onsets that ignore the grid: a golden-ratio walk through the beat.
         let rubato: Vec<f64> = (0..40).map(|i| (i as f64 * 0.618_034).fract() * beat + i as f64 * beat).collect();
         let r = Rhythm::new(&rubato, &m);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
+use crate::analysis::Meter;
 use crate::clip::{Clip, ClipNote};
 use crate::performance::{Note, Performance};
 
@@ -73,16 +74,60 @@ impl MidiErrorKind {
 
 /// Read a MIDI file into a piano performance.
 pub fn read_file(path: &Path, opts: &ReadOptions) -> Result<Performance, MidiError> {
-    let bytes = std::fs::read(path).map_err(|e| MidiErrorKind::Io(e).at(path))?;
-    parse(&bytes, opts).map_err(|k| k.at(path))
+    read_file_timed(path, opts).map(|(perf, _)| perf)
 }
 
 /// Parse MIDI bytes (also RIFF-wrapped RMID) into a piano performance.
 pub fn parse(bytes: &[u8], opts: &ReadOptions) -> Result<Performance, MidiErrorKind> {
+    parse_timed(bytes, opts).map(|(perf, _)| perf)
+}
+
+/// [`read_file`], with the file's tempo map and metre.
+pub fn read_file_timed(path: &Path, opts: &ReadOptions) -> Result<(Performance, TempoMapInfo), MidiError> {
+    let bytes = std::fs::read(path).map_err(|e| MidiErrorKind::Io(e).at(path))?;
+    parse_timed(&bytes, opts).map_err(|k| k.at(path))
+}
+
+/// [`parse`], with the file's tempo map and metre.
+pub fn parse_timed(bytes: &[u8], opts: &ReadOptions) -> Result<(Performance, TempoMapInfo), MidiErrorKind> {
     let bytes = unwrap_rmid(bytes)?;
     check_chunks(bytes)?;
     let smf = Smf::parse(bytes).map_err(|e| MidiErrorKind::Malformed(e.to_string()))?;
     performance_from_smf(&smf, opts)
+}
+
+/// Where a file's beats and bars fall: its tempo changes in seconds and its first time signature.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TempoMapInfo {
+    /// (seconds, quarter notes per minute) of each tempo from then on; the first is at 0 s.
+    pub tempos: Vec<(f64, f64)>,
+    /// The first time signature (numerator, denominator); 4/4 when the file states none.
+    pub time_signature: (u8, u8),
+}
+
+impl TempoMapInfo {
+    /// How far a tempo may stray from the first and still count as the same, as a ratio.
+    pub const STEADY_TOLERANCE: f64 = 0.01;
+
+    pub fn first_bpm(&self) -> f64 {
+        self.tempos.first().map_or(120.0, |&(_, bpm)| bpm)
+    }
+
+    /// Whether every tempo before `end_s` is within [`Self::STEADY_TOLERANCE`] of the first.
+    pub fn steady_until(&self, end_s: f64) -> bool {
+        let first = self.first_bpm();
+        self.tempos
+            .iter()
+            .filter(|(t, _)| *t < end_s)
+            .all(|(_, bpm)| (bpm / first - 1.0).abs() <= Self::STEADY_TOLERANCE)
+    }
+
+    /// The first tempo and time signature, bar lines from 0 s.
+    pub fn meter(&self) -> Meter {
+        let (num, den) = self.time_signature;
+        let bar_len_beats = f64::from(num.max(1)) * 4.0 / f64::from(den.max(1));
+        Meter { tempo_bpm: self.first_bpm(), bar_start_s: 0.0, bar_len_beats }
+    }
 }
 
 /// Tell what a non-MIDI file probably is, so the message helps.
@@ -225,6 +270,23 @@ impl TempoMap {
         }
     }
 
+    /// The tempo changes as (seconds, BPM), starting at 0 s; 120 BPM for SMPTE timing.
+    fn tempos_bpm(&self, timing: Timing, changes: &[(u64, u32)]) -> Vec<(f64, f64)> {
+        let mut out = vec![(0.0, 60e6 / f64::from(DEFAULT_TEMPO_US))];
+        if let Timing::Metrical(_) = timing {
+            let mut changes: Vec<(u64, u32)> = changes.iter().copied().filter(|&(_, us)| us > 0).collect();
+            changes.sort_by_key(|&(tick, _)| tick);
+            for (tick, us) in changes {
+                let s = self.seconds(tick);
+                if out.last().is_some_and(|&(t, _)| t >= s) {
+                    out.pop();
+                }
+                out.push((s, 60e6 / f64::from(us)));
+            }
+        }
+        out
+    }
+
     fn seconds(&self, tick: u64) -> f64 {
         let i = self.segments.partition_point(|&(t, _, _)| t <= tick).saturating_sub(1);
         let (t0, s0, rate) = self.segments[i];
@@ -238,7 +300,7 @@ struct RawNote {
     note: Note,
 }
 
-fn performance_from_smf(smf: &Smf, opts: &ReadOptions) -> Result<Performance, MidiErrorKind> {
+fn performance_from_smf(smf: &Smf, opts: &ReadOptions) -> Result<(Performance, TempoMapInfo), MidiErrorKind> {
     let Header { format, timing } = smf.header;
     if format == Format::Sequential {
         return Err(MidiErrorKind::SequentialFormat);
@@ -247,16 +309,26 @@ fn performance_from_smf(smf: &Smf, opts: &ReadOptions) -> Result<Performance, Mi
         return Err(MidiErrorKind::NoTracks);
     }
     let mut tempo_changes = Vec::new();
+    // (tick, numerator, denominator)
+    let mut signatures: Vec<(u64, u8, u8)> = Vec::new();
     for track in &smf.tracks {
         let mut tick = 0u64;
         for ev in track {
             tick += u64::from(ev.delta.as_int());
-            if let TrackEventKind::Meta(MetaMessage::Tempo(us)) = ev.kind {
-                tempo_changes.push((tick, us.as_int()));
+            match ev.kind {
+                TrackEventKind::Meta(MetaMessage::Tempo(us)) => tempo_changes.push((tick, us.as_int())),
+                TrackEventKind::Meta(MetaMessage::TimeSignature(num, den_pow, _, _)) if den_pow < 8 => {
+                    signatures.push((tick, num, 1u8 << den_pow))
+                }
+                _ => {}
             }
         }
     }
-    let tempo = TempoMap::new(timing, tempo_changes)?;
+    let tempo = TempoMap::new(timing, tempo_changes.clone())?;
+    let info = TempoMapInfo {
+        tempos: tempo.tempos_bpm(timing, &tempo_changes),
+        time_signature: signatures.iter().min_by_key(|s| s.0).map_or((4, 4), |&(_, n, d)| (n, d)),
+    };
 
     let mut raw = Vec::new();
     // (channel) -> [(seconds, pedal down)]
@@ -271,7 +343,7 @@ fn performance_from_smf(smf: &Smf, opts: &ReadOptions) -> Result<Performance, Mi
     if opts.sustain {
         apply_sustain(&mut raw, &mut pedal);
     }
-    Ok(Performance::new(raw.into_iter().map(|r| r.note).collect()))
+    Ok((Performance::new(raw.into_iter().map(|r| r.note).collect()), info))
 }
 
 fn read_track(
@@ -498,6 +570,20 @@ mod tests {
         assert!((p.notes[0].end_s - 0.5).abs() < 1e-9);
         assert!((p.notes[1].start_s - 0.5).abs() < 1e-9);
         assert!((p.notes[1].end_s - 1.5).abs() < 1e-9);
+        let (_, t) = parse_timed(&bytes, &ReadOptions::default()).expect("parse");
+        assert_eq!(t.tempos, vec![(0.0, 120.0), (0.5, 60.0)]);
+        assert!(t.steady_until(0.5) && !t.steady_until(0.6), "the tempo changes at 0.5 s");
+    }
+
+    #[test]
+    fn a_written_file_reads_back_with_its_tempo_and_metre() {
+        let perf = Performance::new(vec![Note { pitch: 60, velocity: 80, start_s: 0.0, end_s: 0.5 }]);
+        let opts = WriteOptions { tempo_bpm: 93.0, time_signature: (6, 8), ..Default::default() };
+        let (_, t) = parse_timed(&write_performance(&perf, &opts), &ReadOptions::default()).expect("parse");
+        assert!((t.first_bpm() - 93.0).abs() < 1e-3, "{}", t.first_bpm());
+        assert_eq!(t.time_signature, (6, 8));
+        let m = t.meter();
+        assert_eq!((m.bar_start_s, m.bar_len_beats), (0.0, 3.0), "6/8 is three quarter notes a bar");
     }
 
     #[test]

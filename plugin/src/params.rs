@@ -224,6 +224,10 @@ pub struct CadenzaParams {
     /// Longest a generated note may sound, in seconds; 0 lets the model hold notes as long as it likes.
     #[id = "maxnote"]
     pub max_note: FloatParam,
+    /// How strongly the continuation follows the primer's key, register, density, beat and
+    /// figures: 0 (free) to 1 (strict). Key, pitch range and density, when set, win over it.
+    #[id = "follow"]
+    pub follow: FloatParam,
 
     /// How many of the most recent bars the capture keeps as the primer.
     #[id = "capbar"]
@@ -307,6 +311,16 @@ impl CadenzaParams {
                     s.parse().ok()
                 }
             })),
+            follow: FloatParam::new("Follow primer", steering.follow, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_step_size(0.01)
+                .with_value_to_string(Arc::new(|v| if v <= 0.0 { "free".into() } else { format!("{:.0}%", v * 100.0) }))
+                .with_string_to_value(Arc::new(|s| {
+                    let s = s.trim();
+                    if s.eq_ignore_ascii_case("free") {
+                        return Some(0.0);
+                    }
+                    s.trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
+                })),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
@@ -361,7 +375,7 @@ impl CadenzaParams {
                 density_bias: self.density.value() * DENSITY_NATS,
                 allow_end: false,
                 max_note_s: self.max_note_s(),
-                ..Steering::default()
+                follow: self.follow.value().clamp(0.0, 1.0),
             },
         }
     }

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cadenza_core::analysis::Meter;
 use cadenza_core::midi::{read_file, ReadOptions, WriteOptions};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::Clip;
@@ -461,9 +462,14 @@ impl Session {
             request: GenerateRequest {
                 primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
                 primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
-                meter: None,
+                // The primer starts on a bar line of the host's metre.
+                meter: Some(Meter { tempo_bpm, bar_start_s: 0.0, bar_len_beats }),
                 settings,
             },
+        };
+        let following = match job.request.analysis() {
+            Some(a) if settings.steering.follow > 0.0 => format!(", following {}", a.summary()),
+            _ => String::new(),
         };
         self.next_job_id += 1;
         let from = match (&self.state.primer_file, &primer) {
@@ -474,7 +480,7 @@ impl Session {
             (None, None) => "improvising (nothing captured yet)".into(),
         };
         self.status = Status::info(format!(
-            "Generating {} variation{} of {bars} bars in {}, {from}…",
+            "Generating {} variation{} of {bars} bars in {}, {from}{following}…",
             settings.variations,
             if settings.variations == 1 { "" } else { "s" },
             style.name

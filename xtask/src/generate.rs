@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cadenza_core::analysis::Meter;
 use cadenza_core::engine::{Engine, EngineOptions, Provider};
 use cadenza_core::fsutil::temp_path;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length, MAX_VARIATIONS};
@@ -65,9 +66,11 @@ pub struct Args {
     /// Write the primer before the continuation in the MIDI and WAV files.
     #[arg(long)]
     pub with_primer: bool,
-    /// Tempo written into the MIDI file, in BPM (the music's timing in seconds does not change).
-    #[arg(long, default_value_t = 120.0)]
-    pub tempo: f64,
+    /// The primer's tempo in BPM: following the primer keeps its beat, and the MIDI file is
+    /// written at it (the music's timing in seconds does not change). Default: the primer
+    /// file's first tempo and time signature, else 120.
+    #[arg(long)]
+    pub tempo: Option<f64>,
     /// The SF2 soundfont for --wav (default: the installed General MIDI soundfont).
     #[arg(long)]
     pub soundfont: Option<PathBuf>,
@@ -241,16 +244,28 @@ pub fn run(args: &Args) -> Result<()> {
         }
         None => None,
     };
-    let primer = match &args.primer {
-        Some(p) => Some(midi::read_file(p, &midi::ReadOptions::default())?),
-        None => None,
+    let (primer, file_tempo) = match &args.primer {
+        Some(p) => {
+            let (perf, tempo) = midi::read_file_timed(p, &midi::ReadOptions::default())?;
+            (Some(perf), Some(tempo))
+        }
+        None => (None, None),
     };
+    let meter = match (args.tempo, &file_tempo) {
+        (Some(bpm), Some(t)) => Some(Meter { tempo_bpm: bpm, ..t.meter() }),
+        (Some(bpm), None) => Some(Meter::new(bpm)),
+        (None, Some(t)) => Some(t.meter()),
+        (None, None) => None,
+    };
+    if let Some(m) = &meter {
+        m.validate().map_err(|e| anyhow::anyhow!("--tempo: {e}"))?;
+    }
     let key = args.key.as_deref().map(Key::parse).transpose().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let seed = args.seed.unwrap_or_else(fresh_seed);
     let req = GenerateRequest {
         primer: primer.clone(),
         primer_end_s: None,
-        meter: None,
+        meter: primer.as_ref().and(meter),
         settings: GenerationSettings {
             length: match args.events {
                 Some(e) => Length::Events(e),
@@ -315,7 +330,11 @@ pub fn run(args: &Args) -> Result<()> {
     // Where the continuation starts: the primer's end on the codec's grid.
     let primer_end_s = primer.as_ref().map_or(0.0, |p| codec::tokens_duration_s(&codec::encode_tokens(p)));
     let mut written = Written(Vec::new());
-    let write_opts = midi::WriteOptions { tempo_bpm: args.tempo, ..Default::default() };
+    let write_opts = midi::WriteOptions {
+        tempo_bpm: meter.map_or(120.0, |m| m.tempo_bpm),
+        time_signature: file_tempo.as_ref().map_or((4, 4), |t| t.time_signature),
+        ..Default::default()
+    };
     for (i, (v, (mid, wav, png))) in variations.iter().zip(&outputs).enumerate() {
         let placed = place_after(primer.as_ref(), &v.performance, primer_end_s);
         let file_perf = if args.with_primer { &placed } else { &v.performance };

@@ -206,8 +206,9 @@ impl Engine {
             }
             Length::Events(n) => (None, n),
         };
-        let mut voices: Vec<Voice> =
-            (0..batch).map(|i| Voice::new(&prefix, settings.sampling.seed, i as u64, target_steps, budget)).collect();
+        let mut voices: Vec<Voice> = (0..batch)
+            .map(|i| Voice::new(&prefix, settings.sampling.seed, i as u64, target_steps, budget, follower.as_ref()))
+            .collect();
 
         // One prefill of the shared context, copied to every variation.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
@@ -312,7 +313,14 @@ struct Voice {
 }
 
 impl Voice {
-    fn new(prefix: &[u16], seed: u64, stream: u64, target_steps: Option<u64>, budget: usize) -> Self {
+    fn new(
+        prefix: &[u16],
+        seed: u64,
+        stream: u64,
+        target_steps: Option<u64>,
+        budget: usize,
+        follower: Option<&Follower>,
+    ) -> Self {
         let mut v = Self {
             start_steps: 0,
             decoder: Decoder::new(),
@@ -320,7 +328,7 @@ impl Voice {
             history: prefix.to_vec(),
             tokens: Vec::new(),
             sounding: [false; 128],
-            follow: FollowState::default(),
+            follow: FollowState::new(follower),
             onset_steps: [None; 128],
             target_steps,
             budget,
@@ -332,6 +340,7 @@ impl Voice {
             v.decoder.push(e);
         }
         v.start_steps = v.decoder.now_steps();
+        v.follow.begin(v.start_steps);
         v
     }
 
@@ -456,7 +465,7 @@ mod tests {
 
     #[test]
     fn a_voice_stops_exactly_at_the_requested_length_and_closes_notes() {
-        let mut v = Voice::new(&[START], 1, 0, Some(150), 1000);
+        let mut v = Voice::new(&[START], 1, 0, Some(150), 1000, None);
         for e in
             [Event::Velocity(20), Event::NoteOn(60), Event::TimeShift(100), Event::NoteOn(64), Event::TimeShift(100)]
         {
@@ -472,7 +481,7 @@ mod tests {
     #[test]
     fn an_overdue_note_is_released_and_shifts_stop_at_its_deadline() {
         let max = Some(100); // 1 s
-        let mut v = Voice::new(&[START], 1, 0, None, 1000);
+        let mut v = Voice::new(&[START], 1, 0, None, 1000, None);
         for e in [Event::NoteOn(60), Event::TimeShift(40), Event::NoteOn(64)] {
             v.accept(e.to_token());
         }

@@ -1,7 +1,9 @@
-//! `cargo xtask eval`: does a style sound like its style (`eval style`), and
-//! what does transfer learning buy (`eval transfer`).
+//! `cargo xtask eval`: does a style sound like its style (`eval style`), does
+//! it continue what was played (`eval continuation`), and what does transfer
+//! learning buy (`eval transfer`).
 
 pub mod classifier;
+pub mod continuation;
 pub mod features;
 pub mod style;
 pub mod transfer;
@@ -16,6 +18,9 @@ pub struct Args {
 pub enum What {
     /// Train a style classifier on real music, then ask it to name the style of generated music.
     Style(style::Args),
+    /// Continue held-out pieces and score how well each style follows the primer (key, register,
+    /// density, rhythm, motifs, style), against the real continuation and other pieces.
+    Continuation(continuation::Args),
     /// Finetuned against from-scratch training at equal steps: validation curves and a table.
     Transfer(transfer::Args),
 }
@@ -23,6 +28,7 @@ pub enum What {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     match &args.what {
         What::Style(a) => style::run(a),
+        What::Continuation(a) => continuation::run(a),
         What::Transfer(a) => transfer::run(a),
     }
 }

@@ -112,26 +112,37 @@ fn mean_stats(perfs: &[Performance]) -> [f64; 8] {
     acc
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let root = repo_root();
-    let data = root.join(&args.data);
-    let out = root.join(&args.out);
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+/// The style classifier, trained on the real train split of every style of
+/// [`STYLES`] with data in `data` (at most `max_pieces` pieces each), and how
+/// many windows it saw. Its classes are those styles, in [`STYLES`] order.
+pub fn style_classifier(data: &Path, max_pieces: usize) -> Result<(Classifier, usize)> {
     let styles: Vec<String> =
         STYLES.iter().filter(|s| data.join(s).join(MANIFEST_FILE).exists()).map(|s| s.to_string()).collect();
     if styles.len() < 2 {
         bail!("{}: needs at least two styles with a manifest.csv; run `cargo xtask data` first", data.display());
     }
     let mut train = Vec::new();
-    let mut test: Vec<Vec<Performance>> = Vec::new();
     for (c, style) in styles.iter().enumerate() {
-        let tr = real_windows(&data, style, Split::Train, args.max_pieces)?;
-        let te = real_windows(&data, style, Split::Test, args.max_pieces)?;
-        println!("eval style: {style}: {} train windows, {} test windows", tr.len(), te.len());
+        let tr = real_windows(data, style, Split::Train, max_pieces)?;
+        println!("eval: {style}: {} train windows", tr.len());
         train.extend(tr.iter().map(|p| (features(p).to_vec(), c)));
+    }
+    Ok((Classifier::fit(styles, &train, Fit::default()), train.len()))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let root = repo_root();
+    let data = root.join(&args.data);
+    let out = root.join(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let (model, train_windows) = style_classifier(&data, args.max_pieces)?;
+    let styles = model.classes.clone();
+    let mut test: Vec<Vec<Performance>> = Vec::new();
+    for style in &styles {
+        let te = real_windows(&data, style, Split::Test, args.max_pieces)?;
+        println!("eval style: {style}: {} test windows", te.len());
         test.push(te);
     }
-    let model = Classifier::fit(styles.clone(), &train, Fit::default());
     let mut real_cm = Confusion::new(&styles);
     for (c, perfs) in test.iter().enumerate() {
         for p in perfs {
@@ -146,7 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
          Accuracy {:.1}%, balanced {:.1}% (chance {:.1}%).\n\n{}\n",
         args.seed,
         super::features::NUM_FEATURES,
-        train.len(),
+        train_windows,
         100.0 * real_cm.accuracy(),
         100.0 * real_cm.balanced_accuracy(),
         100.0 / styles.len() as f64,
