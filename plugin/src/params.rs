@@ -36,6 +36,27 @@ pub fn max_note_s(value: f32) -> f64 {
     }
 }
 
+/// A number with `digits` decimals that never shows "-0.00": a value that
+/// rounds to zero reads as zero, so the text reads back to what it shows.
+fn v2s_decimals(digits: usize) -> Arc<dyn Fn(f32) -> String + Send + Sync> {
+    Arc::new(move |value| {
+        let text = format!("{value:.digits$}");
+        match text.strip_prefix('-') {
+            Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_owned(),
+            _ => text,
+        }
+    })
+}
+
+/// A count where 0 means "free" (no limit), shown and read as the word.
+fn v2s_count_or_free() -> Arc<dyn Fn(i32) -> String + Send + Sync> {
+    Arc::new(|v| if v == 0 { "free".into() } else { v.to_string() })
+}
+
+fn s2v_count_or_free() -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
+    Arc::new(|s| if s.trim().eq_ignore_ascii_case("free") { Some(0) } else { s.trim().parse().ok() })
+}
+
 /// The keys the pitch parameters offer: the piano's.
 const PIANO_KEYS: IntRange = IntRange::Linear {
     min: cadenza_core::performance::PIANO_LOWEST as i32,
@@ -281,9 +302,11 @@ impl CadenzaParams {
                 sampling.temperature,
                 FloatRange::Linear { min: 0.1, max: 2.0 },
             )
-            .with_step_size(0.01),
+            .with_step_size(0.01)
+            .with_value_to_string(v2s_decimals(2)),
             top_p: FloatParam::new("Top-p", sampling.top_p, FloatRange::Linear { min: 0.05, max: 1.0 })
-                .with_step_size(0.01),
+                .with_step_size(0.01)
+                .with_value_to_string(v2s_decimals(2)),
             seed: IntParam::new("Seed", 1, IntRange::Linear { min: 0, max: MAX_SEED }),
             pitch_low: IntParam::new("Lowest key", i32::from(steering.lowest_pitch), PIANO_KEYS)
                 .with_value_to_string(Arc::new(|v| note_name(v as u8)))
@@ -294,8 +317,11 @@ impl CadenzaParams {
             key: EnumParam::new("Key", KeyTonic::Any),
             scale: EnumParam::new("Scale", ScaleKind::Major),
             max_polyphony: IntParam::new("Max polyphony", 0, IntRange::Linear { min: 0, max: 10 })
-                .with_value_to_string(Arc::new(|v| if v == 0 { "free".into() } else { v.to_string() })),
-            density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 }).with_step_size(0.05),
+                .with_value_to_string(v2s_count_or_free())
+                .with_string_to_value(s2v_count_or_free()),
+            density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
+                .with_step_size(0.05)
+                .with_value_to_string(v2s_decimals(2)),
             max_note: FloatParam::new(
                 "Longest note",
                 steering.max_note_s as f32,
@@ -338,7 +364,8 @@ impl CadenzaParams {
             preview_piano: BoolParam::new("Preview piano", false),
             preview_gain_db: FloatParam::new("Preview level", -6.0, FloatRange::Linear { min: -40.0, max: 6.0 })
                 .with_unit(" dB")
-                .with_step_size(0.5),
+                .with_step_size(0.5)
+                .with_value_to_string(v2s_decimals(1)),
         }
     }
 
@@ -409,6 +436,18 @@ mod tests {
             let words = ScaleKind::variants()[i].to_ascii_lowercase().replace(' ', "-").replace("natural-", "");
             assert_eq!(words, mode.name());
         }
+    }
+
+    #[test]
+    fn numbers_that_round_to_zero_show_as_zero() {
+        let two = v2s_decimals(2);
+        assert_eq!(
+            (two(-0.004), two(-0.0), two(-0.006), two(0.004)),
+            ("0.00".into(), "0.00".into(), "-0.01".into(), "0.00".into())
+        );
+        assert_eq!(v2s_decimals(1)(-40.0), "-40.0");
+        assert_eq!(s2v_count_or_free()(&v2s_count_or_free()(0)), Some(0));
+        assert_eq!(s2v_count_or_free()(" 3 "), Some(3));
     }
 
     #[test]

@@ -83,6 +83,57 @@ fn clap_lists_fixed_parameters_and_one_note_port_each_way() {
     assert!(out.is_empty(), "silence in, silence out");
 }
 
+/// Issue 11: every parameter's value -> text -> value -> text gives the same text (an external
+/// CLAP validator found Density's 0.4949 showing "-0.00", read back as 0.5, then "0.00"). Probed at
+/// both ends of each range, just inside them, around the value written "0" and at random values.
+#[test]
+fn clap_parameter_text_round_trips_for_every_parameter() {
+    let (_dir, lib) = load(&[]);
+    let inst = lib.instantiate(CLAP_ID).expect("instance");
+    let params = inst.params();
+    assert_eq!(params.len(), PARAM_IDS.len());
+    // A fixed linear congruential sequence: the same "random" values on every run.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut random = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for p in &params {
+        let span = p.max - p.min;
+        let mut values = vec![p.min, p.max, p.default, p.min + span * 1e-4, p.max - span * 1e-4];
+        values.extend([0.5, 0.4949, 0.5051].map(|f| p.min + span * f));
+        if let Some(zero) = inst.text_to_value(p.id, "0") {
+            for d in [1e-6, 1e-4, 1e-3, 5e-3, 1e-2, 2.6e-2] {
+                values.extend([zero - d * span, zero + d * span]);
+            }
+        }
+        values.extend((0..64).map(|_| p.min + span * random()));
+        for value in values.into_iter().map(|v| v.clamp(p.min, p.max)) {
+            checked += 1;
+            let Some(text) = inst.value_to_text(p.id, value) else {
+                problems.push(format!("{}: no text for {value}", p.name));
+                continue;
+            };
+            let Some(back) = inst.text_to_value(p.id, &text) else {
+                problems.push(format!("{}: {value} shows {text:?}, which does not read back", p.name));
+                continue;
+            };
+            let again = inst.value_to_text(p.id, back).unwrap_or_default();
+            if again != text {
+                problems.push(format!("{}: {value} -> {text:?} -> {back} -> {again:?}", p.name));
+            }
+            if text.starts_with('-') && text.chars().filter(char::is_ascii_digit).all(|c| c == '0') {
+                problems.push(format!("{}: {value} shows as negative zero {text:?}", p.name));
+            }
+        }
+    }
+    problems.dedup_by(|a, b| a.split(':').next() == b.split(':').next());
+    assert!(problems.is_empty(), "unstable parameter text (first per parameter):\n{}", problems.join("\n"));
+    eprintln!("{checked} value -> text -> value -> text round trips over {} parameters", params.len());
+}
+
 /// Without a usable model, Generate does nothing harmful and notes still pass through.
 #[test]
 fn clap_without_a_usable_model_still_passes_notes_through() {

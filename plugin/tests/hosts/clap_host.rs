@@ -325,6 +325,23 @@ impl Instance {
         unsafe { ((*self.params).get_value.expect("get_value"))(self.plugin, id, &mut v) }.then_some(v)
     }
 
+    /// The plugin's text for `value` of parameter `id` (`params.value_to_text`).
+    pub fn value_to_text(&self, id: u32, value: f64) -> Option<String> {
+        let mut buf = [0 as c_char; 256];
+        let ok = unsafe {
+            ((*self.params).value_to_text.expect("value_to_text"))(self.plugin, id, value, buf.as_mut_ptr(), 256)
+        };
+        ok.then(|| cstr(buf.as_ptr()))
+    }
+
+    /// The value the plugin reads from `text` for parameter `id` (`params.text_to_value`).
+    pub fn text_to_value(&self, id: u32, text: &str) -> Option<f64> {
+        let text = CString::new(text).ok()?;
+        let mut v = 0.0;
+        unsafe { ((*self.params).text_to_value.expect("text_to_value"))(self.plugin, id, text.as_ptr(), &mut v) }
+            .then_some(v)
+    }
+
     /// (inputs, outputs) note ports.
     pub fn note_ports(&self) -> (u32, u32) {
         if self.note_ports.is_null() {
