@@ -94,6 +94,13 @@ pub fn bin_to_velocity(bin: u8) -> u8 {
     ((b - 1) * VELOCITY_BIN_WIDTH + 3).min(127) as u8
 }
 
+/// A model's loss in bits per second of music, from nats per event and the
+/// events per second of the music it was measured on: unlike nats per event,
+/// comparable across tokenizers.
+pub fn bits_per_second(nats_per_event: f64, events_per_second: f64) -> f64 {
+    nats_per_event * events_per_second / std::f64::consts::LN_2
+}
+
 /// Seconds to steps of the 10 ms grid, rounded to nearest.
 pub fn seconds_to_steps(seconds: f64) -> u64 {
     (seconds.max(0.0) * f64::from(STEPS_PER_SECOND)).round() as u64

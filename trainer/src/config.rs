@@ -112,6 +112,11 @@ pub struct TrainConfig {
     /// Seeds the initial weights, the crops, the augmentation and dropout.
     pub seed: u64,
     pub precision: PrecisionChoice,
+    /// Share of each crop (0..1) whose next events do not count in the
+    /// training loss: the model learns to continue a context it has heard,
+    /// rather than to start from nothing. 0 counts every event.
+    #[serde(default)]
+    pub loss_from: f64,
 }
 
 impl Default for TrainConfig {
@@ -140,6 +145,7 @@ impl Default for TrainConfig {
             freeze_layers: 0,
             seed: 1,
             precision: PrecisionChoice::Auto,
+            loss_from: 0.0,
         }
     }
 }
@@ -244,6 +250,9 @@ impl TrainConfig {
         if self.seq_len > self.model.max_seq_len {
             return bad(format!("seq_len {} exceeds the model's max_seq_len {}", self.seq_len, self.model.max_seq_len));
         }
+        if !(0.0..1.0).contains(&self.loss_from) {
+            return bad(format!("loss_from {} is outside 0..1 (a share of each crop)", self.loss_from));
+        }
         if !(self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
             return bad(format!("need 0 <= min_lr ({}) <= lr ({}) and lr > 0", self.min_lr, self.lr));
         }
@@ -266,6 +275,11 @@ impl TrainConfig {
     }
 
     /// Learning rate for update number `step` (0-based) of `total_steps`.
+    /// Events at the start of each crop whose predictions the loss skips.
+    pub fn loss_from_events(&self) -> usize {
+        (self.seq_len as f64 * self.loss_from).floor() as usize
+    }
+
     pub fn lr_at(&self, step: usize, total_steps: usize) -> f64 {
         if step < self.warmup_steps {
             return self.lr * (step + 1) as f64 / self.warmup_steps as f64;

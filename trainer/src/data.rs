@@ -55,6 +55,20 @@ pub struct Corpus {
     pub notice: Option<String>,
 }
 
+impl Corpus {
+    /// Codec events per second of music in the validation split: what turns
+    /// nats per event into bits per second ([`cadenza_core::codec::bits_per_second`]).
+    pub fn valid_events_per_second(&self) -> f64 {
+        let events: usize = self.valid.iter().map(|p| p.tokens.len()).sum();
+        let seconds: f64 = self.valid.iter().map(|p| codec::tokens_duration_s(&p.tokens)).sum();
+        if seconds > 0.0 {
+            events as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{}: the data folder does not exist", .0.display())]

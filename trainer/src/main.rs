@@ -236,7 +236,7 @@ fn run(cli: Cli) -> Result<()> {
                 .seq_len
                 .or_else(|| cadenza_trainer::checkpoint::train_meta(&meta).map(|t| t.config.seq_len))
                 .unwrap_or(meta.model.max_seq_len);
-            let (loss, acc) = train::evaluate_checkpoint(
+            let v = train::evaluate_checkpoint(
                 &path,
                 &a.data,
                 seq_len,
@@ -247,7 +247,13 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             println!(
                 "{}",
-                serde_json::json!({ "checkpoint": path, "val_loss": loss, "val_acc": acc, "seq_len": seq_len })
+                serde_json::json!({
+                    "checkpoint": path,
+                    "val_loss": v.loss,
+                    "val_acc": v.accuracy,
+                    "val_bits_per_s": v.bits_per_s(),
+                    "seq_len": seq_len
+                })
             );
         }
         Cmd::Bench(a) => {

@@ -145,6 +145,18 @@ pub fn loss_and_hits(logits: &Tensor, targets: &Tensor, reduction: Reduction) ->
     (loss, hits.sum(Kind::Int64), counted.sum(Kind::Int64))
 }
 
+/// `targets` with the first `skip` positions of every row set to PAD, which
+/// the loss ignores: those predictions still shape the context, but only the
+/// continuation's count ([`TrainConfig::loss_from`]).
+pub fn continuation_targets(targets: &Tensor, skip: usize) -> Tensor {
+    if skip == 0 {
+        return targets.shallow_clone();
+    }
+    let masked = targets.copy();
+    let _ = masked.narrow(1, 0, (skip as i64).min(targets.size()[1])).fill_(i64::from(codec::PAD));
+    masked
+}
+
 /// Forward, backward, clip and update on one batch.
 pub fn train_step(
     model: &MusicTransformer,
@@ -183,6 +195,22 @@ pub fn evaluate(model: &MusicTransformer, windows: &[Vec<i64>], batch: usize, de
     (loss_sum / n, hits as f64 / n)
 }
 
+/// A checkpoint measured on a validation split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validation {
+    /// Mean cross-entropy, nats per event.
+    pub loss: f64,
+    pub accuracy: f64,
+    /// Events per second of the split's music.
+    pub events_per_s: f64,
+}
+
+impl Validation {
+    pub fn bits_per_s(&self) -> f64 {
+        codec::bits_per_second(self.loss, self.events_per_s)
+    }
+}
+
 /// Validation loss and accuracy of a checkpoint on a data folder's validation
 /// split, exactly as a run with `seq_len`, `max_windows` and `batch` measures it.
 pub fn evaluate_checkpoint(
@@ -193,12 +221,13 @@ pub fn evaluate_checkpoint(
     batch: usize,
     precision: Precision,
     device: Device,
-) -> Result<(f64, f64), TrainError> {
+) -> Result<Validation, TrainError> {
     let mut loaded = checkpoint::load_checkpoint(checkpoint, device)?;
     loaded.model.set_precision(precision);
     let corpus = Corpus::load(data_dir)?;
     let windows = data::validation_windows(&corpus, seq_len, max_windows);
-    Ok(evaluate(&loaded.model, &windows, batch, device))
+    let (loss, accuracy) = evaluate(&loaded.model, &windows, batch, device);
+    Ok(Validation { loss, accuracy, events_per_s: corpus.valid_events_per_second() })
 }
 
 /// The frozen part of a finetune: the token embedding and blocks `0..n`.
@@ -513,8 +542,8 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         let flat = sampler.batch(&corpus, step as u64);
         let width = (cfg.seq_len + 1) as i64;
         let seq = Tensor::from_slice(&flat).view([cfg.batch_size as i64, width]).to_device(device);
-        let stats =
-            train_step(&model, &mut opt, &seq.narrow(1, 0, width - 1), &seq.narrow(1, 1, width - 1), lr, cfg.grad_clip);
+        let target = continuation_targets(&seq.narrow(1, 1, width - 1), cfg.loss_from_events());
+        let stats = train_step(&model, &mut opt, &seq.narrow(1, 0, width - 1), &target, lr, cfg.grad_clip);
         let took_s = started.elapsed().as_secs_f64();
         state.step += 1;
         state.elapsed_s += took_s;
@@ -699,6 +728,22 @@ mod tests {
         assert!(trainable("layers.10.ln1.bias", 2));
         assert!(trainable("head.weight", 2));
         assert!(trainable("ln_f.weight", 2));
+    }
+
+    #[test]
+    fn a_continuation_loss_skips_the_first_events_of_every_crop() {
+        let targets = Tensor::from_slice(&[5i64, 6, 7, 8, 9, 10]).view([2, 3]);
+        let masked = continuation_targets(&targets, 2);
+        let pad = i64::from(codec::PAD);
+        assert_eq!(Vec::<i64>::try_from(masked.reshape([-1])).expect("ints"), vec![pad, pad, 7, pad, pad, 10]);
+        assert_eq!(Vec::<i64>::try_from(targets.reshape([-1])).expect("ints"), vec![5, 6, 7, 8, 9, 10], "a copy");
+        // The loss counts only what is left.
+        let logits = Tensor::zeros([2, 3, codec::VOCAB_SIZE as i64], (Kind::Float, Device::Cpu));
+        let (_, _, counted) = loss_and_hits(&logits, &masked, Reduction::Sum);
+        assert_eq!(counted.int64_value(&[]), 2);
+        let cfg = TrainConfig { seq_len: 512, loss_from: 0.5, ..TrainConfig::default() };
+        assert_eq!(cfg.loss_from_events(), 256);
+        assert!(TrainConfig { loss_from: 1.0, ..TrainConfig::default() }.validate().is_err());
     }
 
     #[test]

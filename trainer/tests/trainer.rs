@@ -246,7 +246,11 @@ mod finetune {
             ..options("folk", &out, &folk, &p.config, 40)
         })
         .expect("finetune");
-        assert_eq!(ft.initial_val, Some(source), "finetune's first validation = the source model's");
+        assert_eq!(
+            ft.initial_val,
+            Some((source.loss, source.accuracy)),
+            "finetune's first validation = the source model's"
+        );
         let (v0, v1) = (ft.initial_val.map(|v| v.0), ft.last_val.map(|v| v.0));
         assert!(v1 < v0, "finetuning did not lower the folk validation loss: {v0:?} -> {v1:?}");
 
