@@ -62,6 +62,12 @@ pub struct GenerateArgs {
     /// Internal: with --worker, time generating --seconds of music instead.
     #[arg(long, hide = true)]
     pub worker_music: bool,
+    /// Internal: with --worker-music, continue this MIDI file (its tempo and metre known) ...
+    #[arg(long, hide = true)]
+    pub primer: Option<PathBuf>,
+    /// Internal: ... following it this strongly.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    pub follow: f32,
     /// Internal: the read bandwidth the parent measured, in GB/s.
     #[arg(long, hide = true, default_value_t = 0.0)]
     pub read_gb_s: f64,
@@ -169,12 +175,21 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     let info = engine.info().clone();
     let cfg = info.config;
     if a.worker_music {
+        let (primer, meter) = match &a.primer {
+            Some(p) => {
+                let (perf, tempo) = cadenza_core::midi::read_file_timed(p, &Default::default())?;
+                (Some(perf), Some(tempo.meter()))
+            }
+            None => (None, None),
+        };
         let req = GenerateRequest {
+            primer,
+            meter,
             settings: GenerationSettings {
                 length: a.events.map_or(Length::Seconds(a.seconds), Length::Events),
                 variations: a.variations,
                 sampling: Sampling { seed: 7, ..Default::default() },
-                steering: Steering { allow_end: false, ..Default::default() },
+                steering: Steering { allow_end: false, follow: a.follow, ..Default::default() },
             },
             ..Default::default()
         };
@@ -405,7 +420,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (None, Some(p)) => (p, true),
         (None, None) => (random_model(&env, &exporter, "small", ModelConfig::SMALL.max_seq_len)?, false),
     };
-    let music = |events: Option<usize>| -> Result<MusicReport> {
+    let music_with = |events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
         let mut cmd = Command::new(&me);
         common(&mut cmd, 0.0);
         cmd.arg("--worker").arg(&music_model).arg("--worker-music");
@@ -413,8 +428,12 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         if let Some(n) = events {
             cmd.args(["--events", &n.to_string()]);
         }
+        if let Some((path, follow)) = primer {
+            cmd.arg("--primer").arg(path).args(["--follow", &follow.to_string()]);
+        }
         json_line(&mut cmd, "bench worker music")
     };
+    let music = |events: Option<usize>| music_with(events, None);
     let line = |m: &MusicReport, what: &str| {
         println!(
             "{what} from {} ({}, {} variation(s)): {} events in {:.2} s ({:.2} ms per event, window slides included), peak {:.0} MB",
@@ -430,6 +449,20 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if trained {
         let m = music(None)?;
         line(&m, &format!("{:.0} s of music", m.music_s));
+        // Following a primer adds work to every step: timed against the same primer, free.
+        let primer = repo_root().join("models/primers/twinkle.mid");
+        let free = music_with(None, Some((&primer, 0.0)))?;
+        let follow = cadenza_core::follow::DEFAULT_FOLLOW;
+        let followed = music_with(None, Some((&primer, follow)))?;
+        let per_event = |m: &MusicReport| m.wall_s * 1e3 / m.events.max(1) as f64;
+        line(&free, &format!("{:.0} s continuing {}, follow 0,", free.music_s, primer.display()));
+        line(&followed, &format!("{:.0} s continuing it, follow {follow},", followed.music_s));
+        println!(
+            "following the primer costs {:.2}x the time per event of generating free ({:.3} against {:.3} ms)",
+            per_event(&followed) / per_event(&free),
+            per_event(&followed),
+            per_event(&free)
+        );
     } else {
         // Random weights move time at random; time the number of events real music of this length has.
         let (rate, files) = real_events_per_second().context("no MIDI fixtures to measure a real event rate")?;

@@ -3,13 +3,12 @@
 //! even the rhythm, how loud and how varied), as a fixed-length vector for the
 //! style classifier and as named statistics for the real-vs-generated report.
 
+use cadenza_core::analysis::estimate_key;
+use cadenza_core::sampling::ScaleMode;
 use cadenza_core::Performance;
 
 /// Onsets closer than this form one chord or attack.
 const ONSET_GROUP_S: f64 = 0.03;
-/// Krumhansl-Kessler key profiles.
-const MAJOR_PROFILE: [f64; 12] = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88];
-const MINOR_PROFILE: [f64; 12] = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17];
 const MAJOR_SCALE: [usize; 7] = [0, 2, 4, 5, 7, 9, 11];
 const NATURAL_MINOR: [usize; 7] = [0, 2, 3, 5, 7, 8, 10];
 /// Upper edges of the inter-onset-interval bins, in seconds.
@@ -90,21 +89,6 @@ fn mean_std(xs: impl Iterator<Item = f64>) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-fn correlation(a: &[f64; 12], b: &[f64; 12]) -> f64 {
-    let (ma, mb) = (a.iter().sum::<f64>() / 12.0, b.iter().sum::<f64>() / 12.0);
-    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
-    for i in 0..12 {
-        num += (a[i] - ma) * (b[i] - mb);
-        da += (a[i] - ma).powi(2);
-        db += (b[i] - mb).powi(2);
-    }
-    if da == 0.0 || db == 0.0 {
-        0.0
-    } else {
-        num / (da * db).sqrt()
-    }
-}
-
 /// Duration-weighted pitch-class histogram, normalised to sum 1.
 fn pitch_classes(perf: &Performance) -> [f64; 12] {
     let mut h = [0.0; 12];
@@ -118,19 +102,10 @@ fn pitch_classes(perf: &Performance) -> [f64; 12] {
     h
 }
 
-/// (tonic, is_minor, correlation) of the best-fitting key.
+/// (tonic, is_minor, correlation) of the best-fitting key (C major for a flat histogram).
 fn key_of(pc: &[f64; 12]) -> (usize, bool, f64) {
-    let mut best = (0, false, f64::MIN);
-    for tonic in 0..12 {
-        let rotated: [f64; 12] = std::array::from_fn(|i| pc[(i + tonic) % 12]);
-        for (minor, profile) in [(false, &MAJOR_PROFILE), (true, &MINOR_PROFILE)] {
-            let r = correlation(&rotated, profile);
-            if r > best.2 {
-                best = (tonic, minor, r);
-            }
-        }
-    }
-    best
+    estimate_key(pc)
+        .map_or((0, false, 0.0), |k| (usize::from(k.key.tonic), k.key.mode == ScaleMode::Minor, k.correlation))
 }
 
 pub fn stats(perf: &Performance) -> Stats {
