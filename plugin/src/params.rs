@@ -48,13 +48,23 @@ fn v2s_decimals(digits: usize) -> Arc<dyn Fn(f32) -> String + Send + Sync> {
     })
 }
 
-/// A count where 0 means "free" (no limit), shown and read as the word.
-fn v2s_count_or_free() -> Arc<dyn Fn(i32) -> String + Send + Sync> {
-    Arc::new(|v| if v == 0 { "free".into() } else { v.to_string() })
+/// A count where 0 means "free" (no limit), shown as the word.
+fn count_or_free(count: i32) -> String {
+    if count == 0 {
+        "free".into()
+    } else {
+        count.to_string()
+    }
 }
 
-fn s2v_count_or_free() -> Arc<dyn Fn(&str) -> Option<i32> + Send + Sync> {
-    Arc::new(|s| if s.trim().eq_ignore_ascii_case("free") { Some(0) } else { s.trim().parse().ok() })
+/// Reads what [`count_or_free`] shows.
+fn parse_count_or_free(text: &str) -> Option<i32> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("free") {
+        Some(0)
+    } else {
+        text.parse().ok()
+    }
 }
 
 /// The keys the pitch parameters offer: the piano's.
@@ -317,8 +327,8 @@ impl CadenzaParams {
             key: EnumParam::new("Key", KeyTonic::Any),
             scale: EnumParam::new("Scale", ScaleKind::Major),
             max_polyphony: IntParam::new("Max polyphony", 0, IntRange::Linear { min: 0, max: 10 })
-                .with_value_to_string(v2s_count_or_free())
-                .with_string_to_value(s2v_count_or_free()),
+                .with_value_to_string(Arc::new(count_or_free))
+                .with_string_to_value(Arc::new(parse_count_or_free)),
             density: FloatParam::new("Density", 0.0, FloatRange::Linear { min: -1.0, max: 1.0 })
                 .with_step_size(0.05)
                 .with_value_to_string(v2s_decimals(2)),
@@ -446,8 +456,8 @@ mod tests {
             ("0.00".into(), "0.00".into(), "-0.01".into(), "0.00".into())
         );
         assert_eq!(v2s_decimals(1)(-40.0), "-40.0");
-        assert_eq!(s2v_count_or_free()(&v2s_count_or_free()(0)), Some(0));
-        assert_eq!(s2v_count_or_free()(" 3 "), Some(3));
+        assert_eq!(parse_count_or_free(&count_or_free(0)), Some(0));
+        assert_eq!(parse_count_or_free(" 3 "), Some(3));
     }
 
     #[test]
