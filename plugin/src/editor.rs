@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use cadenza_core::ClipNote;
-use crossbeam::channel::Sender;
 use egui::{Align2, Color32, CornerRadius, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Vec2};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::prelude::*;
@@ -24,7 +23,7 @@ use nice_plug_egui::{EguiEditorState, EguiNiceSettings, NiceEguiApp};
 
 use crate::params::{note_name, CadenzaParams};
 use crate::playback::PlayState;
-use crate::session::Command;
+use crate::session::{Command, Workers};
 use crate::shared::Shared;
 use crate::view::{Level, PrimerSource, View};
 
@@ -49,7 +48,7 @@ pub fn create(
     state: Arc<EguiEditorState>,
     params: Arc<CadenzaParams>,
     shared: Arc<Shared>,
-    commands: Option<Sender<Command>>,
+    workers: Arc<Workers>,
 ) -> Option<nice_plug_egui::EguiEditor<CadenzaEditor>> {
     let view = shared.view();
     let notifier = nice_plug_egui::RepaintNotifier::new();
@@ -57,7 +56,7 @@ pub fn create(
     let app = CadenzaEditor {
         params,
         shared,
-        commands,
+        workers,
         gui: None,
         primer_path: String::new(),
         export_dir: view.export_dir.display().to_string(),
@@ -70,7 +69,8 @@ pub fn create(
 pub struct CadenzaEditor {
     params: Arc<CadenzaParams>,
     shared: Arc<Shared>,
-    commands: Option<Sender<Command>>,
+    /// The session's threads: the editor opening starts them if the host has not activated yet.
+    workers: Arc<Workers>,
     gui: Option<GuiContext>,
     /// Text the musician typed into the path fields.
     primer_path: String,
@@ -82,9 +82,7 @@ pub struct CadenzaEditor {
 
 impl CadenzaEditor {
     fn send(&self, cmd: Command) {
-        if let Some(tx) = &self.commands {
-            let _ = tx.send(cmd);
-        }
+        self.workers.send(cmd);
     }
 }
 
@@ -154,6 +152,7 @@ impl NiceEguiApp for CadenzaEditor {
         style.spacing.item_spacing = Vec2::new(8.0, 6.0);
         egui_ctx.set_global_style(style);
         self.gui = Some(nice_gui_ctx);
+        self.workers.start();
         Ok(())
     }
 

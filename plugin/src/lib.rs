@@ -6,7 +6,9 @@
 //! without allocating, locking or touching files; the session thread
 //! ([`session`]) owns the musician's session; the inference thread
 //! ([`generator`]) runs the model; the editor ([`editor`]) draws a snapshot
-//! and sends commands. The plugin never panics into the host: every failure
+//! and sends commands. The two worker threads start when the host activates
+//! the instance or the editor opens, never for an instance a host only scans,
+//! and end with the instance. The plugin never panics into the host: every failure
 //! becomes a status line in words, and notes keep passing through.
 
 pub mod capture;
@@ -27,7 +29,6 @@ use std::num::NonZeroU32;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossbeam::channel::Sender;
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
@@ -37,7 +38,7 @@ use crate::clock::{Clock, HostTime};
 use crate::params::CadenzaParams;
 use crate::playback::{OutBuffer, OutEvent, Player};
 use crate::preview::PreviewSynth;
-use crate::session::{AudioPorts, Command};
+use crate::session::{AudioPorts, Workers};
 use crate::shared::Shared;
 use crate::state::SessionSlot;
 
@@ -45,9 +46,8 @@ use crate::state::SessionSlot;
 pub struct Cadenza {
     params: Arc<CadenzaParams>,
     shared: Arc<Shared>,
-    /// Commands to the session thread (`None` if it could not start).
-    commands: Option<Sender<Command>>,
-    session: Option<std::thread::JoinHandle<()>>,
+    /// The session and inference threads, started at [`Plugin::activate`] or when the editor opens.
+    workers: Arc<Workers>,
     editor_state: Arc<EguiEditorState>,
 
     // Audio thread only below: all allocated before the first `process` call.
@@ -65,28 +65,17 @@ pub struct Cadenza {
     preview_was_on: bool,
 }
 
+/// Made for every instance a host creates, scans included: no thread starts here.
 impl Default for Cadenza {
     fn default() -> Self {
         let params = Arc::new(CadenzaParams::new(SessionSlot::default()));
         let shared = Arc::new(Shared::default());
         let (session_ports, audio) = session::ports();
-        let (commands, session) = match session::spawn(params.clone(), shared.clone(), session_ports) {
-            Ok((tx, handle)) => (Some(tx), Some(handle)),
-            Err(e) => {
-                nice_error!("cadenza: cannot start the session thread: {e}");
-                let mut view = view::View::default();
-                view.status = view::Status::error(format!(
-                    "Cadenza could not start its worker thread ({e}); MIDI passes through, nothing else works."
-                ));
-                shared.publish(view);
-                (None, None)
-            }
-        };
+        let workers = Arc::new(Workers::new(params.clone(), shared.clone(), session_ports));
         Self {
             params,
             shared: shared.clone(),
-            commands,
-            session,
+            workers,
             editor_state: editor::default_state(),
             audio,
             clock: Clock::default(),
@@ -104,12 +93,8 @@ impl Default for Cadenza {
 
 impl Drop for Cadenza {
     fn drop(&mut self) {
-        if let Some(tx) = self.commands.take() {
-            let _ = tx.send(Command::Shutdown);
-        }
-        if let Some(handle) = self.session.take() {
-            let _ = handle.join();
-        }
+        // The editor may hold the workers too; the threads still end with the instance.
+        self.workers.stop();
     }
 }
 
@@ -169,7 +154,7 @@ impl Plugin for Cadenza {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::create(self.editor_state.clone(), self.params.clone(), self.shared.clone(), self.commands.clone())
+        editor::create(self.editor_state.clone(), self.params.clone(), self.shared.clone(), self.workers.clone())
     }
 
     fn activate(
@@ -180,6 +165,8 @@ impl Plugin for Cadenza {
     ) -> bool {
         self.sample_rate = f64::from(buffer_config.sample_rate);
         self.shared.clock.sample_rate.store(self.sample_rate);
+        // The host means to play: now the session and the model get their threads.
+        self.workers.start();
         true
     }
 

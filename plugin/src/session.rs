@@ -17,6 +17,7 @@ use cadenza_core::midi::{read_file, ReadOptions, WriteOptions};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::Clip;
 use crossbeam::channel::{Receiver, Select, Sender};
+use parking_lot::Mutex;
 
 use crate::capture::{Capture, CaptureEvent, MAX_CAPTURE_EVENTS_IN_FLIGHT};
 use crate::generator::{Finished, GenError, Job};
@@ -146,6 +147,85 @@ struct Session {
 
     dirty: bool,
     last_capture_publish: Instant,
+}
+
+/// One instance's session and inference threads, started on first need (the
+/// host activating the plugin, or the editor opening) rather than when the
+/// instance is made: hosts make many instances only to scan them. Stopped and
+/// joined when the instance goes. Never touched by the audio thread.
+pub struct Workers {
+    params: Arc<CadenzaParams>,
+    shared: Arc<Shared>,
+    threads: Mutex<Threads>,
+}
+
+struct Threads {
+    /// The session's ends of the queues, until the session thread takes them.
+    ports: Option<SessionPorts>,
+    commands: Option<Sender<Command>>,
+    session: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Nothing starts yet; `ports` wait for [`Workers::start`].
+    pub fn new(params: Arc<CadenzaParams>, shared: Arc<Shared>, ports: SessionPorts) -> Self {
+        Self { params, shared, threads: Mutex::new(Threads { ports: Some(ports), commands: None, session: None }) }
+    }
+
+    /// Start the threads, unless they are running, have stopped or could not start.
+    pub fn start(&self) {
+        let mut threads = self.threads.lock();
+        let Some(ports) = threads.ports.take() else { return };
+        match spawn(self.params.clone(), self.shared.clone(), ports) {
+            Ok((commands, session)) => {
+                threads.commands = Some(commands);
+                threads.session = Some(session);
+            }
+            Err(e) => {
+                nice_plug::nice_error!("cadenza: cannot start the session thread: {e}");
+                self.shared.publish(View {
+                    status: Status::error(format!(
+                        "Cadenza could not start its worker thread ({e}); MIDI passes through, nothing else works."
+                    )),
+                    ..View::default()
+                });
+            }
+        }
+    }
+
+    /// Whether the threads were started (and not yet stopped).
+    pub fn running(&self) -> bool {
+        self.threads.lock().session.is_some()
+    }
+
+    /// Send the session a command, starting the threads first if need be.
+    pub fn send(&self, cmd: Command) {
+        self.start();
+        if let Some(tx) = &self.threads.lock().commands {
+            let _ = tx.send(cmd);
+        }
+    }
+
+    /// Stop the threads and wait for them: the plugin's code may be unloaded right after.
+    pub fn stop(&self) {
+        let (commands, session) = {
+            let mut threads = self.threads.lock();
+            threads.ports = None;
+            (threads.commands.take(), threads.session.take())
+        };
+        if let Some(tx) = commands {
+            let _ = tx.send(Command::Shutdown);
+        }
+        if let Some(handle) = session {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Start the session and inference threads. Returns the command sender and the session's handle.

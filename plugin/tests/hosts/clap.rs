@@ -134,6 +134,78 @@ fn clap_parameter_text_round_trips_for_every_parameter() {
     eprintln!("{checked} value -> text -> value -> text round trips over {} parameters", params.len());
 }
 
+/// Names of this process's threads that Cadenza started (`cadenza-session`, `cadenza-inferen`...).
+fn cadenza_threads() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("cadenza-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Set in the child process that counts threads alone.
+const THREAD_PROBE: &str = "CADENZA_THREAD_PROBE";
+
+/// Issue 11: a host scanning makes many instances and never activates them; they start no
+/// thread, and their state still saves and loads. Activation starts the session's threads;
+/// destroying the instance ends them.
+#[test]
+fn clap_instances_start_no_threads_until_activated() {
+    // Threads are counted per process and the other tests start their own: count in a child.
+    if std::env::var_os(THREAD_PROBE).is_none() {
+        let name = "clap::clap_instances_start_no_threads_until_activated";
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(THREAD_PROBE, "1")
+            .output()
+            .expect("run the thread probe");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "thread probe failed:\n{text}");
+        eprintln!("{}", text.lines().filter(|l| l.starts_with("threads:")).collect::<Vec<_>>().join("\n"));
+        return;
+    }
+    let (_dir, lib) = load(&[]);
+    let tasks = || std::fs::read_dir("/proc/self/task").expect("tasks").count();
+    let before = tasks();
+    assert_eq!(cadenza_threads(), Vec::<String>::new(), "nothing runs before an instance exists");
+    let mut scanned: Vec<_> = (0..50).map(|_| lib.instantiate(CLAP_ID).expect("instance")).collect();
+    for inst in &scanned {
+        assert_eq!(inst.params().len(), PARAM_IDS.len());
+    }
+    // A project loads into an instance before the host activates it, and saves from one.
+    let state = scanned[0].save_state();
+    let mut session = support::session_of_state(&state);
+    session["style"] = "probe".into();
+    let edited = support::with_session(&state, &session);
+    assert!(scanned[1].load_state(&edited), "state loads into an instance that was never activated");
+    assert_eq!(support::session_of_state(&scanned[1].save_state())["style"], "probe", "and saves from it");
+    let after_scan = tasks();
+    assert_eq!(cadenza_threads(), Vec::<String>::new(), "50 instances that were never activated start no thread");
+    eprintln!("threads: {before} before, {after_scan} with 50 instances never activated");
+
+    scanned[1].activate(SAMPLE_RATE, FRAMES);
+    // A new thread names itself once it runs: wait for that.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut running = cadenza_threads();
+    while running != ["cadenza-inferen", "cadenza-session"] {
+        assert!(Instant::now() < deadline, "activation starts the session and the model's thread: {running:?}");
+        std::thread::sleep(Duration::from_millis(5));
+        running = cadenza_threads();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while support::session_of_state(&scanned[1].save_state())["style"] != "probe" {
+        assert!(Instant::now() < deadline, "the running session lost the state loaded before activation");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("threads: {} with one of them active ({running:?})", tasks());
+    scanned.clear();
+    assert_eq!(cadenza_threads(), Vec::<String>::new(), "destroying the instances ends their threads");
+}
+
 /// Without a usable model, Generate does nothing harmful and notes still pass through.
 #[test]
 fn clap_without_a_usable_model_still_passes_notes_through() {
@@ -254,8 +326,8 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
     let session = support::session_of_state(&state);
     let generation = &session["generation"];
     assert_eq!(generation["style"], style.as_str());
-    assert_eq!(generation["settings"]["seed"], 7);
-    assert_eq!(generation["settings"]["bars"], 2);
+    assert_eq!(generation["settings"]["sampling"]["seed"], 7);
+    assert_eq!(generation["bars"], 2);
     let variations = generation["variations"].as_array().expect("variations");
     assert_eq!(variations.len(), 2);
     let primer_notes = generation["primer"]["notes"].as_array().expect("primer").len();

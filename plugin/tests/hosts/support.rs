@@ -130,6 +130,17 @@ pub fn session_of_state(state: &[u8]) -> serde_json::Value {
     serde_json::from_str(field).expect("session JSON")
 }
 
+/// A saved CLAP state with its session replaced by `session` (the inverse of [`session_of_state`]).
+pub fn with_session(state: &[u8], session: &serde_json::Value) -> Vec<u8> {
+    let len = u64::from_le_bytes(state[..8].try_into().expect("8 bytes")) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state JSON");
+    json["fields"]["session"] = session.to_string().into();
+    let bytes = serde_json::to_vec(&json).expect("serialize");
+    let mut out = (bytes.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
 /// Notes of the bundled twinkle primer as (start beats, length beats, key, velocity) at `tempo_bpm`.
 pub fn twinkle(tempo_bpm: f64) -> Vec<(f64, f64, u8, u8)> {
     let perf = cadenza_core::midi::read_file(&repo_root().join("models/primers/twinkle.mid"), &Default::default())
