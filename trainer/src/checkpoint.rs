@@ -148,15 +148,16 @@ impl CheckpointPaths {
     }
 }
 
-/// A float32 tensor copied out of libtorch for serialisation.
+/// A tensor copied out of libtorch for serialisation, as float32 or float16.
 struct Raw {
+    dtype: Dtype,
     shape: Vec<usize>,
     bytes: Vec<u8>,
 }
 
 impl View for &Raw {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -169,22 +170,36 @@ impl View for &Raw {
     }
 }
 
-fn to_raw(t: &Tensor) -> Result<Raw, tch::TchError> {
+fn to_raw(t: &Tensor, dtype: Dtype) -> Result<Raw, tch::TchError> {
     let flat = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?.f_view([-1])?;
     let values = Vec::<f32>::try_from(&flat)?;
     let mut bytes = Vec::with_capacity(values.len() * 4);
     for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
+        match dtype {
+            Dtype::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+            _ => bytes.extend_from_slice(&v.to_le_bytes()),
+        }
     }
-    Ok(Raw { shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
+    let dtype = if dtype == Dtype::F16 { Dtype::F16 } else { Dtype::F32 };
+    Ok(Raw { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
 }
 
 /// Write named float32 tensors atomically, with the step in the header.
 pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)], step: usize) -> Result<(), CheckpointError> {
+    write_tensors_as(path, tensors, step, Dtype::F32)
+}
+
+/// [`write_tensors`] as float32 or (for shipping, half the bytes) float16.
+pub fn write_tensors_as(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    step: usize,
+    dtype: Dtype,
+) -> Result<(), CheckpointError> {
     let err = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
     let raws: Vec<(String, Raw)> = tensors
         .iter()
-        .map(|(n, t)| to_raw(t).map(|r| (n.clone(), r)))
+        .map(|(n, t)| to_raw(t, dtype).map(|r| (n.clone(), r)))
         .collect::<Result<_, _>>()
         .map_err(|e| err(e.to_string()))?;
     let info = HashMap::from([(STEP_KEY.to_string(), step.to_string())]);
@@ -193,8 +208,8 @@ pub fn write_tensors(path: &Path, tensors: &[(String, Tensor)], step: usize) -> 
     write_atomic(path, &bytes).map_err(io(path))
 }
 
-/// Read every tensor of a float32 safetensors file (onto `device`) and the
-/// step recorded in its header.
+/// Read every tensor of a float32 or float16 safetensors file (onto
+/// `device`, as float32) and the step recorded in its header.
 pub fn read_tensors(path: &Path, device: Device) -> Result<(HashMap<String, Tensor>, Option<String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     let err = |message: String| CheckpointError::Tensors { path: path.to_path_buf(), message };
@@ -203,11 +218,13 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<(HashMap<String, Tens
     let step = header.metadata().as_ref().and_then(|m| m.get(STEP_KEY).cloned());
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(err(format!("tensor {name} is {:?}, expected F32", view.dtype())));
-        }
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => {
+                view.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            other => return Err(err(format!("tensor {name} is {other:?}, expected F32 or F16"))),
+        };
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_slice(&values)
             .and_then(|t| t.f_view(shape.as_slice()))
@@ -216,6 +233,26 @@ pub fn read_tensors(path: &Path, device: Device) -> Result<(HashMap<String, Tens
         out.insert(name, t);
     }
     Ok((out, step))
+}
+
+/// Copy checkpoint `from` (its weights and sidecar) to `to` (a base path, as
+/// [`CheckpointPaths::new`] takes it) with float16 weights and no optimizer
+/// state: what ships in `models/checkpoints/`, at half the bytes.
+pub fn ship_half(from: &Path, to: &Path) -> Result<CheckpointPaths, CheckpointError> {
+    let src = CheckpointPaths::new(from);
+    let dst = CheckpointPaths::new(to);
+    let meta = read_sidecar(&src.sidecar)?;
+    let (tensors, step) = read_tensors(&src.weights, Device::Cpu)?;
+    check_step(&src.weights, step, meta.step)?;
+    let mut named: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(dir) = dst.weights.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    write_tensors_as(&dst.weights, &named, meta.step, Dtype::F16)?;
+    let sidecar = std::fs::read(&src.sidecar).map_err(io(&src.sidecar))?;
+    write_atomic(&dst.sidecar, &sidecar).map_err(io(&dst.sidecar))?;
+    Ok(dst)
 }
 
 pub fn read_sidecar(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
@@ -478,6 +515,20 @@ mod tests {
         assert_eq!(step.as_deref(), Some("42"));
         assert!(back["a"].equal(&a));
         assert!(back["b.c"].equal(&b));
+    }
+
+    #[test]
+    fn half_precision_weights_read_back_within_their_rounding() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.safetensors");
+        let a = Tensor::randn([64, 8], (Kind::Float, Device::Cpu));
+        write_tensors_as(&path, &[("a".into(), a.shallow_clone())], 3, Dtype::F16).expect("write");
+        let bytes = std::fs::metadata(&path).expect("written").len();
+        assert!(bytes < 64 * 8 * 4 / 2 + 200, "two bytes a weight: {bytes}");
+        let (back, step) = read_tensors(&path, Device::Cpu).expect("read");
+        assert_eq!(step.as_deref(), Some("3"));
+        let worst = (&back["a"] - &a).abs().max().double_value(&[]);
+        assert!(worst <= 4.0 * 2f64.powi(-11), "within half's rounding of values below 4: {worst}");
     }
 
     #[test]

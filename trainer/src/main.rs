@@ -33,6 +33,31 @@ enum Cmd {
     Eval(EvalArgs),
     /// Time training steps on random tokens; prints one JSON line.
     Bench(BenchCli),
+    /// Copy a checkpoint with float16 weights and no optimizer state (what ships in
+    /// models/checkpoints/), after checking on a validation split that it predicts as the
+    /// float32 weights do; prints one JSON line.
+    Ship(ShipArgs),
+}
+
+#[derive(Args)]
+struct ShipArgs {
+    /// Checkpoint (.safetensors/.json), run folder or style name.
+    #[arg(long)]
+    checkpoint: String,
+    /// Base path of the copy, e.g. models/checkpoints/classical (.safetensors and .json are added).
+    #[arg(long)]
+    out: PathBuf,
+    /// Data folder whose validation split checks the half-precision weights.
+    #[arg(long)]
+    data: PathBuf,
+    /// Largest validation-loss change (nats per event) float16 may cause.
+    #[arg(long, default_value_t = 0.002)]
+    tolerance: f64,
+    /// Validation windows at most.
+    #[arg(long, default_value_t = 64)]
+    max_windows: usize,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -255,6 +280,57 @@ fn run(cli: Cli) -> Result<()> {
                     "seq_len": seq_len
                 })
             );
+        }
+        Cmd::Ship(a) => {
+            let path = cadenza_trainer::checkpoint::resolve_from(&a.checkpoint, &a.runs_dir)?;
+            let meta = cadenza_trainer::checkpoint::read_sidecar(
+                &cadenza_trainer::checkpoint::CheckpointPaths::new(&path).sidecar,
+            )?;
+            let seq_len =
+                cadenza_trainer::checkpoint::train_meta(&meta).map_or(meta.model.max_seq_len, |t| t.config.seq_len);
+            let measure = |p: &std::path::Path| {
+                train::evaluate_checkpoint(
+                    p,
+                    &a.data,
+                    seq_len,
+                    a.max_windows,
+                    8,
+                    cadenza_trainer::Precision::Fp32,
+                    tch::Device::Cpu,
+                )
+            };
+            let full = measure(&path)?;
+            // Written to a temporary base beside the target first: a copy that fails the check replaces nothing.
+            let trial = a.out.with_file_name(format!(
+                ".{}.trial",
+                a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            ));
+            let trial_paths = cadenza_trainer::checkpoint::ship_half(&path, &trial)?;
+            let half = measure(&trial);
+            let delta = half.as_ref().map(|h| h.loss - full.loss);
+            let fits = matches!(delta, Ok(d) if d.abs() <= a.tolerance);
+            let shipped = if fits { Some(cadenza_trainer::checkpoint::ship_half(&path, &a.out)?) } else { None };
+            let _ = std::fs::remove_file(&trial_paths.weights);
+            let _ = std::fs::remove_file(&trial_paths.sidecar);
+            let half = half?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "checkpoint": path,
+                    "out": shipped.as_ref().map(|p| p.weights.clone()),
+                    "step": meta.step,
+                    "fp32_val_loss": full.loss,
+                    "fp16_val_loss": half.loss,
+                    "val_bits_per_s": full.bits_per_s(),
+                })
+            );
+            if shipped.is_none() {
+                anyhow::bail!(
+                    "float16 weights change the validation loss by {:+.4} nats per event (more than {}); not shipped",
+                    half.loss - full.loss,
+                    a.tolerance
+                );
+            }
         }
         Cmd::Bench(a) => {
             let device = a.device.resolve()?;
