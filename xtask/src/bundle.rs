@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::env::{cargo, repo_root, run_checked, ToolEnv};
+use crate::env::{cargo, repo_root, run_checked};
 
 /// File name of the ONNX Runtime library inside a bundle (`plugin/src/locate.rs` looks for it).
 const ORT_FILE: &str = "libonnxruntime.so.1.31.1";
@@ -77,7 +77,7 @@ pub fn run_bundle(args: &BundleArgs) -> Result<()> {
 }
 
 pub fn bundle(args: &BundleArgs) -> Result<Bundles> {
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let profile = if args.debug { "debug" } else { "release" };
     let mut build = cargo(&env);
     build.args(["build", "-p", "cadenza-plugin", "--lib"]);

@@ -14,7 +14,7 @@ use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::Sampling;
 use serde_json::Value;
 
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,7 +71,7 @@ fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    ToolEnv::load_or_setup()?;
+    crate::setup::tool_env()?;
     let root = repo_root();
     let run = args.run.clone().map(|r| root.join(r)).unwrap_or_else(|| root.join("runs").join(&args.style));
     let best = run.join("best.json");

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use cadenza_core::dataset::Provenance;
 
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 
 /// What the manifest's `licence` column appends, after the package's own
 /// statement, when a file states its own terms (music21 file headers) or its
@@ -121,7 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.styles.is_empty() {
         bail!("--styles names no style");
     }
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let root = repo_root();
     let out = root.join(&args.out);
     let cache = root.join(&args.cache);

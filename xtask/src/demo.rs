@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 use crate::eval::style::shipped_styles;
 use crate::generate;
 use crate::primers::PRIMERS;
@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    ToolEnv::load_or_setup()?;
+    crate::setup::tool_env()?;
     let root = repo_root();
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out)?;

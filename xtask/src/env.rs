@@ -49,17 +49,6 @@ impl ToolEnv {
         Ok(env)
     }
 
-    /// Load the environment, running `setup` first when it is missing or stale.
-    pub fn load_or_setup() -> Result<Self> {
-        match Self::load() {
-            Ok(env) => Ok(env),
-            Err(_) => {
-                crate::setup::run(&crate::setup::Args::default())?;
-                Self::load()
-            }
-        }
-    }
-
     /// Give a command the variables it needs to build and run against libtorch and ONNX Runtime.
     pub fn apply(&self, cmd: &mut Command) {
         cmd.env("LIBTORCH", &self.libtorch);

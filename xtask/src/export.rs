@@ -52,7 +52,7 @@ pub fn check_onnx(env: &ToolEnv, path: &std::path::Path) -> Result<()> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let root = repo_root();
     let out = args.out.clone().unwrap_or_else(|| root.join("models").join(format!("{}.onnx", args.style)));
     let bin = build_exporter(&env)?;

@@ -53,6 +53,17 @@ pub struct Args {
     pub no_apt: bool,
 }
 
+/// The tool environment, running `setup` first when it is missing or stale.
+pub fn tool_env() -> Result<ToolEnv> {
+    match ToolEnv::load() {
+        Ok(env) => Ok(env),
+        Err(_) => {
+            run(&Args::default())?;
+            ToolEnv::load()
+        }
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     if !args.no_apt {
         apt_packages()?;

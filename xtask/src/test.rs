@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::env::{cargo, run_checked, ToolEnv};
+use crate::env::{cargo, run_checked};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     // The host tests load the plugin as a host would, from the debug cdylib
     // (built with assert_process_allocs); `cargo test` builds only the rlib.
     run_checked(cargo(&env).args(["build", "--workspace", "--lib"]))?;

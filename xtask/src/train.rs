@@ -104,7 +104,7 @@ pub fn build_trainer(env: &ToolEnv) -> Result<PathBuf> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let bin = build_trainer(&env)?;
     let root = repo_root();
     let mut cmd = Command::new(&bin);

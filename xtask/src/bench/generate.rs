@@ -352,7 +352,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     if let Some(model) = &a.worker {
         return worker(a, model);
     }
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let exporter = crate::export::build_exporter(&env)?;
     let me = std::env::current_exe().context("cannot find the xtask binary")?;
     let longest = a.contexts.iter().copied().max().unwrap_or(2048);

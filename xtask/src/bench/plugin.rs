@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 
 use crate::bundle::{bundle, bundled_dir, BundleArgs};
-use crate::env::{cargo, run_checked, ToolEnv};
+use crate::env::{cargo, run_checked};
 
 #[derive(Debug, clap::Args)]
 pub struct PluginArgs {
@@ -26,7 +26,7 @@ pub fn run(args: &PluginArgs) -> Result<()> {
     if !args.no_build {
         bundle(&BundleArgs { debug: false, standalone: false, out: None }).context("building the bundle")?;
     }
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let clap = bundled_dir().join("Cadenza.clap");
     let mut cmd = cargo(&env);
     cmd.args(["run", "--quiet", "-p", "cadenza-plugin", "--release", "--example", "bench", "--", "--clap"])

@@ -85,7 +85,7 @@ fn torch_importable(env: &ToolEnv) -> Result<()> {
 }
 
 pub fn run(a: &TrainArgs) -> Result<()> {
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     torch_importable(&env)?;
     let bin = crate::train::build_trainer(&env)?;
     let root = repo_root();

@@ -26,7 +26,7 @@ use plotters::prelude::*;
 use super::classifier::Classifier;
 use super::features::features;
 use super::style::{shipped_styles, style_classifier};
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 
 /// The primer: this much music from the piece's first note.
 pub const PRIMER_S: f64 = 10.0;
@@ -347,7 +347,7 @@ pub fn run(args: &Args) -> Result<()> {
     let data = root.join(&args.data);
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let (classifier, _) = style_classifier(&data, 400)?;
     let classes = classifier.classes.clone();
     let styles: Vec<&str> = shipped_styles()

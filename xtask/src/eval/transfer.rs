@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use serde::Deserialize;
 
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 use crate::train;
 
 #[derive(Debug, clap::Args)]
@@ -242,7 +242,7 @@ fn chain_figures(out: &Path) -> Result<Option<String>> {
     if !run.join("run.json").exists() {
         return Ok(None);
     }
-    let env = ToolEnv::load_or_setup()?;
+    let env = crate::setup::tool_env()?;
     let bin = train::build_trainer(&env)?;
     let mut cmd = std::process::Command::new(bin);
     env.apply(&mut cmd);
