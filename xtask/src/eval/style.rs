@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cadenza_core::analysis::Meter;
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
 use cadenza_core::engine::{Engine, EngineOptions};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
@@ -16,7 +17,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::classifier::{Classifier, Confusion, Fit};
 use super::features::{features, stats, windows, Stats};
-use crate::env::{repo_root, ToolEnv};
+use crate::env::repo_root;
 use crate::primers::PRIMERS;
 
 /// The styles Cadenza ships, in report order.
@@ -83,12 +84,10 @@ fn generate(model: &Path, pieces: usize, seed: u64) -> Result<(Vec<Performance>,
     let mut out = Vec::new();
     for i in 0..pieces {
         // even pieces improvise, odd ones continue a bundled primer
-        let primer = (i % 2 == 1).then(|| {
-            let p = &PRIMERS[(i / 2) % PRIMERS.len()];
-            p.clip().to_performance(p.tempo_bpm)
-        });
+        let primer = (i % 2 == 1).then(|| &PRIMERS[(i / 2) % PRIMERS.len()]);
         let req = GenerateRequest {
-            primer,
+            primer: primer.map(|p| p.clip().to_performance(p.tempo_bpm)),
+            meter: primer.map(|p| Meter::new(p.tempo_bpm)),
             settings: GenerationSettings {
                 length: Length::Seconds(WINDOW_S),
                 sampling: Sampling { seed: seed.wrapping_mul(1000).wrapping_add(i as u64), ..Sampling::default() },
@@ -167,7 +166,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
     if !args.real_only {
-        ToolEnv::load_or_setup()?;
+        crate::setup::tool_env()?;
         for (c, style) in styles.iter().enumerate() {
             let path = root.join(&args.models).join(format!("{style}.onnx"));
             if !path.exists() {
