@@ -39,7 +39,13 @@ pub const APT_PACKAGES: &[&str] = &[
 /// CPU library links only the two CUDA wheels below (see the README).
 pub const TORCH: &str = "torch==2.11.0";
 pub const TORCH_CPU_EXTRAS: &[&str] = &["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
-pub const WHEELS: &[&str] = &["onnxruntime==1.31.1", "onnx==1.23.2", "music21==10.5.1", "numpy==2.4.6"];
+pub const WHEELS: &[&str] = &["onnx==1.23.2", "music21==10.5.1", "numpy==2.4.6"];
+/// ONNX Runtime for the CPU (what the bundles carry) ...
+pub const ORT_CPU: &str = "onnxruntime==1.31.1";
+/// ... or, with `--cuda`, the same version built with the CUDA provider, with
+/// the NVIDIA CUDA 13 and cuDNN 9 wheels it loads (both install the same
+/// `onnxruntime` package, so one replaces the other).
+pub const ORT_GPU: &str = "onnxruntime-gpu[cuda,cudnn]==1.31.1";
 /// The ONNX Runtime library inside the onnxruntime wheel.
 pub const ORT_LIBRARY: &str = "onnxruntime/capi/libonnxruntime.so.1.31.1";
 
@@ -141,8 +147,22 @@ fn requirements(cuda: bool) -> Vec<String> {
     if !cuda {
         req.extend(TORCH_CPU_EXTRAS.iter().map(|s| s.to_string()));
     }
+    req.push(ort_wheel(cuda).to_string());
     req.extend(WHEELS.iter().map(|s| s.to_string()));
     req
+}
+
+fn ort_wheel(cuda: bool) -> &'static str {
+    if cuda {
+        ORT_GPU
+    } else {
+        ORT_CPU
+    }
+}
+
+/// The pip distribution name of a requirement ("onnxruntime-gpu" of "onnxruntime-gpu[cuda]==1").
+fn distribution(requirement: &str) -> &str {
+    requirement.split(['[', '=']).next().unwrap_or(requirement)
 }
 
 fn python_env(cuda: bool) -> Result<ToolEnv> {
@@ -167,8 +187,11 @@ fn python_env(cuda: bool) -> Result<ToolEnv> {
             pip(&["--no-deps", TORCH])?;
             pip(&[&["--no-deps"], TORCH_CPU_EXTRAS].concat())?;
         }
-        eprintln!("setup: installing {}", WHEELS.join(" "));
-        pip(WHEELS)?;
+        // The CPU and GPU builds share the `onnxruntime` package folder: remove the other one first.
+        let other = distribution(ort_wheel(!cuda));
+        let _ = Command::new(&python).args(["-m", "pip", "uninstall", "-y", "-q", other]).status();
+        eprintln!("setup: installing {} {}", ort_wheel(cuda), WHEELS.join(" "));
+        pip(&[&[ort_wheel(cuda)], WHEELS].concat())?;
         std::fs::write(&stamp, &wanted)?;
     }
     let site = site_packages(&python)?;
@@ -179,7 +202,11 @@ fn python_env(cuda: bool) -> Result<ToolEnv> {
             bail!("{}: missing after install; delete .venv and run `cargo xtask setup` again", p.display());
         }
     }
-    let library_path = vec![libtorch.join("lib"), site.join("nvidia/cu13/lib")];
+    let mut library_path = vec![libtorch.join("lib"), site.join("nvidia/cu13/lib")];
+    if cuda {
+        // cuDNN, which ONNX Runtime's CUDA provider loads by name.
+        library_path.push(site.join("nvidia/cudnn/lib"));
+    }
     Ok(ToolEnv { python, libtorch, ort_dylib_path, library_path, cuda })
 }
 
@@ -192,4 +219,24 @@ fn site_packages(python: &Path) -> Result<PathBuf> {
         bail!("{} cannot report its site-packages", python.display());
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--cuda` swaps the CPU ONNX Runtime for the GPU build of the same version (the
+    /// download itself, several GB, is not part of the tests).
+    #[test]
+    fn cuda_installs_the_gpu_build_of_the_same_onnx_runtime() {
+        let cpu = requirements(false);
+        let gpu = requirements(true);
+        assert!(cpu.iter().any(|r| r == ORT_CPU) && !cpu.iter().any(|r| r.starts_with("onnxruntime-gpu")));
+        assert!(gpu.iter().any(|r| r == ORT_GPU) && !gpu.iter().any(|r| r == ORT_CPU));
+        assert_eq!(distribution(ORT_GPU), "onnxruntime-gpu");
+        assert_eq!(distribution(ORT_CPU), "onnxruntime");
+        let version = |r: &str| r.rsplit("==").next().map(str::to_string);
+        assert_eq!(version(ORT_CPU), version(ORT_GPU));
+        assert!(ORT_LIBRARY.ends_with(&format!("libonnxruntime.so.{}", version(ORT_CPU).expect("pinned"))));
+    }
 }

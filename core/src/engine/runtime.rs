@@ -367,7 +367,17 @@ impl Model {
                     provider = "CUDA";
                 }
                 Err(e) if opts.provider == Provider::Auto => builder = e.recover(),
-                Err(e) => return Err(EngineError::ProviderUnavailable { provider: "CUDA", message: e.to_string() }),
+                Err(e) => {
+                    return Err(EngineError::ProviderUnavailable {
+                        provider: "CUDA",
+                        message: format!(
+                            "{e} (ONNX Runtime from {} has no CUDA; install the GPU build with `cargo xtask setup \
+                             --cuda`, PyPI's onnxruntime-gpu, and point ORT_DYLIB_PATH at its libonnxruntime.so, or \
+                             use --provider cpu or auto)",
+                            rt.library.display()
+                        ),
+                    })
+                }
             }
         }
         let session = builder.commit_from_file(path).map_err(|e| bad(e.to_string()))?;
