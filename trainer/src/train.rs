@@ -96,8 +96,12 @@ pub enum TrainError {
     RunExists(PathBuf),
     #[error("{}: no run to resume ({} is missing)", .0.display(), RUN_FILE)]
     NoRunToResume(PathBuf),
-    #[error("--resume continues the run as it was set up; {0} cannot change (start a new run instead)")]
-    ResumeConflict(&'static str),
+    #[error(
+        "--resume continues the run as it was set up, and these flags would change it: {}; \
+         drop them, or start a new run (another --out, or --force)",
+        .0.join("; ")
+    )]
+    ResumeConflict(Vec<String>),
     #[error("no data folder: pass --data")]
     NoData,
     #[error("{}: the data changed since the run started (manifest {found}, the run used {expected})", dir.display())]
@@ -279,6 +283,64 @@ fn build_config(opts: &RunOptions, parent_model: Option<cadenza_core::ModelConfi
     Ok(cfg)
 }
 
+/// What the flags given with `--resume` would change in the run's own setup,
+/// one entry per change; flags equal to the run's are no change. `--epochs`,
+/// `--steps` and `--data` may change on a resume and are not checked here.
+fn resume_changes(opts: &RunOptions, record: &RunRecord) -> Result<Vec<String>, TrainError> {
+    let mut changes = Vec::new();
+    if let Some(from) = &opts.from {
+        let given = checkpoint::resolve_from(from, &opts.runs_dir).map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        match (&record.parent, given) {
+            (Some(parent), Ok(path)) if path == parent.checkpoint => {}
+            (Some(parent), _) => {
+                changes.push(format!("--from {from} (the run started from {})", parent.checkpoint.display()))
+            }
+            (None, _) => changes.push(format!("--from {from} (the run started from scratch)")),
+        }
+    }
+    let mut asked = match &opts.config {
+        // A finetune's model is its parent's unless its config set one, so the run's own stands in for the parent's.
+        Some(_) => build_config(opts, record.parent.as_ref().map(|_| record.config.model))?,
+        None => {
+            let mut cfg = record.config.clone();
+            cfg.freeze_layers = opts.freeze_layers.unwrap_or(cfg.freeze_layers);
+            cfg.seed = opts.seed.unwrap_or(cfg.seed);
+            cfg
+        }
+    };
+    (asked.epochs, asked.max_steps) = (record.config.epochs, record.config.max_steps);
+    let (Ok(run), Ok(asked)) = (serde_json::to_value(&record.config), serde_json::to_value(&asked)) else {
+        return Ok(changes);
+    };
+    let mut differences = Vec::new();
+    value_differences("", &run, &asked, &mut differences);
+    let flag = |key: &str| match key {
+        "freeze_layers" if opts.freeze_layers.is_some() => "--freeze-layers",
+        "seed" if opts.seed.is_some() => "--seed",
+        _ => "--config",
+    };
+    changes.extend(
+        differences
+            .into_iter()
+            .map(|(key, run, asked)| format!("{} sets {key} {asked} (the run's is {run})", flag(&key))),
+    );
+    Ok(changes)
+}
+
+/// The leaves where two JSON values differ, as (dotted key, first, second).
+fn value_differences(key: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+    match (a, b) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, va) in a {
+                let sub = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                value_differences(&sub, va, b.get(k).unwrap_or(&serde_json::Value::Null), out);
+            }
+        }
+        _ if a != b => out.push((key.to_string(), a.to_string(), b.to_string())),
+        _ => {}
+    }
+}
+
 /// Remove what a previous run left in `dir` (only the trainer's own files).
 fn clear_run_folder(dir: &Path) -> Result<(), TrainError> {
     let io = |path: &Path| {
@@ -317,17 +379,11 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         if !out.join(RUN_FILE).is_file() {
             return Err(TrainError::NoRunToResume(out.clone()));
         }
-        for (given, what) in [
-            (opts.from.is_some(), "--from"),
-            (opts.config.is_some(), "--config"),
-            (opts.freeze_layers.is_some(), "--freeze-layers"),
-            (opts.seed.is_some(), "--seed"),
-        ] {
-            if given {
-                return Err(TrainError::ResumeConflict(what));
-            }
-        }
         let mut record = checkpoint::read_run_record(out)?;
+        let changes = resume_changes(opts, &record)?;
+        if !changes.is_empty() {
+            return Err(TrainError::ResumeConflict(changes));
+        }
         if let Some(e) = opts.epochs {
             record.config.epochs = e;
         }
@@ -717,6 +773,67 @@ fn progress_bar(enabled: bool, total: usize, position: usize) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: `--resume` with the flags the run started with continues it; a flag that would
+    /// change it is refused by name, with the run's value and the asked one.
+    #[test]
+    fn resume_accepts_the_runs_own_flags_and_names_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("jazz.toml");
+        std::fs::write(&config, "preset = \"tiny\"\nepochs = 35\nlr = 3e-4\n[model]\ndropout = 0.15\n").expect("write");
+        let config = config.display().to_string();
+        let started = RunOptions { config: Some(config.clone()), seed: Some(9), ..RunOptions::new("jazz", dir.path()) };
+        let record = RunRecord {
+            style: "jazz".into(),
+            data_dir: dir.path().into(),
+            manifest_hash: String::new(),
+            data_summary: String::new(),
+            // As the run was set up: its config file, with the epochs given on the command line.
+            config: build_config(&RunOptions { epochs: Some(3), ..started.clone() }, None).expect("config"),
+            precision: Precision::Fp32,
+            parent: None,
+        };
+        let resume = |opts: RunOptions| resume_changes(&RunOptions { resume: true, ..opts }, &record).expect("checked");
+        assert_eq!(resume(started.clone()), Vec::<String>::new(), "the run's own --config and --seed");
+        assert!(resume(RunOptions { steps: Some(50), epochs: Some(4), ..started.clone() }).is_empty());
+        assert!(resume(RunOptions::new("jazz", dir.path())).is_empty(), "no flags at all");
+
+        let changed = resume(RunOptions { seed: Some(10), config: Some("tiny".into()), ..started.clone() });
+        assert_eq!(
+            changed,
+            [
+                "--config sets lr 0.001 (the run's is 0.0003)",
+                "--config sets model.dropout 0.1 (the run's is 0.15)",
+                "--seed sets seed 10 (the run's is 9)"
+            ],
+            "each change named, nothing else"
+        );
+        let from = resume(RunOptions { from: Some("classical".into()), freeze_layers: Some(2), ..started });
+        assert_eq!(from.len(), 2, "{from:?}");
+        assert!(from[0].starts_with("--from classical (the run started from scratch)"), "{from:?}");
+        assert_eq!(from[1], "--freeze-layers sets freeze_layers 2 (the run's is 0)");
+        let message = TrainError::ResumeConflict(from).to_string();
+        assert!(message.contains("--from classical") && message.contains("freeze_layers 2"), "{message}");
+
+        // A finetune resumed with its own --from (the same checkpoint, by another spelling) goes on.
+        let parent = CheckpointPaths::new(&dir.path().join("classical/best"));
+        std::fs::create_dir_all(dir.path().join("classical")).expect("mkdir");
+        for file in [&parent.weights, &parent.sidecar] {
+            std::fs::write(file, b"{}").expect("write");
+        }
+        let record = RunRecord {
+            parent: Some(ParentRef {
+                checkpoint: std::fs::canonicalize(&parent.weights).expect("canonical"),
+                run_dir: None,
+                style: "classical".into(),
+                chain_epochs: 1.0,
+            }),
+            ..record
+        };
+        let by_file = parent.sidecar.display().to_string();
+        let finetune = RunOptions { from: Some(by_file), resume: true, ..RunOptions::new("jazz", dir.path()) };
+        assert_eq!(resume_changes(&finetune, &record).expect("checked"), Vec::<String>::new());
+    }
 
     #[test]
     fn freezing_covers_the_embedding_and_the_first_blocks() {

@@ -91,6 +91,21 @@ fn typed_path(p: &Path) -> String {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
 
+/// The `--config` the trainer gets: the one given (a file made absolute, a
+/// preset name as it is), else the style's own `trainer/configs/STYLE.toml`
+/// for a new run. A resumed run keeps the config it started with, so it gets
+/// none unless one is given; the trainer then refuses only a change.
+fn config_arg(root: &Path, style: &str, given: Option<&str>, resume: bool) -> Option<String> {
+    match given {
+        Some(c) if Path::new(c).is_file() => Some(typed_path(Path::new(c))),
+        Some(c) => Some(c.to_string()),
+        None => {
+            let own = root.join("trainer/configs").join(format!("{style}.toml"));
+            (!resume && own.is_file()).then(|| own.display().to_string())
+        }
+    }
+}
+
 /// Build `cadenza-train` in release mode; returns the binary.
 pub fn build_trainer(env: &ToolEnv) -> Result<PathBuf> {
     let mut build = cargo(env);
@@ -111,11 +126,7 @@ pub fn run(args: &Args) -> Result<()> {
     cmd.current_dir(&root);
     env.apply(&mut cmd);
     cmd.args(["train", "--style", &args.style, "--device", &args.device]);
-    let config = args.config.clone().or_else(|| {
-        let own = root.join("trainer/configs").join(format!("{}.toml", args.style));
-        (!args.resume && own.is_file()).then(|| own.display().to_string())
-    });
-    if let Some(c) = &config {
+    if let Some(c) = &config_arg(&root, &args.style, args.config.as_deref(), args.resume) {
         eprintln!("train: config {c}");
         cmd.args(["--config", c]);
     }
@@ -143,6 +154,20 @@ pub fn run(args: &Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: a resumed run gets no config of its own choosing; one typed is passed on,
+    /// made absolute, for the trainer to compare with the run's.
+    #[test]
+    fn config_is_the_styles_own_for_a_new_run_and_the_typed_one_on_resume() {
+        let root = repo_root();
+        let own = root.join("trainer/configs/jazz.toml").display().to_string();
+        assert_eq!(config_arg(&root, "jazz", None, false), Some(own.clone()));
+        assert_eq!(config_arg(&root, "jazz", None, true), None, "the run keeps its own");
+        assert_eq!(config_arg(&root, "jazz", Some(&own), true), Some(own));
+        assert_eq!(config_arg(&root, "jazz", Some("tiny"), true).as_deref(), Some("tiny"));
+        let typed = config_arg(&root, "jazz", Some("Cargo.toml"), false).expect("given");
+        assert!(Path::new(&typed).is_absolute() && typed.ends_with("Cargo.toml"), "{typed}");
+    }
 
     #[test]
     fn from_prefers_a_run_then_the_shipped_checkpoint() {
