@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
-use crate::env::{cargo, repo_root, run_checked, ToolEnv};
+use crate::env::{cargo, repo_root, ToolEnv};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -113,7 +113,11 @@ pub fn build_trainer(env: &ToolEnv) -> Result<PathBuf> {
     if env.cuda {
         build.args(["--features", "cuda"]);
     }
-    run_checked(&mut build)?;
+    // Cargo prints the compiler's errors; the command line and its environment would only bury them.
+    let status = build.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building cadenza-train failed ({status}); cargo's errors are above");
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
     Ok(target.join("release").join("cadenza-train"))
 }
@@ -148,7 +152,19 @@ pub fn run(args: &Args) -> Result<()> {
             cmd.arg(flag);
         }
     }
-    run_checked(&mut cmd)
+    run_trainer(&mut cmd)
+}
+
+/// Run the trainer. A failed one has printed its own error chain, which is
+/// all the musician needs: xtask ends with its exit code and adds nothing (not
+/// the command line, whose environment variables would bury the error).
+fn run_trainer(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
+    match status.code() {
+        _ if status.success() => Ok(()),
+        Some(code) => std::process::exit(code),
+        None => bail!("cadenza-train was stopped ({status})"),
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +183,31 @@ mod tests {
         assert_eq!(config_arg(&root, "jazz", Some("tiny"), true).as_deref(), Some("tiny"));
         let typed = config_arg(&root, "jazz", Some("Cargo.toml"), false).expect("given");
         assert!(Path::new(&typed).is_absolute() && typed.ends_with("Cargo.toml"), "{typed}");
+    }
+
+    /// Set in the child that plays a failed `cargo xtask train`.
+    const FAILED_TRAINER_PROBE: &str = "CADENZA_FAILED_TRAINER_PROBE";
+
+    /// Issue 11: a failed training shows the trainer's error chain and nothing after it (no
+    /// command line, no environment), and ends with the trainer's exit code.
+    #[test]
+    fn a_failed_trainer_leaves_only_its_own_error() {
+        if std::env::var_os(FAILED_TRAINER_PROBE).is_some() {
+            let mut trainer = Command::new("sh");
+            let chain = "echo 'error: training jazz into runs/jazz' >&2; echo '  caused by: no data' >&2; exit 3";
+            trainer.args(["-c", chain]).env("LD_LIBRARY_PATH", "/secret/lib");
+            let _ = run_trainer(&mut trainer);
+            unreachable!("a failed trainer ends the process");
+        }
+        let name = "train::tests::a_failed_trainer_leaves_only_its_own_error";
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(FAILED_TRAINER_PROBE, "1")
+            .output()
+            .expect("run the probe");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "the trainer's exit code: {stderr}");
+        assert_eq!(stderr, "error: training jazz into runs/jazz\n  caused by: no data\n", "nothing else");
     }
 
     #[test]
