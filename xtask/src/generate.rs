@@ -3,6 +3,7 @@
 //! piano-roll PNG. Every output is checked before the model runs and written
 //! atomically; on any error the files of this run are removed again.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -311,19 +312,19 @@ pub fn run(args: &Args) -> Result<()> {
     );
 
     let t_gen = Instant::now();
-    let mut last_report = Instant::now();
+    let mut progress = GenerateProgress::new(std::io::stderr().is_terminal());
     let mut events = 0usize;
     let variations = engine.generate_variations(&req, &mut |p| {
         events = p.events;
-        if last_report.elapsed() > Duration::from_millis(250) {
-            eprint!("\rgenerate: {:>3.0}% ({} events)", p.fraction * 100.0, p.events);
-            last_report = Instant::now();
+        if let Some(line) = progress.update(p.fraction, p.events) {
+            eprint!("{line}");
         }
         true
     })?;
     let gen_s = t_gen.elapsed().as_secs_f64();
     eprintln!(
-        "\rgenerate: {events} events per variation in {gen_s:.2} s ({:.2} ms per event)",
+        "{}generate: {events} events per variation in {gen_s:.2} s ({:.2} ms per event)",
+        progress.line_start(),
         gen_s * 1e3 / events.max(1) as f64
     );
 
@@ -364,6 +365,48 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// How generation progress reaches stderr: on a terminal one line rewritten
+/// in place four times a second; in a log (no terminal) one line per tenth
+/// done, so updates never run together on one line.
+struct GenerateProgress {
+    terminal: bool,
+    last: Instant,
+    /// Tenths done already reported (logs only).
+    tenths: u32,
+}
+
+impl GenerateProgress {
+    fn new(terminal: bool) -> Self {
+        Self { terminal, last: Instant::now(), tenths: 0 }
+    }
+
+    /// What to print for `fraction` (0..=1) done after `events` events, if anything.
+    fn update(&mut self, fraction: f64, events: usize) -> Option<String> {
+        if self.terminal {
+            if self.last.elapsed() < Duration::from_millis(250) {
+                return None;
+            }
+            self.last = Instant::now();
+            return Some(format!("\rgenerate: {:>3.0}% ({events} events)", fraction * 100.0));
+        }
+        let tenths = (fraction * 10.0).floor().clamp(0.0, 9.0) as u32;
+        if tenths <= self.tenths {
+            return None;
+        }
+        self.tenths = tenths;
+        Some(format!("generate: {:>3}% ({events} events)\n", tenths * 10))
+    }
+
+    /// What the next whole line starts with: a return over the terminal's progress line.
+    fn line_start(&self) -> &'static str {
+        if self.terminal {
+            "\r"
+        } else {
+            ""
+        }
+    }
+}
+
 /// The primer followed by the continuation, which starts at `primer_end_s`.
 pub fn place_after(primer: Option<&Performance>, cont: &Performance, primer_end_s: f64) -> Performance {
     let mut notes: Vec<Note> = primer.map(|p| p.notes.clone()).unwrap_or_default();
@@ -378,6 +421,21 @@ pub fn place_after(primer: Option<&Performance>, cont: &Performance, primer_end_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: without a terminal, progress is whole lines, one per tenth done, never "\r".
+    #[test]
+    fn progress_in_a_log_is_one_line_per_tenth() {
+        let mut log = GenerateProgress::new(false);
+        let lines: Vec<String> = (0..=1000).filter_map(|i| log.update(f64::from(i) / 1000.0, i as usize)).collect();
+        assert_eq!(lines.len(), 9, "10% to 90%; the summary line says 100%: {lines:?}");
+        assert_eq!(lines[0], "generate:  10% (100 events)\n");
+        assert!(lines.iter().all(|l| l.ends_with('\n') && !l.contains('\r')));
+        assert_eq!(log.line_start(), "");
+        let mut terminal = GenerateProgress::new(true);
+        terminal.last -= Duration::from_secs(1);
+        assert_eq!(terminal.update(0.5, 7).as_deref(), Some("\rgenerate:  50% (7 events)"));
+        assert_eq!(terminal.update(0.6, 8), None, "at most four a second");
+    }
 
     #[test]
     fn variations_get_numbered_names() {
