@@ -4,9 +4,12 @@
 //! its register, its note density, its loudness, its rhythmic grid and its
 //! melodic figures. One strength scales them all, from 0 (free) to 1 (strict).
 //!
-//! Density and register are closed loops: the bias answers what the
-//! continuation has played so far, so a model that drifts is pulled back
-//! rather than pushed by a fixed amount. Everything is precomputed per
+//! Density, register, loudness, pitch classes and figure reuse are closed
+//! loops: each pull answers what the continuation has played so far, so a
+//! model that drifts is pulled back rather than pushed by a fixed amount,
+//! and one that copies the primer is pushed away from copying. The pulls on
+//! which note, which loudness and which time shift move probability within
+//! their kind of event; only the density loop changes how likely a note is. Everything is precomputed per
 //! request ([`Follower`]) or kept in fixed arrays per variation
 //! ([`FollowState`]): a step allocates nothing.
 //!
