@@ -348,6 +348,7 @@ impl CadenzaEditor {
                 let label = match state {
                     s if s == PlayState::Playing as u8 => "Stop",
                     s if s == PlayState::Waiting as u8 => "Stop (starts at the bar line)",
+                    s if s == PlayState::Cued as u8 => "Stop (loops when the transport rolls)",
                     _ => "Play",
                 };
                 if ui.add_enabled(count > 0, egui::Button::new(label)).clicked() {

@@ -59,6 +59,8 @@ pub struct Cadenza {
     sample_rate: f64,
     /// The Generate parameter's value in the previous block (for its rising edge).
     generate_was_on: bool,
+    /// Project loads seen: a load sets Generate as it was saved, which is no press.
+    seen_restores: u64,
     seen_play: u32,
     seen_stop: u32,
     /// Whether the preview piano was rendering in the previous block.
@@ -84,6 +86,7 @@ impl Default for Cadenza {
             synth: None,
             sample_rate: 48_000.0,
             generate_was_on: false,
+            seen_restores: 0,
             seen_play: shared.play_requests.current(),
             seen_stop: shared.stop_requests.current(),
             preview_was_on: false,
@@ -212,6 +215,12 @@ impl Plugin for Cadenza {
         }
 
         let generate = self.params.generate.value();
+        let restores = self.params.session.restores();
+        if restores != self.seen_restores {
+            // A project saved while Generate was high loads it high: only a change after the load is a press.
+            self.seen_restores = restores;
+            self.generate_was_on = generate;
+        }
         if generate && !self.generate_was_on {
             self.shared.generate_requests.bump();
         }

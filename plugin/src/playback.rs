@@ -5,7 +5,9 @@
 //! is allocated or freed on the audio thread.
 //!
 //! A new set starts on the next bar line while the transport plays, or at
-//! once while it is stopped. All notes go off on stop, on loop jumps, on a
+//! once while it is stopped. A looping variation waits for the transport
+//! when the host stops and when a project is loaded, and starts again on the
+//! bar line after it rolls. All notes go off on stop, on loop jumps, on a
 //! transport jump and on a change of variation.
 
 use cadenza_core::Clip;
@@ -44,8 +46,11 @@ pub struct PlayClip {
 pub enum StartMode {
     /// A fresh result: start the chosen variation at the next bar line (or now when stopped).
     Start,
-    /// The same music re-rendered (quantize changed, project loaded): keep playing if it was.
+    /// The same music re-rendered (quantize changed): keep playing if it was.
     Keep,
+    /// A project loaded: with Loop on, the chosen variation plays from the bar line after the
+    /// transport rolls, as the loop did before the project was saved.
+    Restored,
 }
 
 /// All variations of one generation.
@@ -149,6 +154,8 @@ pub enum PlayState {
     /// Waiting for the bar line it will start on.
     Waiting = 1,
     Playing = 2,
+    /// A loop waiting for the host's transport to roll.
+    Cued = 3,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +163,8 @@ enum Mode {
     Idle,
     /// Start when the next block begins (at its next bar line or at once).
     Armed,
+    /// Start (with Loop on) when the host's transport plays: arm then.
+    Cued,
     /// Playing with beat 0 of the variation at `anchor` (absolute beats).
     Playing {
         anchor: f64,
@@ -201,6 +210,7 @@ impl Player {
         let old = self.set.replace(set);
         match start {
             StartMode::Start => self.mode = Mode::Armed,
+            StartMode::Restored => self.mode = Mode::Cued,
             StartMode::Keep => {
                 if let Mode::Playing { anchor } = self.mode {
                     self.mode = Mode::Playing { anchor };
@@ -232,6 +242,7 @@ impl Player {
         match self.mode {
             Mode::Idle => PlayState::Idle,
             Mode::Armed => PlayState::Waiting,
+            Mode::Cued => PlayState::Cued,
             Mode::Playing { .. } => PlayState::Playing,
         }
     }
@@ -304,12 +315,22 @@ impl Player {
         if clock.jumped {
             self.all_notes_off(0, out);
             match self.mode {
-                // The host stopped: so do we.
-                Mode::Playing { .. } if !clock.host_playing => self.mode = Mode::Idle,
+                // The host stopped: so do we; a loop waits for it to roll again.
+                Mode::Playing { .. } if !clock.host_playing => {
+                    self.mode = if looping { Mode::Cued } else { Mode::Idle };
+                }
                 // Free-running playback meets the host transport: restart in its time.
                 Mode::Playing { .. } if host_started => self.mode = Mode::Armed,
                 // A relocation or host loop: keep the anchor, find our place again.
                 _ => self.cursor = usize::MAX,
+            }
+        }
+        if self.mode == Mode::Cued {
+            // Only a loop waits for the transport.
+            if !looping {
+                self.mode = Mode::Idle;
+            } else if clock.host_playing {
+                self.mode = Mode::Armed;
             }
         }
         let block_start = clock.start_beats;
@@ -535,6 +556,55 @@ mod tests {
         let c = clock.advance(&host(pos, false), 48_000.0, 512);
         player.process(&c, 512, 0, false, &mut out);
         assert_eq!(out.events, vec![OutEvent { timing: 0, channel: 0, pitch: 60, velocity: 0 }]);
+        assert_eq!(player.state(), PlayState::Idle);
+    }
+
+    /// Issue 11: a loop waits for the transport when the host stops and when a project is
+    /// loaded, then starts on the bar line after the transport rolls; without Loop it does not.
+    #[test]
+    fn a_loop_waits_for_the_transport_after_a_stop_and_a_load() {
+        let host = |pos_beats: f64, playing: bool| HostTime {
+            playing,
+            tempo_bpm: Some(120.0),
+            time_sig: Some((4, 4)),
+            pos_beats: Some(pos_beats),
+            bar_start_beats: Some((pos_beats / 4.0).floor() * 4.0),
+        };
+        // (block, plays) for each block of 512 samples: the note-ons of the run.
+        let run_blocks = |player: &mut Player, clock: &mut Clock, from: f64, blocks: usize, playing, looping| {
+            let mut out = OutBuffer::default();
+            let mut ons = Vec::new();
+            for b in 0..blocks {
+                let pos = from + b as f64 * 512.0 * 2.0 / 48_000.0;
+                let c = clock.advance(&host(pos, playing), 48_000.0, 512);
+                out.clear();
+                player.process(&c, 512, 0, looping, &mut out);
+                ons.extend(out.events.iter().filter(|e| e.velocity > 0).map(|e| c.beats_at(e.timing)));
+            }
+            ons
+        };
+        for restored in [false, true] {
+            let mut player = Player::default();
+            let mut clock = Clock::default();
+            let start = if restored { StartMode::Restored } else { StartMode::Start };
+            player.install(set_of(&[two_note_clip(60)], 4.0, start));
+            if !restored {
+                // Looping with the host, then the host stops: the loop waits.
+                assert!(!run_blocks(&mut player, &mut clock, 0.0, 200, true, true).is_empty());
+                assert!(run_blocks(&mut player, &mut clock, 4.0, 10, false, true).is_empty());
+            } else {
+                assert!(run_blocks(&mut player, &mut clock, 0.0, 10, false, true).is_empty(), "silent while stopped");
+            }
+            assert_eq!(player.state(), PlayState::Cued);
+            // The transport rolls at beat 9: the loop starts on the bar line at beat 12.
+            let ons = run_blocks(&mut player, &mut clock, 9.0, 400, true, true);
+            assert!((ons[0] - 12.0).abs() < 1e-3, "restored {restored}: first note at beat {}", ons[0]);
+            assert_eq!(player.state(), PlayState::Playing);
+        }
+        let mut player = Player::default();
+        let mut clock = Clock::default();
+        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Restored));
+        assert!(run_blocks(&mut player, &mut clock, 9.0, 400, true, false).is_empty(), "no loop: nothing plays");
         assert_eq!(player.state(), PlayState::Idle);
     }
 

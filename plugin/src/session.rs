@@ -285,8 +285,9 @@ impl Session {
                 tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         };
+        // A generation here came with a project loaded before the threads started.
         if self.state.generation.is_some() {
-            self.render(StartMode::Keep);
+            self.render(StartMode::Restored);
         }
     }
 
@@ -466,9 +467,11 @@ impl Session {
         let (state, seen) = self.params.session.snapshot();
         self.state = state;
         self.seen_restores = seen;
+        // A load is no press of Generate, even if it came in with the parameter high.
+        self.seen_generate = self.shared.generate_requests.current();
         self.status = Status::info("Session restored.");
         if self.state.generation.is_some() {
-            self.render(StartMode::Keep);
+            self.render(StartMode::Restored);
         }
     }
 

@@ -180,7 +180,7 @@ fn clap_instances_start_no_threads_until_activated() {
     let state = scanned[0].save_state();
     let mut session = support::session_of_state(&state);
     session["style"] = "probe".into();
-    let edited = support::with_session(&state, &session);
+    let edited = support::edit_state(&state, |json| json["fields"]["session"] = session.to_string().into());
     assert!(scanned[1].load_state(&edited), "state loads into an instance that was never activated");
     assert_eq!(support::session_of_state(&scanned[1].save_state())["style"], "probe", "and saves from it");
     let after_scan = tasks();
@@ -378,6 +378,9 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
         assert!(Instant::now() < deadline, "the fresh instance did not restore the session: {restored}");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Issue 11: an untouched project saves the same bytes, or hosts mark it changed.
+    let again = fresh.save_state();
+    assert!(again == state, "save -> load -> save is byte-identical ({} then {} bytes)", state.len(), again.len());
     // CLAP values of integer parameters: plain minus minimum (through an f32 normalized value).
     let near = |id: &str, v: f64| fresh.param_value(param_hash(id)).is_some_and(|x| (x - v).abs() < 1e-3);
     assert!(near("seed", 7.0) && near("bars", 1.0) && near("plo", 27.0), "parameters come back with the project");
@@ -387,6 +390,80 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
         variations.len(),
         chosen.len()
     );
+}
+
+/// Issue 11 (seen in a JUCE host): a project saved while the Generate parameter was high does not
+/// generate when it loads, and with Loop on its chosen variation plays from the bar line after the
+/// transport rolls, as it did before the save. A real model is there, so a generation would happen.
+#[test]
+fn clap_a_loaded_project_does_not_generate_and_its_loop_plays_when_the_transport_rolls() {
+    use cadenza_core::{Clip, ClipNote};
+    let (style, model) = support::test_model();
+    let model_bytes = std::fs::read(&model).expect("model");
+    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let clip = |pitch: u8| Clip {
+        notes: vec![
+            ClipNote { pitch, velocity: 90, start_beats: 0.5, length_beats: 1.0 },
+            ClipNote { pitch: pitch + 4, velocity: 80, start_beats: 2.0, length_beats: 1.5 },
+        ],
+        length_beats: 4.0,
+    };
+    let settings = cadenza_core::request::GenerationSettings::default();
+    let session = serde_json::json!({
+        "version": 2,
+        "style": style,
+        "generation": {
+            "primer": clip(48),
+            "primer_len_beats": 4.0,
+            "variations": [clip(60), clip(67)],
+            "tempo_bpm": TEMPO_BPM,
+            "bar_len_beats": 4.0,
+            "time_signature": [4, 4],
+            "style": style,
+            "bars": 1,
+            "settings": settings,
+            "elapsed_ms": 321
+        }
+    });
+    // Saved with Generate high, Loop on and variation 2 chosen.
+    let blank = lib.instantiate(CLAP_ID).expect("instance").save_state();
+    let project = support::edit_state(&blank, |json| {
+        json["fields"]["session"] = session.to_string().into();
+        json["params"]["gen"] = serde_json::json!({"bool": true});
+        json["params"]["loop"] = serde_json::json!({"bool": true});
+        json["params"]["choice"] = serde_json::json!({"i32": 2});
+    });
+
+    let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+    assert!(inst.load_state(&project), "the project loads");
+    assert_eq!(inst.param_value(param_hash("gen")), Some(1.0), "Generate comes back high, as saved");
+    inst.activate(SAMPLE_RATE, FRAMES);
+    let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
+    let pause = |_: usize, _: &[OutNote]| {
+        std::thread::sleep(Duration::from_millis(2));
+        true
+    };
+    // Half a second with the transport stopped, then it rolls from beat 2 to beat 9.5.
+    let stopped = Transport { playing: false, ..transport_at(0.0) };
+    let before = inst.process_blocks(47, FRAMES, |_| Vec::new(), |_| stopped, pause);
+    assert!(before.is_empty(), "nothing plays while the transport is stopped: {before:?}");
+    let rolled_at = inst.steady_time;
+    let blocks = (7.5 / block_beats).ceil() as usize;
+    let out =
+        inst.process_blocks(blocks, FRAMES, |_| Vec::new(), |b| transport_at(2.0 + b as f64 * block_beats), pause);
+    let ons: Vec<(f64, i16)> = out
+        .iter()
+        .filter(|n| n.velocity > 0.0)
+        .map(|n| (2.0 + (n.sample - rolled_at) as f64 * BEATS_PER_SAMPLE, n.key))
+        .collect();
+    // Variation 2 from the bar line at beat 4, and again from beat 8.
+    let expected = [(4.5, 67), (6.0, 71), (8.5, 67)];
+    assert_eq!(ons.len(), expected.len(), "the chosen variation loops from the next bar line: {ons:?}");
+    for ((beat, key), (want_beat, want_key)) in ons.iter().zip(expected) {
+        assert!(*key == want_key && (beat - want_beat).abs() < 2.0 * BEATS_PER_SAMPLE, "{ons:?}");
+    }
+    let restored = support::session_of_state(&inst.save_state());
+    assert_eq!(restored["generation"], session["generation"], "no generation started by itself");
 }
 
 /// The preview piano: a soundfont found on the system renders what Cadenza sends out, inside

@@ -130,11 +130,12 @@ pub fn session_of_state(state: &[u8]) -> serde_json::Value {
     serde_json::from_str(field).expect("session JSON")
 }
 
-/// A saved CLAP state with its session replaced by `session` (the inverse of [`session_of_state`]).
-pub fn with_session(state: &[u8], session: &serde_json::Value) -> Vec<u8> {
+/// A saved CLAP state as a host would have saved it after `edit` changed its JSON (`params`,
+/// `fields.session` as a string); the inverse of [`session_of_state`] for the session.
+pub fn edit_state(state: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let len = u64::from_le_bytes(state[..8].try_into().expect("8 bytes")) as usize;
     let mut json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state JSON");
-    json["fields"]["session"] = session.to_string().into();
+    edit(&mut json);
     let bytes = serde_json::to_vec(&json).expect("serialize");
     let mut out = (bytes.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(&bytes);

@@ -177,6 +177,9 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
         assert!(Instant::now() < deadline, "the fresh instance did not restore the session");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Issue 11 (seen in a JUCE host: 20,733 bytes, then 20,729): an untouched project saves the same bytes.
+    let again = fresh.get_state();
+    assert!(again == state, "save -> load -> save is byte-identical ({} then {} bytes)", state.len(), again.len());
     drop(fresh);
     drop(inst);
 }
