@@ -210,7 +210,7 @@ mod tests {
             source_version: "10.5.1".into(),
             source_path: path.into(),
             licence: String::new(),
-            provenance: Provenance::Real,
+            provenance: Provenance::Composed,
             comment: String::new(),
             rel_path: PathBuf::from(path),
             origin: Origin::Midi(PathBuf::from(path)),

