@@ -493,7 +493,9 @@ fn plot_sweep(cases: &[Case], results: &[(f32, usize, Outcome)], path: &Path) ->
             ("style named (%)", &|o| Some(100.0 * o.style_right as f64 / o.style_all.max(1) as f64)),
         ];
         for (panel, (title, value)) in panels.iter().zip(series) {
-            let points: Vec<f64> = results.iter().filter_map(|(_, _, o)| value(o)).collect();
+            let plotted = |ci: &usize| cases[*ci].model == cases[*ci].primers;
+            let points: Vec<f64> =
+                results.iter().filter(|(_, ci, _)| plotted(ci)).filter_map(|(_, _, o)| value(o)).collect();
             let lo = points.iter().copied().fold(0.0f64, f64::min);
             let hi = points.iter().copied().fold(1.0f64, f64::max) * 1.05;
             let mut chart = ChartBuilder::on(panel)
