@@ -90,6 +90,11 @@ struct TrainArgs {
     /// step and random streams), e.g. after a crash or kill -9.
     #[arg(long, conflicts_with = "force")]
     resume: bool,
+    /// Continue a run in --out from a checkpoint's weights, settings and step alone (e.g. the
+    /// shipped models/checkpoints/STYLE.safetensors on a machine without the run): the same
+    /// schedule and batches, a fresh optimizer whose learning rate ramps up over 100 steps.
+    #[arg(long, conflicts_with_all = ["resume", "from", "config"])]
+    continue_from: Option<PathBuf>,
     /// Start over in an existing run folder, deleting its checkpoints, metrics and plots.
     #[arg(long)]
     force: bool,
@@ -221,6 +226,7 @@ fn run(cli: Cli) -> Result<()> {
                 seed: a.seed,
                 runs_dir: a.runs_dir,
                 resume: a.resume,
+                continue_from: a.continue_from,
                 force: a.force,
                 device: a.device,
                 threads: a.threads,

@@ -47,6 +47,11 @@ pub struct RunOptions {
     /// Where style names given to `--from` are looked up (`runs/`).
     pub runs_dir: PathBuf,
     pub resume: bool,
+    /// Continue a run in a new folder from a checkpoint's weights, settings
+    /// and step (the shipped `models/checkpoints/STYLE` on a fresh machine):
+    /// the same schedule and batches, a fresh optimizer warmed up over
+    /// [`REWARM_STEPS`]. What it costs against an exact `--resume` is in the notes.
+    pub continue_from: Option<PathBuf>,
     pub force: bool,
     pub device: DeviceChoice,
     /// libtorch intra-op threads (`None`: libtorch's default, one per core).
@@ -71,6 +76,7 @@ impl RunOptions {
             out: out.to_path_buf(),
             runs_dir: PathBuf::from("runs"),
             resume: false,
+            continue_from: None,
             force: false,
             device: DeviceChoice::Cpu,
             threads: None,
@@ -366,6 +372,19 @@ fn run_folder_in_use(dir: &Path) -> bool {
     dir.join(RUN_FILE).exists() || dir.join(CHECKPOINT_DIR).exists() || dir.join(METRICS_FILE).exists()
 }
 
+/// Steps over which a run continued from weights alone ([`RunOptions::continue_from`])
+/// ramps its learning rate back up, while the fresh optimizer's moments settle.
+pub const REWARM_STEPS: usize = 100;
+
+/// The learning rate's share `step` steps into a continued run's warm-up
+/// (1 once it is over, and always for a run that was not continued).
+fn rewarm_factor(step: usize, from: Option<usize>) -> f64 {
+    match from {
+        Some(start) if step < start + REWARM_STEPS => (step + 1 - start) as f64 / REWARM_STEPS as f64,
+        _ => 1.0,
+    }
+}
+
 /// Train (or finetune, or resume) one run.
 pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let device = opts.device.resolve()?;
@@ -410,9 +429,24 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         (None, None)
     };
 
+    // --- Weights, settings and step to continue from (a fresh machine's start).
+    let continued = match (&record, &opts.continue_from) {
+        (None, Some(path)) => {
+            let loaded = checkpoint::load_checkpoint(path, device)?;
+            let meta = checkpoint::train_meta(&loaded.meta).ok_or_else(|| CheckpointError::Sidecar {
+                path: loaded.paths.sidecar.clone(),
+                message: "holds no training state (settings, step) to continue from".into(),
+            })?;
+            Some((loaded, meta))
+        }
+        _ => None,
+    };
+
     // --- The parent (finetune).
     let parent = match (&record, &opts.from) {
         (Some(r), _) => r.parent.clone().map(|p| (p, None)),
+        // A continued run keeps the lineage of the run it continues.
+        (None, _) if continued.is_some() => continued.as_ref().and_then(|(_, m)| m.parent.clone()).map(|p| (p, None)),
         (None, Some(from)) => {
             let path = checkpoint::resolve_from(from, &opts.runs_dir)?;
             let loaded = checkpoint::load_checkpoint(&path, device)?;
@@ -434,12 +468,19 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         (None, None) => None,
     };
 
-    let cfg = match &record {
-        Some(r) => {
+    let cfg = match (&record, &continued) {
+        (Some(r), _) => {
             r.config.validate()?;
             r.config.clone()
         }
-        None => build_config(opts, parent.as_ref().and_then(|(_, l)| l.as_ref()).map(|l| l.meta.model))?,
+        (None, Some((_, meta))) => {
+            let mut c = meta.config.clone();
+            c.epochs = opts.epochs.unwrap_or(c.epochs);
+            c.max_steps = opts.steps.or(c.max_steps);
+            c.validate()?;
+            c
+        }
+        (None, None) => build_config(opts, parent.as_ref().and_then(|(_, l)| l.as_ref()).map(|l| l.meta.model))?,
     };
     if let Some((p, Some(loaded))) = &parent {
         checkpoint::check_fits(&loaded.meta.model, &cfg.model, &p.checkpoint)?;
@@ -504,6 +545,13 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let mut state =
         TrainState { step: 0, epochs_done: 0.0, steps_per_epoch: 1, best_val_loss: None, precision, elapsed_s: 0.0 };
     let fresh = resume.is_none();
+    // The step a continued run started at: its learning rate ramps up from there.
+    let mut rewarm_from = None;
+    if let Some((loaded, meta)) = &continued {
+        checkpoint::fill_var_store(&vs, &loaded.vs.variables().into_iter().collect(), &loaded.paths.weights)?;
+        state = TrainState { precision, ..meta.state };
+        rewarm_from = Some(state.step);
+    }
     if let Some(point) = &resume {
         checkpoint::fill_var_store(&vs, &point.weights, &point.paths.weights)?;
         opt.load_state(&point.optim, point.train.state.step as i64)
@@ -541,7 +589,15 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             Precision::Fp32 => "fp32",
             Precision::Bf16 => "bf16 mixed",
         },
-        if fresh { "new run".to_string() } else { format!("resumed at step {}", state.step) },
+        match (fresh, &opts.continue_from) {
+            (true, Some(from)) => format!(
+                "continued at step {} from {} (fresh optimizer, {REWARM_STEPS}-step warm-up)",
+                state.step,
+                from.display()
+            ),
+            (true, None) => "new run".to_string(),
+            (false, _) => format!("resumed at step {}", state.step),
+        },
     );
 
     let mut summary = RunSummary {
@@ -562,9 +618,9 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         summary.initial_val = Some((vl, va));
         metrics.append(&Row {
             kind: RowKind::Step,
-            epoch: 0.0,
-            step: 0,
-            lr: cfg.lr_at(0, total_steps),
+            epoch: state.epochs_done,
+            step: state.step,
+            lr: cfg.lr_at(state.step, total_steps),
             train_loss: None,
             train_acc: None,
             val_loss: Some(vl),
@@ -573,7 +629,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
             grad_norm: None,
             elapsed_s: 0.0,
         })?;
-        println!("step 0 | val {vl:.3} | val acc {va:.3}");
+        println!("step {} | val {vl:.3} | val acc {va:.3}", state.step);
     }
 
     let bar = progress_bar(opts.progress, total_steps, state.step);
@@ -590,7 +646,7 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     // Within an epoch that was cut by a resume, the epoch row averages what this process saw.
     while state.step < total_steps {
         let step = state.step;
-        let lr = cfg.lr_at(step, total_steps);
+        let lr = cfg.lr_at(step, total_steps) * rewarm_factor(step, rewarm_from);
         let started = Instant::now();
         let dropout_seed = data::mix(cfg.seed ^ 0xD50F, step as u64);
         tch::manual_seed((dropout_seed >> 1) as i64);

@@ -216,6 +216,49 @@ mod resume {
     }
 }
 
+/// Issue 10: a machine without the run continues it from the weights that
+/// ship (float16, no optimizer state): at the same step, with the same
+/// schedule and batches, a fresh optimizer warmed up again.
+mod continuing {
+    use super::*;
+
+    #[test]
+    fn a_run_continues_from_its_shipped_half_weights_at_its_step() {
+        let _g = serial();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config(dir.path(), "checkpoint_every_steps = 20\n");
+        let data = fixtures().join("classical");
+        let whole = train::run(&options("c", &dir.path().join("whole"), &data, &config, 160)).expect("whole run");
+
+        let cut = dir.path().join("cut");
+        train::run(&RunOptions { stop_after_steps: Some(40), ..options("c", &cut, &data, &config, 160) })
+            .expect("first 40 steps");
+        let shipped = dir.path().join("models/checkpoints/c");
+        let paths = checkpoint::ship_half(&checkpoint::step_checkpoint_paths(&cut, 40).weights, &shipped)
+            .expect("ship in half precision");
+
+        let out = dir.path().join("continued");
+        let continued = train::run(&RunOptions {
+            continue_from: Some(paths.weights.clone()),
+            // The settings are the checkpoint's: a config given here is not used.
+            config: None,
+            ..options("c", &out, &data, &config, 160)
+        })
+        .expect("continue");
+        assert_eq!(continued.step, 160);
+        assert_eq!(continued.step_losses.first().map(|s| s.0), Some(41), "continues after step 40");
+        let record = checkpoint::read_run_record(&out).expect("a run of its own");
+        assert_eq!(record.config, checkpoint::read_run_record(&cut).expect("the cut run").config);
+        let rows = read_metrics(&out.join(METRICS_FILE)).expect("metrics");
+        let first = rows.iter().find(|r| r.kind == RowKind::Step).expect("a first row");
+        assert_eq!(first.step, 40, "the run's validation where it continues");
+        // A fresh optimizer costs something, but 120 steps later the two runs are close.
+        let (exact, warm) = (whole.last_val.expect("whole").0, continued.last_val.expect("continued").0);
+        eprintln!("validation at step 160: uninterrupted {exact:.4}, continued from half weights at 40 {warm:.4}");
+        assert!((warm - exact).abs() < 0.4, "exact {exact:.3}, continued {warm:.3}");
+    }
+}
+
 mod finetune {
     use super::*;
 

@@ -40,8 +40,15 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in the run folder from its newest complete checkpoint (also after kill -9).
+    /// On a machine without the run, continue from the shipped models/checkpoints/STYLE
+    /// instead (as --continue-from does).
     #[arg(long)]
     pub resume: bool,
+    /// Continue a run from a checkpoint's weights, settings and step alone (the shipped
+    /// models/checkpoints/STYLE.safetensors, half precision, no optimizer state): the same
+    /// schedule and batches, a fresh optimizer warmed up over 100 steps.
+    #[arg(long, conflicts_with_all = ["resume", "from", "config"])]
+    pub continue_from: Option<PathBuf>,
     /// Start over in an existing run folder (its checkpoints, metrics and plots are deleted).
     #[arg(long)]
     pub force: bool,
@@ -130,7 +137,24 @@ pub fn run(args: &Args) -> Result<()> {
     cmd.current_dir(&root);
     env.apply(&mut cmd);
     cmd.args(["train", "--style", &args.style, "--device", &args.device]);
-    if let Some(c) = &config_arg(&root, &args.style, args.config.as_deref(), args.resume) {
+    let run_dir = args.out.clone().unwrap_or_else(|| root.join("runs").join(&args.style));
+    let shipped = root.join(SHIPPED_CHECKPOINTS).join(format!("{}.safetensors", args.style));
+    let continue_from = match (&args.continue_from, args.resume) {
+        (Some(p), _) => Some(typed_path(p)),
+        (None, true) if !run_dir.join("run.json").is_file() && shipped.is_file() => {
+            eprintln!(
+                "train: no run in {}; continuing from the shipped {} (fresh optimizer, short warm-up)",
+                run_dir.display(),
+                shipped.display()
+            );
+            Some(shipped.display().to_string())
+        }
+        (None, _) => None,
+    };
+    let resume = args.resume && continue_from.is_none();
+    let config =
+        if continue_from.is_some() { None } else { config_arg(&root, &args.style, args.config.as_deref(), resume) };
+    if let Some(c) = &config {
         eprintln!("train: config {c}");
         cmd.args(["--config", c]);
     }
@@ -147,7 +171,8 @@ pub fn run(args: &Args) -> Result<()> {
     opt("--freeze-layers", args.freeze_layers.map(|v| v.to_string()));
     opt("--seed", args.seed.map(|v| v.to_string()));
     opt("--threads", args.threads.map(|v| v.to_string()));
-    for (on, flag) in [(args.resume, "--resume"), (args.force, "--force"), (args.no_progress, "--no-progress")] {
+    opt("--continue-from", continue_from);
+    for (on, flag) in [(resume, "--resume"), (args.force, "--force"), (args.no_progress, "--no-progress")] {
         if on {
             cmd.arg(flag);
         }

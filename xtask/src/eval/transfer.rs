@@ -134,6 +134,7 @@ fn train_arm(style: &str, arm: &Arm, args: &Args) -> Result<()> {
         steps: Some(args.steps),
         out: Some(arm.dir.clone()),
         resume,
+        continue_from: None,
         force: false,
         freeze_layers: None,
         seed: None,
