@@ -479,6 +479,9 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)]) -> Str
     r
 }
 
+/// One plotted measure of an outcome.
+type Measure = dyn Fn(&Outcome) -> Option<f64>;
+
 /// Grounding (key, on the beat) and style accuracy of the same-style cases against strength.
 fn plot_sweep(cases: &[Case], results: &[(f32, usize, Outcome)], path: &Path) -> Result<()> {
     let tmp = cadenza_core::fsutil::temp_path(path).with_extension("png");
@@ -487,7 +490,7 @@ fn plot_sweep(cases: &[Case], results: &[(f32, usize, Outcome)], path: &Path) ->
         root.fill(&WHITE)?;
         let panels = root.split_evenly((1, 3));
         let palette = [RGBColor(70, 110, 180), RGBColor(230, 140, 40), RGBColor(60, 160, 90), RGBColor(190, 60, 60)];
-        let series: [(&str, &dyn Fn(&Outcome) -> Option<f64>); 3] = [
+        let series: [(&str, &Measure); 3] = [
             ("key grounding", &|o| o.grounding(0)),
             ("on-the-beat grounding", &|o| o.grounding(5)),
             ("style named (%)", &|o| Some(100.0 * o.style_right as f64 / o.style_all.max(1) as f64)),
