@@ -531,17 +531,22 @@ mod tests {
         assert!(!out.events.iter().any(|e| e.velocity > 0));
     }
 
-    #[test]
-    fn transport_stop_stops_and_silences() {
-        let mut player = Player::default();
-        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start));
-        let host = |pos_beats: f64, playing: bool| HostTime {
+    /// A host at 120 BPM in 4/4 at `pos_beats`, rolling or not.
+    fn host_at(pos_beats: f64, playing: bool) -> HostTime {
+        HostTime {
             playing,
             tempo_bpm: Some(120.0),
             time_sig: Some((4, 4)),
             pos_beats: Some(pos_beats),
             bar_start_beats: Some((pos_beats / 4.0).floor() * 4.0),
-        };
+        }
+    }
+
+    #[test]
+    fn transport_stop_stops_and_silences() {
+        let mut player = Player::default();
+        player.install(set_of(&[two_note_clip(60)], 4.0, StartMode::Start));
+        let host = host_at;
         let mut clock = Clock::default();
         let mut out = OutBuffer::default();
         let mut pos = 4.0;
@@ -563,13 +568,7 @@ mod tests {
     /// loaded, then starts on the bar line after the transport rolls; without Loop it does not.
     #[test]
     fn a_loop_waits_for_the_transport_after_a_stop_and_a_load() {
-        let host = |pos_beats: f64, playing: bool| HostTime {
-            playing,
-            tempo_bpm: Some(120.0),
-            time_sig: Some((4, 4)),
-            pos_beats: Some(pos_beats),
-            bar_start_beats: Some((pos_beats / 4.0).floor() * 4.0),
-        };
+        let host = host_at;
         // (block, plays) for each block of 512 samples: the note-ons of the run.
         let run_blocks = |player: &mut Player, clock: &mut Clock, from: f64, blocks: usize, playing, looping| {
             let mut out = OutBuffer::default();
