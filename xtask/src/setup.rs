@@ -39,7 +39,9 @@ pub const APT_PACKAGES: &[&str] = &[
 /// CPU library links only the two CUDA wheels below (see the README).
 pub const TORCH: &str = "torch==2.11.0";
 pub const TORCH_CPU_EXTRAS: &[&str] = &["nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
-pub const WHEELS: &[&str] = &["onnx==1.23.2", "music21==10.5.1", "numpy==2.4.6"];
+/// minihost is a headless JUCE VST3 host that returns a plugin's MIDI output; the plugin's
+/// host tests drive the bundle with it (a wheel with no dependencies).
+pub const WHEELS: &[&str] = &["onnx==1.23.2", "music21==10.5.1", "numpy==2.4.6", "minihost==0.11.0"];
 /// ONNX Runtime for the CPU (what the bundles carry) ...
 pub const ORT_CPU: &str = "onnxruntime==1.31.1";
 /// ... or, with `--cuda`, the same version built with the CUDA provider, with
