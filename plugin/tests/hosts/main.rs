@@ -1,8 +1,12 @@
-//! Cadenza as hosts run it: a CLAP host harness over the built plugin, with
-//! real notes, a moving transport and real ONNX Runtime (one `mod` per host).
+//! Cadenza as hosts run it: our own CLAP and VST3 host harnesses over the built
+//! plugin, Ardour 7 (its VST3 scanner and a headless session) and minihost (a
+//! JUCE VST3 host), with real notes, a moving transport and real ONNX Runtime
+//! (one `mod` per host).
 
+mod ardour;
 mod clap;
 mod clap_host;
+mod minihost;
 mod support;
 mod vst3;
 mod vst3_host;

@@ -1,6 +1,7 @@
-//! What the host tests share: where the built plugin and ONNX Runtime are, a
-//! bundle laid out as `cargo xtask bundle` lays it out (in a temporary
-//! folder), a real model, and reading Cadenza's saved state.
+//! What the host tests share: where the built plugin, ONNX Runtime and the
+//! project's Python are, bundles laid out as `cargo xtask bundle` lays them out
+//! (in a temporary folder), a real model, reading Cadenza's saved state, and
+//! checking that a host played a variation from a bar line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +27,8 @@ pub fn plugin_so() -> PathBuf {
 
 #[derive(serde::Deserialize)]
 struct EnvFile {
+    #[serde(default)]
+    python: Option<PathBuf>,
     ort_dylib_path: PathBuf,
     library_path: Vec<PathBuf>,
 }
@@ -43,6 +46,15 @@ pub fn ort_library() -> PathBuf {
     let env = env_file().expect("no ORT_DYLIB_PATH and no .cadenza-env.json: run `cargo xtask setup`");
     assert!(env.ort_dylib_path.is_file(), "{} is missing: run `cargo xtask setup`", env.ort_dylib_path.display());
     env.ort_dylib_path
+}
+
+/// The Python of the environment `cargo xtask setup` made: `CADENZA_PYTHON`, else what
+/// `.cadenza-env.json` names; `None` when neither exists.
+pub fn python() -> Option<PathBuf> {
+    std::env::var_os("CADENZA_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| env_file().and_then(|e| e.python))
+        .filter(|p| p.is_file())
 }
 
 /// A real model for the tests: `CADENZA_TEST_MODEL`, else the first shipped
@@ -158,4 +170,129 @@ pub fn session_of_vst3_state(state: &[u8]) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_slice(state).expect("state JSON");
     let field = json["fields"]["session"].as_str().expect("fields.session string");
     serde_json::from_str(field).expect("session JSON")
+}
+
+/// A VST3 bundle in `dir`, as `cargo xtask bundle` lays it out: the plugin copied (hosts
+/// that cache scans compare its modification time), ONNX Runtime and `models`. Returns the
+/// bundle folder.
+pub fn vst3_bundle(dir: &Path, models: &[(&str, &[u8])]) -> PathBuf {
+    let bundle = dir.join("Cadenza.vst3");
+    let contents = bundle.join("Contents");
+    std::fs::create_dir_all(contents.join("x86_64-linux")).expect("arch dir");
+    std::fs::create_dir_all(contents.join("Resources/lib")).expect("resources");
+    std::fs::create_dir_all(contents.join("Resources/models")).expect("models");
+    std::fs::copy(plugin_so(), contents.join("x86_64-linux/Cadenza.so")).expect("plugin");
+    std::os::unix::fs::symlink(ort_library(), contents.join("Resources/lib/libonnxruntime.so.1.31.1")).expect("ort");
+    for (name, bytes) in models {
+        std::fs::write(contents.join("Resources/models").join(format!("{name}.onnx")), bytes).expect("model");
+    }
+    bundle
+}
+
+/// The notes of variation `choice` (1-based, as the Variation parameter counts) of the
+/// generation in a session JSON, as (start beats, key), in order.
+pub fn variation_notes(session: &serde_json::Value, choice: usize) -> Vec<(f64, u8)> {
+    let notes = session["generation"]["variations"][choice - 1]["notes"].as_array().expect("variation notes");
+    let mut notes: Vec<(f64, u8)> = notes
+        .iter()
+        .map(|n| {
+            let start = n["start_beats"].as_f64().expect("start_beats");
+            (start, n["pitch"].as_u64().and_then(|p| u8::try_from(p).ok()).expect("pitch"))
+        })
+        .collect();
+    notes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    notes
+}
+
+/// A MIDI event a host received from Cadenza: (session sample, status, data 1, data 2).
+pub type HostMidi = (u64, u8, u8, u8);
+
+/// Note-ons (status 0x9n, velocity > 0) among a host's recorded MIDI, as (session sample, key).
+pub fn note_ons(events: &[HostMidi]) -> Vec<(u64, u8)> {
+    events.iter().filter(|e| e.1 & 0xf0 == 0x90 && e.3 > 0).map(|e| (e.0, e.2)).collect()
+}
+
+/// Where a host played a variation: the bar line (in beats) that its notes line up with.
+/// Every note of `variation` must have sounded within `tolerance_samples` of its place after
+/// that bar line at `samples_per_beat`, and nothing else in the `length_beats` that follow.
+/// `ons` are the host's note-ons in order, the variation's first note first. Returns the bar
+/// line and the farthest a note sounded from its place, in samples.
+pub fn played_from_bar(
+    ons: &[(u64, u8)],
+    variation: &[(f64, u8)],
+    samples_per_beat: f64,
+    bar_len_beats: f64,
+    length_beats: f64,
+    tolerance_samples: f64,
+) -> (f64, f64) {
+    let first = ons.first().expect("the variation was heard");
+    let anchor_beats = first.0 as f64 / samples_per_beat - variation.first().expect("a variation with notes").0;
+    let bar = (anchor_beats / bar_len_beats).round() * bar_len_beats;
+    assert!(
+        ((anchor_beats - bar) * samples_per_beat).abs() <= tolerance_samples,
+        "the variation starts {:.1} samples off the bar line at beat {bar}",
+        (anchor_beats - bar) * samples_per_beat
+    );
+    let start = bar * samples_per_beat - tolerance_samples;
+    let end = (bar + length_beats) * samples_per_beat - tolerance_samples;
+    let heard: Vec<(u64, u8)> = ons.iter().copied().filter(|n| (start..end).contains(&(n.0 as f64))).collect();
+    let mut unused = heard.clone();
+    let mut farthest: f64 = 0.0;
+    for &(beats, key) in variation {
+        let expected = (bar + beats) * samples_per_beat;
+        let nearest = unused
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.1 == key)
+            .min_by(|a, b| (a.1 .0 as f64 - expected).abs().total_cmp(&(b.1 .0 as f64 - expected).abs()));
+        match nearest {
+            Some((i, n)) if (n.0 as f64 - expected).abs() <= tolerance_samples => {
+                farthest = farthest.max((n.0 as f64 - expected).abs());
+                unused.swap_remove(i);
+            }
+            _ => panic!(
+                "key {key} at beat {beats} of the variation (sample {expected:.0}) was not heard; heard {heard:?}"
+            ),
+        }
+    }
+    assert!(unused.is_empty(), "notes outside the variation within its {length_beats} beats: {unused:?}");
+    (bar, farthest)
+}
+
+/// The bar line a variation started on is the first that it could make: not before the
+/// press, and the one before it came too soon for a generation that took `elapsed_ms` (the
+/// session thread's own measure, from the press it noticed to variations ready; 250 ms
+/// more for the ticks and blocks on either side).
+pub fn assert_next_bar_line(bar: f64, press_beats: f64, elapsed_ms: u64, tempo_bpm: f64, bar_len_beats: f64) {
+    let ready_beats = press_beats + (elapsed_ms as f64 + 250.0) / 1000.0 * tempo_bpm / 60.0;
+    assert!(bar >= press_beats, "the variation started at beat {bar}, before Generate was pressed at {press_beats}");
+    assert!(
+        bar - bar_len_beats < ready_beats,
+        "the variation started at beat {bar}, a bar later than it could: pressed at beat {press_beats}, \
+         ready {elapsed_ms} ms later (beat {ready_beats:.2} at the latest)"
+    );
+}
+
+/// The musician of the DAW tests (Ardour, minihost): plays the primer's first two bars,
+/// presses Generate a beat into the third with MIDI thru off, asks for two variations of two
+/// bars and picks the second, so that a restored choice differs from the default.
+pub mod musician {
+    pub const BAR_BEATS: f64 = 4.0;
+    pub const PHRASE_BEATS: f64 = 8.0;
+    pub const PRESS_BEAT: f64 = 9.0;
+    pub const BARS: u32 = 2;
+    pub const VARIATIONS: u32 = 2;
+    pub const CHOICE: u32 = 2;
+    pub const SEED: u32 = 7;
+
+    /// The phrase at `tempo_bpm` in session samples: [note-on, note-off, key, velocity].
+    pub fn phrase_samples(tempo_bpm: f64, sample_rate: u32) -> Vec<[u64; 4]> {
+        let samples_per_beat = f64::from(sample_rate) * 60.0 / tempo_bpm;
+        let at = |beats: f64| (beats * samples_per_beat).round() as u64;
+        super::twinkle(tempo_bpm)
+            .into_iter()
+            .filter(|n| n.0 < PHRASE_BEATS)
+            .map(|(start, len, key, vel)| [at(start), at(start + len), u64::from(key), u64::from(vel)])
+            .collect()
+    }
 }

@@ -3,7 +3,7 @@
 //! instantiates the plugin and reports its buses.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -54,22 +54,6 @@ fn ardour_scans_the_vst3_bundle_with_one_midi_input_and_output() {
     assert_eq!(attr(info, "n_outputs"), Some("2"), "stereo out for the preview piano: {info}");
 }
 
-/// A VST3 bundle in `dir`, as `cargo xtask bundle` lays it out. Returns the bundle folder.
-fn vst3_bundle(dir: &Path, models: &[(&str, &[u8])]) -> PathBuf {
-    let bundle = dir.join("Cadenza.vst3");
-    let contents = bundle.join("Contents");
-    std::fs::create_dir_all(contents.join("x86_64-linux")).expect("arch dir");
-    std::fs::create_dir_all(contents.join("Resources/lib")).expect("resources");
-    std::fs::create_dir_all(contents.join("Resources/models")).expect("models");
-    std::fs::copy(support::plugin_so(), contents.join("x86_64-linux/Cadenza.so")).expect("plugin");
-    std::os::unix::fs::symlink(support::ort_library(), contents.join("Resources/lib/libonnxruntime.so.1.31.1"))
-        .expect("ort");
-    for (name, bytes) in models {
-        std::fs::write(contents.join("Resources/models").join(format!("{name}.onnx")), bytes).expect("model");
-    }
-    bundle
-}
-
 /// The same musician's loop as the CLAP test, through VST3: notes in through an event list,
 /// settings and the Generate trigger as parameter changes (normalized values), notes out.
 #[test]
@@ -78,7 +62,7 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
     let (style, model) = support::test_model();
     let model_bytes = std::fs::read(&model).expect("model");
     let tmp = tempfile::tempdir().expect("tmp");
-    let bundle = vst3_bundle(tmp.path(), &[(style.as_str(), &model_bytes)]);
+    let bundle = support::vst3_bundle(tmp.path(), &[(style.as_str(), &model_bytes)]);
     let module = Vst3Module::load(&bundle.join("Contents/x86_64-linux/Cadenza.so")).expect("load");
     let mut inst = module.instantiate().expect("instance");
     assert_eq!(inst.bus_counts(), (1, 1, 1), "one MIDI in, one MIDI out, one stereo out");
