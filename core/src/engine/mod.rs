@@ -37,8 +37,8 @@ use crate::sampling::Sampler;
 use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
 pub use runtime::{
-    cache_capacity, find_library, library_search_dirs, loaded_library, KvCache, Model, CACHE_BUCKETS_PER_OCTAVE,
-    LIBRARY_NAMES, MAX_PREFILL_SCORES, MIN_CACHE_CAPACITY, ORT_DYLIB_ENV,
+    cache_capacity, find_library, library_in, library_search_dirs, loaded_library, KvCache, Model,
+    CACHE_BUCKETS_PER_OCTAVE, LIBRARY_NAMES, MAX_PREFILL_SCORES, MIN_CACHE_CAPACITY, ORT_DYLIB_ENV,
 };
 
 /// Events kept when the window slides: half the window, so one prefill of

@@ -99,28 +99,32 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, EngineError> {
     }
     let mut searched = Vec::new();
     for dir in library_search_dirs() {
-        for name in LIBRARY_NAMES {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-            searched.push(candidate);
-        }
-        // A versioned file as the onnxruntime wheel ships it (libonnxruntime.so.1.31.1).
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut versioned: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1."))
-                })
-                .collect();
-            versioned.sort();
-            if let Some(p) = versioned.pop() {
-                return Ok(p);
-            }
+        if let Some(found) = library_in(&dir, &mut searched) {
+            return Ok(found);
         }
     }
     Err(EngineError::LibraryNotFound { searched })
+}
+
+/// The library in `dir`: a file of one of [`LIBRARY_NAMES`], else a versioned
+/// file as the onnxruntime wheel ships it (`libonnxruntime.so.1.31.1`).
+/// The names tried are added to `searched`.
+pub fn library_in(dir: &Path, searched: &mut Vec<PathBuf>) -> Option<PathBuf> {
+    for name in LIBRARY_NAMES {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        searched.push(candidate);
+    }
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut versioned: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.1.")))
+        .filter(|p| p.is_file())
+        .collect();
+    versioned.sort();
+    versioned.pop()
 }
 
 /// Load the library once per process; a later request for another file is an error.
