@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use cadenza_core::engine::Provider;
 use cadenza_core::ClipNote;
 use egui::{Align2, Color32, CornerRadius, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Vec2};
 use nice_plug::context::gui::GuiContext;
@@ -24,6 +25,7 @@ use nice_plug_egui::{EguiEditorState, EguiNiceSettings, NiceEguiApp};
 use crate::params::{note_name, CadenzaParams};
 use crate::playback::PlayState;
 use crate::session::{Command, Workers};
+use crate::settings::{execution_name, MachineSettings, ORT_LIBRARY_ENV};
 use crate::shared::Shared;
 use crate::view::{Level, PrimerSource, View};
 
@@ -62,6 +64,9 @@ pub fn create(
         export_dir: view.export_dir.display().to_string(),
         soundfont_path: view.soundfont.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         seen_export_dir: view.export_dir.clone(),
+        ort_library: String::new(),
+        execution: Provider::Auto,
+        seen_machine: None,
     };
     nice_plug_egui::create_egui_editor(state, notifier, EguiNiceSettings::new().with_tile("Cadenza"), app)
 }
@@ -78,6 +83,11 @@ pub struct CadenzaEditor {
     soundfont_path: String,
     /// The export folder last shown, to refresh the field when the session changes it.
     seen_export_dir: PathBuf,
+    /// This machine's ONNX Runtime library and provider as being edited.
+    ort_library: String,
+    execution: Provider,
+    /// The saved settings last shown, to refresh the fields when they change.
+    seen_machine: Option<MachineSettings>,
 }
 
 impl CadenzaEditor {
@@ -183,6 +193,7 @@ impl NiceEguiApp for CadenzaEditor {
             ui.add_space(2.0);
             self.keep_row(ui, &view);
             self.preview_row(ui, &view);
+            self.engine_row(ui, &view);
             ui.separator();
             status_line(ui, &view);
             ui.add_space(2.0);
@@ -448,6 +459,50 @@ impl CadenzaEditor {
                 _ => ("off".into(), Color32::GRAY),
             };
             ui.label(RichText::new(text).color(colour).small());
+        });
+    }
+}
+
+impl CadenzaEditor {
+    /// This machine's ONNX Runtime library and execution provider (saved per machine, not in the project).
+    fn engine_row(&mut self, ui: &mut egui::Ui, view: &View) {
+        if self.seen_machine.as_ref() != Some(&view.machine) {
+            self.ort_library = view.machine.ort_library.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            self.execution = view.machine.execution;
+            self.seen_machine = Some(view.machine.clone());
+        }
+        ui.horizontal(|ui| {
+            ui.label("ONNX Runtime")
+                .on_hover_text("Saved for this computer, not in the project. A GPU needs onnxruntime-gpu's library");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.ort_library)
+                    .hint_text("libonnxruntime.so of a GPU build: the bundle's (CPU) when empty")
+                    .desired_width(330.0),
+            );
+            ui.label("Execution");
+            egui::ComboBox::from_id_salt("execution")
+                .width(70.0)
+                .selected_text(execution_name(self.execution))
+                .show_ui(ui, |ui| {
+                    for p in [Provider::Auto, Provider::Cpu, Provider::Cuda] {
+                        ui.selectable_value(&mut self.execution, p, execution_name(p));
+                    }
+                });
+            let typed = self.ort_library.trim();
+            let edited = MachineSettings {
+                ort_library: (!typed.is_empty()).then(|| PathBuf::from(typed)),
+                execution: self.execution,
+            };
+            if ui.add_enabled(edited != view.machine, egui::Button::new("Save")).clicked() {
+                self.send(Command::SetMachineSettings(edited));
+            }
+            if let Some(env) = &view.ort_env {
+                ui.label(
+                    RichText::new(format!("{ORT_LIBRARY_ENV} overrides it: {}", env.display()))
+                        .small()
+                        .color(Color32::from_rgb(0xff, 0xcc, 0x66)),
+                );
+            }
         });
     }
 }

@@ -3,7 +3,9 @@
 //! request and the model to run it), the inference thread loads the style's
 //! model (once, then cached), generates with progress and cancel, and answers
 //! with a [`Finished`] on its own channel. The model is ONNX Runtime through
-//! `cadenza_core::engine`, with the library found inside the bundle.
+//! `cadenza_core::engine`, with the library and provider this machine's
+//! settings choose ([`crate::settings`]): the bundle's CPU library unless the
+//! user has a GPU build, and the CPU whenever CUDA does not start.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -14,14 +16,17 @@ use cadenza_core::request::GenerateRequest;
 use cadenza_core::Performance;
 use crossbeam::channel::{Receiver, Sender};
 
+use crate::settings::OrtChoice;
 use crate::shared::Shared;
 
-/// One generation: the request in seconds (the session converts from beats) and the model to run it.
+/// One generation: the request in seconds (the session converts from beats), the model to run
+/// it, and the ONNX Runtime libraries and provider this machine's settings choose.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub id: u64,
     pub model: PathBuf,
     pub request: GenerateRequest,
+    pub ort: OrtChoice,
 }
 
 /// Why a generation produced nothing.
@@ -45,8 +50,11 @@ pub struct Finished {
     pub result: Result<Vec<Performance>, GenError>,
     /// Wall time the inference thread spent (model load included), in milliseconds.
     pub elapsed_ms: u64,
-    /// What ran it, e.g. "ONNX Runtime (CPU)".
+    /// What ran it, e.g. "jazz model (...) on ONNX Runtime CPU from /x (Cadenza's bundle)".
     pub engine: String,
+    /// What did not run as the settings asked, in words (a library that did not load, CUDA
+    /// that did not start, a change that needs a restart of the host); empty when all did.
+    pub notices: Vec<String>,
 }
 
 /// Something that continues a primer. One implementation exists: ONNX Runtime via the engine.
@@ -61,13 +69,22 @@ pub trait Generator: Send {
     ) -> Result<Vec<Performance>, GenError>;
 }
 
-/// Load the model at `model` with the ONNX Runtime library at `ort_library`.
-pub fn load_generator(model: &Path, ort_library: Option<&Path>) -> Result<Box<dyn Generator>, GenError> {
-    engine_impl::load(model, ort_library)
+/// A loaded generator and what did not go as `ort` asked (see [`Finished::notices`]).
+pub struct Loaded {
+    pub generator: Box<dyn Generator>,
+    pub notices: Vec<String>,
+}
+
+/// Load the model at `model` with the first library of `ort` that loads, on its provider.
+/// ONNX Runtime loads once per process: once it has, that library runs every model, and a
+/// choice of another one is a notice asking for a restart of the host.
+pub fn load_generator(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError> {
+    engine_impl::load(model, ort)
 }
 
 mod engine_impl {
     use super::*;
+    use crate::settings::{same_file, LibrarySource};
     use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 
     /// Most ONNX Runtime threads one generation uses: leave the host's audio threads room.
@@ -76,6 +93,8 @@ mod engine_impl {
     struct EngineGenerator {
         engine: Engine,
         model: PathBuf,
+        /// Where the library came from; `None`: the development fallback (`ORT_DYLIB_PATH`).
+        source: Option<LibrarySource>,
     }
 
     fn to_gen_error(e: EngineError, model: &Path) -> GenError {
@@ -92,22 +111,107 @@ mod engine_impl {
         }
     }
 
-    pub fn load(model: &Path, ort_library: Option<&Path>) -> Result<Box<dyn Generator>, GenError> {
+    fn options(library: Option<&Path>, provider: Provider) -> EngineOptions {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_INTRA_THREADS);
-        let opts = EngineOptions {
-            ort_library: ort_library.map(Path::to_path_buf),
-            intra_threads: threads,
-            provider: Provider::Cpu,
+        EngineOptions { ort_library: library.map(Path::to_path_buf), intra_threads: threads, provider }
+    }
+
+    /// The model on `library`: on CUDA where `execution` asks for it (`auto`: unless the
+    /// library is the bundle's, which has no CUDA), else or when CUDA does not start on the CPU.
+    fn open(
+        model: &Path,
+        library: Option<&Path>,
+        source: Option<LibrarySource>,
+        execution: Provider,
+        notices: &mut Vec<String>,
+    ) -> Result<Engine, EngineError> {
+        let try_cuda = match execution {
+            Provider::Cpu => false,
+            Provider::Cuda => true,
+            Provider::Auto => source.is_some_and(|s| s != LibrarySource::Bundle),
         };
-        let engine = Engine::load(model, &opts).map_err(|e| to_gen_error(e, model))?;
-        Ok(Box::new(EngineGenerator { engine, model: model.to_path_buf() }))
+        if try_cuda {
+            match Engine::load(model, &options(library, Provider::Cuda)) {
+                Err(EngineError::ProviderUnavailable { message, .. }) => {
+                    // The engine's advice after the reason is for the command line.
+                    let reason = message.split(" (ONNX Runtime from ").next().unwrap_or(&message);
+                    let from = library.map(|p| format!(" from {}", p.display())).unwrap_or_default();
+                    notices.push(format!(
+                        "CUDA did not start with ONNX Runtime{from} ({reason}); running on the CPU. A GPU needs \
+                         onnxruntime-gpu's library (cargo xtask setup --cuda) and NVIDIA's CUDA 13 and cuDNN 9 libraries"
+                    ));
+                }
+                other => return other,
+            }
+        }
+        Engine::load(model, &options(library, Provider::Cpu))
+    }
+
+    pub fn load(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError> {
+        let mut notices = Vec::new();
+        let done = |engine: Engine, source, notices| {
+            let generator = Box::new(EngineGenerator { engine, model: model.to_path_buf(), source });
+            Ok(Loaded { generator, notices })
+        };
+        if let Some(loaded) = cadenza_core::engine::loaded_library() {
+            if let Some(wanted) = ort.libraries.first().filter(|l| !same_file(&l.path, &loaded)) {
+                let (path, from) = (wanted.path.display(), wanted.source.describe());
+                notices.push(if wanted.path.is_file() {
+                    format!(
+                        "ONNX Runtime is already loaded from {} in this host and cannot be swapped; restart the \
+                         host to use {path} (from {from})",
+                        loaded.display()
+                    )
+                } else {
+                    format!("{path} (from {from}) is not a file; ONNX Runtime runs from {}", loaded.display())
+                });
+            }
+            let source = ort.libraries.iter().find(|l| same_file(&l.path, &loaded)).map(|l| l.source);
+            let engine =
+                open(model, Some(&loaded), source, ort.execution, &mut notices).map_err(|e| to_gen_error(e, model))?;
+            return done(engine, source, notices);
+        }
+        if ort.libraries.is_empty() {
+            // Outside a bundle (development), the engine's own search (ORT_DYLIB_PATH) may still find it.
+            if std::env::var_os(cadenza_core::engine::ORT_DYLIB_ENV).is_none() {
+                let tried: Vec<String> = ort.bundle_missing.iter().map(|p| p.display().to_string()).collect();
+                return Err(GenError::Runtime(format!(
+                    "the library is not in Cadenza's bundle (looked for {}); reinstall Cadenza",
+                    tried.join(", ")
+                )));
+            }
+            let engine = open(model, None, None, ort.execution, &mut notices).map_err(|e| to_gen_error(e, model))?;
+            return done(engine, None, notices);
+        }
+        let last = ort.libraries.len() - 1;
+        for (i, library) in ort.libraries.iter().enumerate() {
+            match open(model, Some(&library.path), Some(library.source), ort.execution, &mut notices) {
+                Ok(engine) => return done(engine, Some(library.source), notices),
+                Err(e @ (EngineError::LibraryNotFound { .. } | EngineError::LibraryLoad { .. })) if i < last => {
+                    let why = match e {
+                        EngineError::LibraryNotFound { .. } => "no such file".to_string(),
+                        other => other.to_string(),
+                    };
+                    let next = &ort.libraries[i + 1];
+                    notices.push(format!(
+                        "ONNX Runtime from {} ({}) did not load: {why}; using {}'s",
+                        library.path.display(),
+                        library.source.describe(),
+                        next.source.describe()
+                    ));
+                }
+                Err(e) => return Err(to_gen_error(e, model)),
+            }
+        }
+        Err(GenError::Runtime("no ONNX Runtime library to try".into()))
     }
 
     impl Generator for EngineGenerator {
         fn describe(&self) -> String {
             let info = self.engine.info();
+            let from = self.source.map(|s| format!(" ({})", s.describe())).unwrap_or_default();
             format!(
-                "{} model ({} layers, window {}) on ONNX Runtime {} from {}",
+                "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}",
                 info.style,
                 info.config.n_layers,
                 info.config.max_seq_len,
@@ -127,6 +231,14 @@ mod engine_impl {
     }
 }
 
+/// The loaded model: which file at which modification time, on which libraries and provider.
+struct Cached {
+    model: PathBuf,
+    modified: std::time::SystemTime,
+    ort: OrtChoice,
+    loaded: Loaded,
+}
+
 /// Spawn the inference thread. It ends when `jobs` is closed.
 pub fn spawn(
     shared: Arc<Shared>,
@@ -134,12 +246,13 @@ pub fn spawn(
     done: Sender<Finished>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("cadenza-inference".into()).spawn(move || {
-        let mut cache: Option<(PathBuf, std::time::SystemTime, Box<dyn Generator>)> = None;
+        let mut cache: Option<Cached> = None;
         while let Ok(job) = jobs.recv() {
             let started = Instant::now();
             shared.progress.permille.store(0, Ordering::Release);
-            let (result, engine) = run_job(&shared, &job, &mut cache);
-            let finished = Finished { id: job.id, result, elapsed_ms: started.elapsed().as_millis() as u64, engine };
+            let (result, engine, notices) = run_job(&shared, &job, &mut cache);
+            let finished =
+                Finished { id: job.id, result, elapsed_ms: started.elapsed().as_millis() as u64, engine, notices };
             shared.progress.running.store(false, Ordering::Release);
             if done.send(finished).is_err() {
                 break;
@@ -151,8 +264,8 @@ pub fn spawn(
 fn run_job(
     shared: &Shared,
     job: &Job,
-    cache: &mut Option<(PathBuf, std::time::SystemTime, Box<dyn Generator>)>,
-) -> (Result<Vec<Performance>, GenError>, String) {
+    cache: &mut Option<Cached>,
+) -> (Result<Vec<Performance>, GenError>, String, Vec<String>) {
     let modified = match std::fs::metadata(&job.model).and_then(|m| m.modified()) {
         Ok(t) => t,
         Err(e) => {
@@ -162,34 +275,26 @@ fn run_job(
                     message: format!("{}: cannot read the model: {e}", job.model.display()),
                 }),
                 String::new(),
+                Vec::new(),
             )
         }
     };
-    let fresh = matches!(cache, Some((p, t, _)) if *p == job.model && *t == modified);
+    let fresh = matches!(cache, Some(c) if c.model == job.model && c.modified == modified && c.ort == job.ort);
     if !fresh {
         *cache = None;
-        let ort = match crate::locate::ort_library() {
-            Ok(path) => Some(path),
-            // Outside a bundle (development), the engine's own search (ORT_DYLIB_PATH) may still find it.
-            Err(_) if std::env::var_os(cadenza_core::engine::ORT_DYLIB_ENV).is_some() => None,
-            Err(tried) => {
-                let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-                let message = format!(
-                    "the library is not in Cadenza's bundle (looked for {}); reinstall Cadenza",
-                    tried.join(", ")
-                );
-                return (Err(GenError::Runtime(message)), String::new());
-            }
-        };
-        match load_generator(&job.model, ort.as_deref()) {
-            Ok(g) => *cache = Some((job.model.clone(), modified, g)),
-            Err(e) => return (Err(e), String::new()),
+        // A panic while loading (inside ONNX Runtime's bindings) must not take the host down either.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_generator(&job.model, &job.ort)))
+            .unwrap_or_else(|_| Err(GenError::Failed("loading the model panicked; see the log".into())));
+        match loaded {
+            Ok(loaded) => *cache = Some(Cached { model: job.model.clone(), modified, ort: job.ort.clone(), loaded }),
+            Err(e) => return (Err(e), String::new(), Vec::new()),
         }
     }
-    let Some((_, _, generator)) = cache.as_mut() else {
-        return (Err(GenError::Failed("no model loaded".into())), String::new());
+    let Some(Cached { loaded: Loaded { generator, notices }, .. }) = cache.as_mut() else {
+        return (Err(GenError::Failed("no model loaded".into())), String::new(), Vec::new());
     };
     let engine = generator.describe();
+    let notices = notices.clone();
     let mut progress = |fraction: f32| {
         shared.progress.permille.store((fraction.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Release);
         !shared.progress.cancel.load(Ordering::Acquire)
@@ -199,7 +304,7 @@ fn run_job(
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate(&job.request, &mut progress)))
             .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
     if result.is_err() && shared.progress.cancel.load(Ordering::Acquire) {
-        return (Err(GenError::Cancelled), engine);
+        return (Err(GenError::Cancelled), engine, notices);
     }
-    (result, engine)
+    (result, engine, notices)
 }

@@ -21,6 +21,7 @@ pub mod params;
 pub mod playback;
 pub mod preview;
 pub mod session;
+pub mod settings;
 pub mod shared;
 pub mod state;
 pub mod view;

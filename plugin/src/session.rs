@@ -25,9 +25,10 @@ use crate::locate::{self, Style};
 use crate::params::CadenzaParams;
 use crate::playback::{PlaySet, StartMode, PLAY_SET_POOL};
 use crate::preview::PreviewSynth;
+use crate::settings::{MachineSettings, OrtChoice};
 use crate::shared::Shared;
 use crate::state::{Generation, LoadedPrimer, SessionState};
-use crate::view::{GenerationView, PrimerSource, Status, StyleView, View};
+use crate::view::{GenerationView, Level, PrimerSource, Status, StyleView, View};
 
 /// How often the session thread looks at the audio thread's counters and queues.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -54,6 +55,8 @@ pub enum Command {
     SetExportDir(PathBuf),
     /// `None`: search the system.
     SetSoundfont(Option<PathBuf>),
+    /// Save this machine's ONNX Runtime library and provider (not part of the project).
+    SetMachineSettings(MachineSettings),
     SynthLoaded {
         key: SynthKey,
         result: Result<Box<PreviewSynth>, String>,
@@ -128,6 +131,10 @@ struct Session {
     styles: Vec<Style>,
     status: Status,
     engine: String,
+    /// This machine's settings as last read or saved.
+    machine: MachineSettings,
+    /// Why the settings file could not be read (the defaults are used meanwhile).
+    machine_error: Option<String>,
 
     pool: Vec<PlaySet>,
     next_serial: u64,
@@ -253,6 +260,8 @@ pub fn spawn(
         styles: Vec::new(),
         status: Status::info("Play something, then press Generate."),
         engine: "ONNX Runtime: not loaded yet".into(),
+        machine: MachineSettings::default(),
+        machine_error: None,
         pool: (0..PLAY_SET_POOL).map(|_| PlaySet::with_capacity()).collect(),
         next_serial: 1,
         pending_render: None,
@@ -278,13 +287,14 @@ pub fn spawn(
 impl Session {
     fn startup(&mut self) {
         self.rescan_styles();
-        self.engine = match locate::ort_library() {
-            Ok(p) => format!("ONNX Runtime: {}", p.display()),
-            Err(tried) => format!(
-                "ONNX Runtime library not found (looked in {})",
-                tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
+        self.read_machine_settings();
+        self.engine = match cadenza_core::engine::loaded_library() {
+            Some(p) => format!("ONNX Runtime: {} (loaded in this host)", p.display()),
+            None => format!("ONNX Runtime: {}", OrtChoice::current(&self.machine).describe()),
         };
+        if let Some(e) = &self.machine_error {
+            self.status = Status::warning(format!("{e}; using the bundle's ONNX Runtime on the CPU."));
+        }
         // A generation here came with a project loaded before the threads started.
         if self.state.generation.is_some() {
             self.render(StartMode::Restored);
@@ -413,6 +423,7 @@ impl Session {
                 self.synth_failed = None;
                 self.store();
             }
+            Command::SetMachineSettings(settings) => self.save_machine_settings(settings),
             Command::SynthLoaded { key, result } => {
                 self.synth_loading = None;
                 match result {
@@ -480,6 +491,45 @@ impl Session {
         self.params.session.store(self.seen_restores, &self.state);
     }
 
+    fn read_machine_settings(&mut self) {
+        match MachineSettings::load() {
+            Ok(m) => {
+                self.machine = m;
+                self.machine_error = None;
+            }
+            Err(e) => self.machine_error = Some(format!("Cadenza's settings could not be read ({e})")),
+        }
+    }
+
+    fn save_machine_settings(&mut self, settings: MachineSettings) {
+        let path = match settings.save() {
+            Ok(path) => path,
+            Err(e) => {
+                self.status = Status::error(format!("The ONNX Runtime setting was not saved: {e}"));
+                return;
+            }
+        };
+        self.machine = settings;
+        self.machine_error = None;
+        let choice = OrtChoice::current(&self.machine);
+        let loaded = cadenza_core::engine::loaded_library();
+        self.status = match (choice.libraries.first(), loaded) {
+            (Some(wanted), Some(loaded)) if !crate::settings::same_file(&wanted.path, &loaded) => {
+                Status::warning(format!(
+                    "Saved in {}. ONNX Runtime is already loaded from {} in this host; restart the host to use {}.",
+                    path.display(),
+                    loaded.display(),
+                    choice.describe()
+                ))
+            }
+            _ => Status::success(format!(
+                "Saved in {} for this machine; the next generation runs on {}.",
+                path.display(),
+                choice.describe()
+            )),
+        };
+    }
+
     fn rescan_styles(&mut self) {
         self.styles = locate::scan_styles();
         self.dirty = true;
@@ -539,9 +589,12 @@ impl Session {
             primer.as_ref().map_or(0.0, |c| ((c.length_beats / bar_len_beats) - 1e-6).ceil().max(1.0) * bar_len_beats);
         let bars = p.bars.value().max(1) as u32;
         let settings = p.generation_settings(Length::Seconds(f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm));
+        // Another instance (or the user) may have changed this machine's settings since.
+        self.read_machine_settings();
         let job = Job {
             id: self.next_job_id,
             model: style.path.clone(),
+            ort: OrtChoice::current(&self.machine),
             request: GenerateRequest {
                 primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
                 primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
@@ -596,6 +649,10 @@ impl Session {
             self.engine = f.engine.clone();
         }
         let Some(job) = self.job.take_if(|j| j.id == f.id) else { return };
+        let mut notices = f.notices;
+        if let Some(e) = &self.machine_error {
+            notices.insert(0, e.clone());
+        }
         match f.result {
             Ok(performances) => {
                 let length_beats = f64::from(job.bars) * job.bar_len_beats;
@@ -648,6 +705,11 @@ impl Session {
                 let e = e.to_string();
                 self.status = Status::error(format!("{}. MIDI still passes through.", e.trim_end_matches('.')));
             }
+        }
+        // What did not run as this machine's settings asked: said after the result, never hidden.
+        if !notices.is_empty() {
+            let level = if self.status.level == Level::Error { Level::Error } else { Level::Warning };
+            self.status = Status { level, text: format!("{} {}.", self.status.text, notices.join(". ")) };
         }
         self.dirty = true;
     }
@@ -823,6 +885,8 @@ impl Session {
             soundfont_ready: self.synth_loaded.is_some(),
             soundfont_error: self.synth_failed.as_ref().map(|(_, e)| e.clone()),
             engine: self.engine.clone(),
+            machine: self.machine.clone(),
+            ort_env: std::env::var_os(crate::settings::ORT_LIBRARY_ENV).filter(|v| !v.is_empty()).map(PathBuf::from),
         };
         self.shared.publish(view);
     }

@@ -8,6 +8,8 @@ use cadenza_core::{Clip, ClipNote};
 
 use cadenza_core::request::GenerationSettings;
 
+use crate::settings::MachineSettings;
+
 /// How a status line should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Level {
@@ -89,6 +91,10 @@ pub struct View {
     pub soundfont_error: Option<String>,
     /// Which ONNX Runtime library and execution provider run, or why none does.
     pub engine: String,
+    /// This machine's ONNX Runtime library and provider, as saved.
+    pub machine: MachineSettings,
+    /// The library `CADENZA_ORT_LIBRARY` names, which overrides the saved one.
+    pub ort_env: Option<PathBuf>,
 }
 
 impl Default for View {
@@ -107,6 +113,8 @@ impl Default for View {
             soundfont_ready: false,
             soundfont_error: None,
             engine: "engine not loaded yet".into(),
+            machine: MachineSettings::default(),
+            ort_env: None,
         }
     }
 }

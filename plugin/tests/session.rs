@@ -2,8 +2,10 @@
 //! something is missing or broken (no style, no ONNX Runtime, a corrupt
 //! model), a real generation reaching the audio thread, determinism of a
 //! repeated press, export of the clip, and a refused project from a newer
-//! version. Real model, real ONNX Runtime; the audio thread's side of the
-//! queues is played by the test.
+//! version, this machine's ONNX Runtime setting (a wrong library falls back to
+//! the bundle's on the CPU, a change once a library is loaded asks for a
+//! restart, a project load leaves the setting alone). Real model, real ONNX
+//! Runtime; the audio thread's side of the queues is played by the test.
 //!
 //! One test function: the scenarios point `CADENZA_RESOURCES` at different
 //! folders, and the environment is process-wide.
@@ -12,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cadenza_core::engine::Provider;
 use cadenza_plugin::capture::CaptureEvent;
 use cadenza_plugin::params::CadenzaParams;
 use cadenza_plugin::session::{self, AudioPorts, Command};
+use cadenza_plugin::settings::{self, MachineSettings};
 use cadenza_plugin::shared::Shared;
 use cadenza_plugin::state::SessionSlot;
 use cadenza_plugin::view::{Level, View};
@@ -123,6 +127,31 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert!(v.engine.contains("not found"), "{}", v.engine);
     drop(r);
 
+    // Issue 13: this machine's setting names a library that is not there and asks for CUDA.
+    // Generation still runs, on the bundle's CPU library, and the status line says why.
+    let mut r = start(&resources(&tmp.path().join("wrong-ort"), true, &[(&style, &model_bytes)]));
+    let wrong = tmp.path().join("no-such-dir/libonnxruntime.so.1.31.1");
+    let machine = MachineSettings { ort_library: Some(wrong.clone()), execution: Provider::Cuda };
+    r.commands.send(Command::SetMachineSettings(machine.clone())).expect("send");
+    let v = wait_view(&r, "the setting saved", |v| v.machine == machine);
+    eprintln!("setting saved -> {}", v.status.text);
+    let settings_file = settings::settings_path().expect("a user folder");
+    assert_eq!(MachineSettings::load_from(&settings_file).expect("read back"), machine);
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "a generation on the CPU", |v| {
+        v.generation.is_some() && v.status.text.contains("variations ready")
+    });
+    eprintln!("wrong library -> {} [{}]", v.status.text, v.engine);
+    assert_eq!(v.status.level, Level::Warning, "{}", v.status.text);
+    assert!(v.status.text.contains(&wrong.display().to_string()), "names the library: {}", v.status.text);
+    assert!(v.status.text.contains("CUDA did not start"), "says why CUDA does not run: {}", v.status.text);
+    assert!(v.status.text.contains("running on the CPU"), "{}", v.status.text);
+    assert!(v.engine.contains("ONNX Runtime CPU from") && v.engine.contains("Cadenza's bundle"), "{}", v.engine);
+    r.commands.send(Command::SetMachineSettings(MachineSettings::default())).expect("send");
+    wait_view(&r, "the default setting", |v| v.machine == MachineSettings::default());
+    drop(r);
+
     // A corrupt model.
     let res = resources(&tmp.path().join("c"), true, &[("broken", b"not a model at all")]);
     let mut r = start(&res);
@@ -188,6 +217,31 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
         let plain_perf = read(&plain).expect("the export reads back");
         assert_eq!(plain_perf.notes.len(), variation_notes);
     }
+
+    // Issue 13: another library once one is loaded: saved, and a restart of the host is asked for;
+    // generation goes on with the loaded library.
+    let other = tmp.path().join("gpu-build/libonnxruntime.so.1.31.1");
+    std::fs::create_dir_all(other.parent().expect("dir")).expect("dir");
+    std::fs::write(&other, b"stands in for a GPU build; never loaded").expect("write");
+    let machine = MachineSettings { ort_library: Some(other.clone()), execution: Provider::Auto };
+    r.commands.send(Command::SetMachineSettings(machine.clone())).expect("send");
+    let v = wait_view(&r, "the restart notice", |v| v.machine == machine);
+    eprintln!("swap library  -> {}", v.status.text);
+    assert_eq!(v.status.level, Level::Warning, "{}", v.status.text);
+    assert!(v.status.text.contains("restart the host"), "{}", v.status.text);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "a generation after the change", |v| v.status.text.contains("variations ready"));
+    eprintln!("after swap    -> {} [{}]", v.status.text, v.engine);
+    assert!(v.status.text.contains("restart the host"), "{}", v.status.text);
+    assert_eq!(v.generation.as_ref().expect("generation").variations, first.variations, "the same library ran it");
+
+    // The setting belongs to the machine: a project load neither carries nor changes it.
+    let settings_bytes = std::fs::read(&settings_file).expect("settings");
+    let saved = serde_json::to_value(r.params.session.snapshot().0).expect("state JSON");
+    assert!(!saved.to_string().contains("gpu-build"), "the project holds no ONNX Runtime setting: {saved}");
+    nice_plug::params::persist::PersistentField::set(&r.params.session, saved);
+    wait_view(&r, "the project load", |v| v.status.text == "Session restored.");
+    assert_eq!(std::fs::read(&settings_file).expect("settings"), settings_bytes, "a load leaves the setting alone");
 
     // A project saved by a newer Cadenza is refused in words, and nothing is lost.
     let before = r.params.session.snapshot().0;
