@@ -189,8 +189,8 @@ mod engine_impl {
                 Ok(engine) => return done(engine, Some(library.source), notices),
                 Err(e @ (EngineError::LibraryNotFound { .. } | EngineError::LibraryLoad { .. })) if i < last => {
                     let why = match e {
-                        EngineError::LibraryNotFound { .. } => "no such file".to_string(),
-                        other => other.to_string(),
+                        EngineError::LibraryLoad { message, .. } => message,
+                        _ => "no such file".to_string(),
                     };
                     let next = &ort.libraries[i + 1];
                     notices.push(format!(

@@ -708,6 +708,7 @@ impl Session {
         }
         // What did not run as this machine's settings asked: said after the result, never hidden.
         if !notices.is_empty() {
+            nice_plug::nice_warn!("cadenza: {}", notices.join("; "));
             let level = if self.status.level == Level::Error { Level::Error } else { Level::Warning };
             self.status = Status { level, text: format!("{} {}.", self.status.text, notices.join(". ")) };
         }

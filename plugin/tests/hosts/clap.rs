@@ -244,6 +244,86 @@ fn clap_without_a_usable_model_still_passes_notes_through() {
     }
 }
 
+/// Set in the child process that runs with a wrong ONNX Runtime library.
+const WRONG_ORT_PROBE: &str = "CADENZA_WRONG_ORT_PROBE";
+
+/// Issue 13: `CADENZA_ORT_LIBRARY` names a file that is no ONNX Runtime and this machine's
+/// settings ask for CUDA. The plugin falls back to its bundle's library on the CPU and the
+/// continuation still comes out; the host goes on, and the project holds no such setting.
+#[test]
+fn clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu() {
+    // ONNX Runtime loads once per process and the variable is process-wide: run in a child.
+    if std::env::var_os(WRONG_ORT_PROBE).is_none() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let junk = tmp.path().join("libonnxruntime.so.1.31.1");
+        std::fs::write(&junk, b"not a shared library").expect("write");
+        let name = "clap::clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu";
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(WRONG_ORT_PROBE, "1")
+            .env("CADENZA_ORT_LIBRARY", &junk)
+            .env("NICE_LOG", "stderr")
+            .output()
+            .expect("run the probe");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "wrong-library probe failed:\n{text}");
+        // The plugin logs what the status line says (nice-plug's logger, on stderr).
+        let warning = text.lines().find(|l| l.contains("cadenza: ")).unwrap_or_default();
+        assert!(
+            warning.contains("(CADENZA_ORT_LIBRARY) did not load") && warning.contains("running on the CPU"),
+            "the fallback is said in words:\n{text}"
+        );
+        eprintln!("{}", text.lines().filter(|l| l.starts_with("probe:")).collect::<Vec<_>>().join("\n"));
+        eprintln!("{warning}");
+        return;
+    }
+    let settings = support::isolate_user_data().join("cadenza/settings.json");
+    std::fs::create_dir_all(settings.parent().expect("dir")).expect("dir");
+    std::fs::write(&settings, r#"{"execution": "cuda"}"#).expect("settings");
+    let (style, model) = support::test_model();
+    let model_bytes = std::fs::read(&model).expect("model");
+    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let mut inst = lib.instantiate(CLAP_ID).expect("instance");
+    inst.activate(SAMPLE_RATE, FRAMES);
+    let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
+    let phrase: Vec<(f64, f64, u8, u8)> = support::twinkle(TEMPO_BPM).into_iter().filter(|n| n.0 < 8.0).collect();
+    let phrase_blocks = (8.5 / block_beats).ceil() as usize;
+    inst.process_blocks(
+        phrase_blocks,
+        FRAMES,
+        |b| block_notes(&phrase, b, 0.0),
+        |b| transport_at(b as f64 * block_beats),
+        |_, _| true,
+    );
+    let pressed_beat = phrase_blocks as f64 * block_beats;
+    let pressed_at = Instant::now();
+    let mut generated = false;
+    inst.process_blocks(
+        200_000,
+        FRAMES,
+        |b| match b {
+            0 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 }],
+            1 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 }],
+            _ => Vec::new(),
+        },
+        |b| transport_at(pressed_beat + b as f64 * block_beats),
+        |_, notes| {
+            generated = notes.iter().any(|n| n.velocity > 0.0);
+            std::thread::sleep(Duration::from_micros(500));
+            assert!(pressed_at.elapsed() < Duration::from_secs(300), "no continuation within 5 minutes");
+            !generated
+        },
+    );
+    assert!(generated, "the continuation plays on the bundle's library");
+    let session = support::session_of_state(&inst.save_state());
+    assert_eq!(session["generation"]["style"], style.as_str());
+    assert!(!session.to_string().contains("libonnxruntime"), "the project holds no ONNX Runtime setting: {session}");
+    eprintln!(
+        "probe: generated in {} ms with CADENZA_ORT_LIBRARY naming a non-library",
+        pressed_at.elapsed().as_millis()
+    );
+}
+
 /// The whole musician's loop: play a phrase, press Generate, hear the continuation from the next
 /// bar line in time with the transport; save the project, reopen it, find the same variations.
 #[test]

@@ -120,8 +120,9 @@ pub fn clap_bundle(dir: &Path, models: &[(&str, &[u8])], with_ort: bool) -> Path
 }
 
 /// Keep the user's own model folder out of the tests: point XDG_DATA_HOME at an empty folder
-/// (once, before any plugin is loaded; the plugin reads it when it scans styles).
-pub fn isolate_user_data() {
+/// (once, before any plugin is loaded; the plugin reads it when it scans styles and for this
+/// machine's settings). Returns that folder.
+pub fn isolate_user_data() -> PathBuf {
     static ONCE: OnceLock<PathBuf> = OnceLock::new();
     ONCE.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("cadenza-host-tests-xdg-{}", std::process::id()));
@@ -129,7 +130,8 @@ pub fn isolate_user_data() {
         // Set once, before any plugin is loaded into this process.
         std::env::set_var("XDG_DATA_HOME", &dir);
         dir
-    });
+    })
+    .clone()
 }
 
 /// The session JSON inside a saved CLAP state (nice-plug: 8-byte length, then JSON whose
