@@ -44,6 +44,23 @@ pub(crate) fn block_notes(notes: &[(f64, f64, u8, u8)], b: usize, from: f64) -> 
     events
 }
 
+/// Input events of block `b` for a press of Generate at block 0: the trigger high, then low.
+fn press_generate(b: usize) -> Vec<InEvent> {
+    match b {
+        0 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 }],
+        1 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 }],
+        _ => Vec::new(),
+    }
+}
+
+/// The bundle with the test model as its one style, loaded: (style, bundle folder, library).
+fn load_test_model() -> (String, tempfile::TempDir, ClapLibrary) {
+    let (style, model) = support::test_model();
+    let model_bytes = std::fs::read(&model).expect("model");
+    let (dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    (style, dir, lib)
+}
+
 fn load(models: &[(&str, &[u8])]) -> (tempfile::TempDir, ClapLibrary) {
     support::isolate_user_data();
     let dir = tempfile::tempdir().expect("tmp");
@@ -280,9 +297,7 @@ fn clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu() {
     let settings = support::isolate_user_data().join("cadenza/settings.json");
     std::fs::create_dir_all(settings.parent().expect("dir")).expect("dir");
     std::fs::write(&settings, r#"{"execution": "cuda"}"#).expect("settings");
-    let (style, model) = support::test_model();
-    let model_bytes = std::fs::read(&model).expect("model");
-    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let (style, _dir, lib) = load_test_model();
     let mut inst = lib.instantiate(CLAP_ID).expect("instance");
     inst.activate(SAMPLE_RATE, FRAMES);
     let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
@@ -301,11 +316,7 @@ fn clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu() {
     inst.process_blocks(
         200_000,
         FRAMES,
-        |b| match b {
-            0 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 }],
-            1 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 }],
-            _ => Vec::new(),
-        },
+        press_generate,
         |b| transport_at(pressed_beat + b as f64 * block_beats),
         |_, notes| {
             generated = notes.iter().any(|n| n.velocity > 0.0);
@@ -328,9 +339,7 @@ fn clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu() {
 /// bar line in time with the transport; save the project, reopen it, find the same variations.
 #[test]
 fn clap_continues_a_phrase_in_time_and_restores_it() {
-    let (style, model) = support::test_model();
-    let model_bytes = std::fs::read(&model).expect("model");
-    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let (style, _dir, lib) = load_test_model();
     let mut inst = lib.instantiate(CLAP_ID).expect("instance");
     inst.activate(SAMPLE_RATE, FRAMES);
     let block_beats = f64::from(FRAMES) * BEATS_PER_SAMPLE;
@@ -370,11 +379,7 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
     let generated = inst.process_blocks(
         200_000,
         FRAMES,
-        |b| match b {
-            0 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 1.0 }],
-            1 => vec![InEvent::Param { time: 0, id: param_hash("gen"), value: 0.0 }],
-            _ => Vec::new(),
-        },
+        press_generate,
         |b| transport_at(pressed_beat + b as f64 * block_beats),
         |b, notes| {
             if first_on.is_none() {
@@ -478,9 +483,7 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
 #[test]
 fn clap_a_loaded_project_does_not_generate_and_its_loop_plays_when_the_transport_rolls() {
     use cadenza_core::{Clip, ClipNote};
-    let (style, model) = support::test_model();
-    let model_bytes = std::fs::read(&model).expect("model");
-    let (_dir, lib) = load(&[(style.as_str(), &model_bytes)]);
+    let (style, _dir, lib) = load_test_model();
     let clip = |pitch: u8| Clip {
         notes: vec![
             ClipNote { pitch, velocity: 90, start_beats: 0.5, length_beats: 1.0 },
