@@ -35,12 +35,8 @@ pub const CONTINUATION_S: f64 = 20.0;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The folder `cargo xtask data` wrote.
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
-    /// Where the style models are (STYLE.onnx).
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
+    #[command(flatten)]
+    pub sources: super::Sources,
     /// Test pieces per style, at most (the first by file hash among those at least 30 s long).
     #[arg(long, default_value_t = 30)]
     pub pieces: usize,
@@ -344,7 +340,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--seeds {}: ask for 1 to {}", args.seeds, cadenza_core::request::MAX_VARIATIONS);
     }
     let root = repo_root();
-    let data = root.join(&args.data);
+    let data = root.join(&args.sources.data);
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     let env = crate::setup::tool_env()?;
@@ -384,7 +380,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut results: Vec<(f32, usize, Outcome)> = Vec::new();
     let opts = EngineOptions { ort_library: Some(env.ort_dylib_path.clone()), ..Default::default() };
     for (ci, case) in cases.iter().enumerate() {
-        let model = root.join(&args.models).join(format!("{}.onnx", case.model));
+        let model = root.join(&args.sources.models).join(format!("{}.onnx", case.model));
         let mut engine = Engine::load(&model, &opts)?;
         let set = &pieces.iter().find(|(s, _)| *s == case.primers).expect("pieces of every style").1;
         for &strength in &strengths {

@@ -8,6 +8,17 @@ pub mod features;
 pub mod style;
 pub mod transfer;
 
+/// Where an evaluation finds real music and the style models.
+#[derive(Debug, clap::Args)]
+pub struct Sources {
+    /// The folder `cargo xtask data` wrote.
+    #[arg(long, default_value = "data")]
+    pub data: std::path::PathBuf,
+    /// Where the style models are (STYLE.onnx).
+    #[arg(long, default_value = "models")]
+    pub models: std::path::PathBuf,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]

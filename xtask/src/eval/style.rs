@@ -35,12 +35,8 @@ const MAX_WINDOWS_PER_PIECE: usize = 3;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The folder `cargo xtask data` wrote.
-    #[arg(long, default_value = "data")]
-    pub data: PathBuf,
-    /// Where the style models are (STYLE.onnx).
-    #[arg(long, default_value = "models")]
-    pub models: PathBuf,
+    #[command(flatten)]
+    pub sources: super::Sources,
     /// Generated pieces per style; half improvised, half continuing the bundled primers.
     #[arg(long, default_value_t = 20)]
     pub pieces: usize,
@@ -135,7 +131,7 @@ pub fn style_classifier(data: &Path, max_pieces: usize) -> Result<(Classifier, u
 
 pub fn run(args: &Args) -> Result<()> {
     let root = repo_root();
-    let data = root.join(&args.data);
+    let data = root.join(&args.sources.data);
     let out = root.join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     let (model, train_windows) = style_classifier(&data, args.max_pieces)?;
@@ -174,7 +170,7 @@ pub fn run(args: &Args) -> Result<()> {
     if !args.real_only {
         crate::setup::tool_env()?;
         for (c, style) in styles.iter().enumerate() {
-            let path = root.join(&args.models).join(format!("{style}.onnx"));
+            let path = root.join(&args.sources.models).join(format!("{style}.onnx"));
             if !path.exists() {
                 println!("eval style: no model {} — skipped", path.display());
                 continue;
