@@ -196,8 +196,10 @@ impl Engine {
         let batch = settings.variations;
 
         let prefix = prefix_tokens(req);
-        let follower = req
-            .analysis()
+        // A free request (follow 0) has nothing to follow: its primer is not analysed.
+        let follower = (settings.steering.follow > 0.0)
+            .then(|| req.analysis())
+            .flatten()
             .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow));
         let (target_steps, budget) = match settings.length {
             Length::Seconds(s) => {
