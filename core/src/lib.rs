@@ -1,6 +1,7 @@
 //! cadenza-core: what the trainer, the engine, the command line and the
 //! plugin share. The MIDI reader and writer, the performance-event codec,
-//! clips in beats, and the model description.
+//! clips in beats, and the model description; the inference engine, the
+//! ONNX exporter and the run records (none of which needs libtorch).
 
 pub mod analysis;
 pub mod clip;
@@ -8,11 +9,13 @@ pub mod codec;
 pub mod compare;
 pub mod dataset;
 pub mod engine;
+pub mod export;
 pub mod follow;
 pub mod fsutil;
 pub mod midi;
 pub mod model;
 pub mod performance;
+pub mod records;
 pub mod request;
 pub mod sampling;
 

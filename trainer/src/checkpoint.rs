@@ -1,94 +1,43 @@
-//! Checkpoints and run folders.
+//! Checkpoints in libtorch: a model's weights (and AdamW's moments) to and
+//! from safetensors files, loading a checkpoint into a `VarStore`, saving,
+//! pruning and resuming from a run folder's step checkpoints.
 //!
-//! A checkpoint is `<name>.safetensors` (the weights, named after the module
-//! tree) and `<name>.json` (a [`CheckpointMeta`] sidecar); a step checkpoint
-//! adds `<name>.optim.safetensors` (AdamW's moments). Every file is written
-//! atomically (temporary file, then rename) and the sidecar goes last, so a
-//! checkpoint exists exactly when its sidecar does; the step is also stored in
-//! each safetensors header, so a torn pair (a kill between two renames) is
-//! detected instead of loaded.
-//!
-//! A run folder (`runs/<style>` by default) holds:
-//! - `run.json`: a [`RunRecord`] (style, data, settings, parent checkpoint);
-//! - `checkpoints/step-NNNNNNNN.*`: the last `keep_last` step checkpoints;
-//! - `best.safetensors` + `best.json`: the lowest validation loss so far;
-//! - `metrics.csv` and `plots/*.png`.
+//! The files' layout and the JSON records beside them (run folder, sidecar,
+//! `run.json`) are [`cadenza_core::records`], which tools without libtorch
+//! read too; here they are typed with the trainer's [`TrainConfig`] and
+//! [`Precision`]. Every file is written atomically (temporary file, then
+//! rename) and the sidecar goes last, so a checkpoint exists exactly when its
+//! sidecar does; the step is also stored in each safetensors header, so a
+//! torn pair (a kill between two renames) is detected instead of loaded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, View};
-use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use cadenza_core::codec;
 use cadenza_core::dataset::CheckpointMeta;
 use cadenza_core::fsutil::write_atomic;
+use cadenza_core::records::{self, RecordError};
 use cadenza_core::ModelConfig;
+
+pub use cadenza_core::records::{
+    run_checkpoint, step_checkpoint_paths, step_checkpoints, CheckpointPaths, ParentRef, BEST, CHECKPOINT_DIR,
+    RUN_FILE,
+};
 
 use crate::config::TrainConfig;
 use crate::model::{MusicTransformer, Precision};
 
-pub const RUN_FILE: &str = "run.json";
-pub const CHECKPOINT_DIR: &str = "checkpoints";
-pub const BEST: &str = "best";
 /// safetensors header key holding the step a file belongs to.
 const STEP_KEY: &str = "cadenza.step";
-const STEP_PREFIX: &str = "step-";
 
-/// What a run folder records about itself, written when the run starts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunRecord {
-    pub style: String,
-    /// The data folder as given.
-    pub data_dir: PathBuf,
-    pub manifest_hash: String,
-    pub data_summary: String,
-    pub config: TrainConfig,
-    /// The precision `config.precision` resolved to on the first device.
-    pub precision: Precision,
-    /// Where the starting weights came from (a finetune), if anywhere.
-    pub parent: Option<ParentRef>,
-}
-
-/// The checkpoint a finetune started from, and where its run sits on the
-/// chain's epoch axis (the plots put this run's epochs after it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ParentRef {
-    pub checkpoint: PathBuf,
-    /// The parent's run folder, when the checkpoint lives in one.
-    pub run_dir: Option<PathBuf>,
-    pub style: String,
-    /// Epochs (fractional) of the whole chain up to the parent checkpoint.
-    pub chain_epochs: f64,
-}
-
+/// `run.json` as the trainer writes and reads it.
+pub type RunRecord = records::RunRecord<TrainConfig, Precision>;
 /// The trainer's part of a sidecar (`CheckpointMeta::train`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainMeta {
-    pub config: TrainConfig,
-    pub state: TrainState,
-    pub parent: Option<ParentRef>,
-}
-
-/// Where a run stands; with the weights and moments it is all a resume needs
-/// (batches and dropout masks are functions of the seed and the step).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainState {
-    /// Optimizer steps taken.
-    pub step: usize,
-    /// Epochs done, fractional (`step / steps_per_epoch`).
-    pub epochs_done: f64,
-    pub steps_per_epoch: usize,
-    pub best_val_loss: Option<f64>,
-    pub precision: Precision,
-    /// Wall-clock training time so far.
-    pub elapsed_s: f64,
-}
+pub type TrainMeta = records::TrainMeta<TrainConfig, Precision>;
+/// Where a run stands (see [`records::TrainState`]).
+pub type TrainState = records::TrainState<Precision>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -109,8 +58,9 @@ pub enum CheckpointError {
         path.display()
     )]
     Incompatible { path: PathBuf, why: String },
-    #[error("{}: codec version {found}, this build's codec is version {}", path.display(), codec::CODEC_VERSION)]
-    Codec { path: PathBuf, found: u32 },
+    /// A sidecar or run record that cannot be read (or is for another codec version).
+    #[error(transparent)]
+    Record(#[from] RecordError),
     #[error("--from {value}: no checkpoint there (tried {tried})")]
     FromNotFound { value: String, tried: String },
     #[error("{}: no complete checkpoint to resume from", .0.display())]
@@ -119,33 +69,6 @@ pub enum CheckpointError {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io { path: path.to_path_buf(), source }
-}
-
-/// `<base>.safetensors`, `<base>.optim.safetensors`, `<base>.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointPaths {
-    pub weights: PathBuf,
-    pub optim: PathBuf,
-    pub sidecar: PathBuf,
-}
-
-impl CheckpointPaths {
-    /// From the base path without extension (`runs/jazz/best`) or any of the
-    /// three files.
-    pub fn new(path: &Path) -> Self {
-        let s = path.to_string_lossy();
-        let base = s
-            .strip_suffix(".optim.safetensors")
-            .or_else(|| s.strip_suffix(".safetensors"))
-            .or_else(|| s.strip_suffix(".json"))
-            .unwrap_or(&s)
-            .to_string();
-        Self {
-            weights: PathBuf::from(format!("{base}.safetensors")),
-            optim: PathBuf::from(format!("{base}.optim.safetensors")),
-            sidecar: PathBuf::from(format!("{base}.json")),
-        }
-    }
 }
 
 /// A tensor copied out of libtorch for serialisation, as float32 or float16.
@@ -255,19 +178,14 @@ pub fn ship_half(from: &Path, to: &Path) -> Result<CheckpointPaths, CheckpointEr
     Ok(dst)
 }
 
+/// A checkpoint's sidecar ([`records::read_sidecar`]).
 pub fn read_sidecar(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text)
-        .map_err(|e| CheckpointError::Sidecar { path: path.to_path_buf(), message: e.to_string() })?;
-    if meta.codec_version != codec::CODEC_VERSION {
-        return Err(CheckpointError::Codec { path: path.to_path_buf(), found: meta.codec_version });
-    }
-    Ok(meta)
+    Ok(records::read_sidecar(path)?)
 }
 
 /// The trainer's settings and state inside a sidecar, when the checkpoint came from this trainer.
 pub fn train_meta(meta: &CheckpointMeta) -> Option<TrainMeta> {
-    serde_json::from_value(meta.train.clone()).ok()
+    records::train_meta(meta)
 }
 
 /// Copy `tensors` into the variables of `vs` (all must be present, with their shapes).
@@ -377,34 +295,6 @@ pub fn resolve_from(value: &str, runs_dir: &Path) -> Result<PathBuf, CheckpointE
     Err(CheckpointError::FromNotFound { value: value.to_string(), tried: tried.join(", ") })
 }
 
-/// The checkpoint a run folder offers to a finetune or an export: `best`, else the latest step checkpoint.
-pub fn run_checkpoint(dir: &Path) -> Option<PathBuf> {
-    let best = CheckpointPaths::new(&dir.join(BEST));
-    if best.sidecar.is_file() && best.weights.is_file() {
-        return Some(best.weights);
-    }
-    step_checkpoints(dir).last().map(|(_, p)| p.weights.clone())
-}
-
-/// Step checkpoints of a run folder whose sidecars exist, oldest first.
-pub fn step_checkpoints(dir: &Path) -> Vec<(usize, CheckpointPaths)> {
-    let Ok(entries) = std::fs::read_dir(dir.join(CHECKPOINT_DIR)) else { return Vec::new() };
-    let mut out: Vec<(usize, CheckpointPaths)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix(STEP_PREFIX)?.strip_suffix(".json")?.parse().ok()?;
-            Some((step, CheckpointPaths::new(&e.path())))
-        })
-        .collect();
-    out.sort_by_key(|(s, _)| *s);
-    out
-}
-
-pub fn step_checkpoint_paths(dir: &Path, step: usize) -> CheckpointPaths {
-    CheckpointPaths::new(&dir.join(CHECKPOINT_DIR).join(format!("{STEP_PREFIX}{step:08}")))
-}
-
 /// Save weights (+ moments when `optim` is given) and then the sidecar.
 pub fn save_checkpoint(
     paths: &CheckpointPaths,
@@ -421,9 +311,7 @@ pub fn save_checkpoint(
     if let Some(state) = optim {
         write_tensors(&paths.optim, state, meta.step)?;
     }
-    let json = serde_json::to_vec_pretty(meta)
-        .map_err(|e| CheckpointError::Sidecar { path: paths.sidecar.clone(), message: e.to_string() })?;
-    write_atomic(&paths.sidecar, &json).map_err(io(&paths.sidecar))
+    Ok(records::write_sidecar(&paths.sidecar, meta)?)
 }
 
 /// Delete step checkpoints beyond the newest `keep`; the sidecar goes first so
@@ -479,30 +367,17 @@ fn read_resume_point(paths: &CheckpointPaths, device: Device) -> Result<ResumePo
 }
 
 pub fn write_run_record(dir: &Path, record: &RunRecord) -> Result<(), CheckpointError> {
-    let path = dir.join(RUN_FILE);
-    let json = serde_json::to_vec_pretty(record)
-        .map_err(|e| CheckpointError::Sidecar { path: path.clone(), message: e.to_string() })?;
-    write_atomic(&path, &json).map_err(io(&path))
+    Ok(records::write_run_record(dir, record)?)
 }
 
+/// `run.json` with the trainer's settings typed.
 pub fn read_run_record(dir: &Path) -> Result<RunRecord, CheckpointError> {
-    let path = dir.join(RUN_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    serde_json::from_str(&text).map_err(|e| CheckpointError::Sidecar { path, message: e.to_string() })
+    Ok(records::read_run_record(dir)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_accept_any_of_the_three_files() {
-        let a = CheckpointPaths::new(Path::new("runs/jazz/best"));
-        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.safetensors")));
-        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.json")));
-        assert_eq!(a, CheckpointPaths::new(Path::new("runs/jazz/best.optim.safetensors")));
-        assert_eq!(a.optim, PathBuf::from("runs/jazz/best.optim.safetensors"));
-    }
 
     #[test]
     fn tensors_round_trip_bit_for_bit_with_their_step() {

@@ -238,7 +238,11 @@ fn run(cli: Cli) -> Result<()> {
             // export does not undo the training (`cargo xtask export` retries it).
             if let Some(best) = &s.best_checkpoint {
                 let onnx = out.join(format!("{}.onnx", a.style));
-                match cadenza_trainer::export::export_checkpoint(best, &onnx, Some(&a.style)) {
+                match cadenza_trainer::export::export_onnx(
+                    best,
+                    &onnx,
+                    &cadenza_trainer::export::ExportOptions { style: Some(a.style.clone()) },
+                ) {
                     Ok(r) => println!("exported {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6),
                     Err(e) => eprintln!("warning: no ONNX export: {e}"),
                 }

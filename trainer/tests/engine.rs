@@ -1,7 +1,7 @@
 //! The exported model under ONNX Runtime against the libtorch model it came
 //! from, and the engine built on it, on real MIDI: a `tiny`-sized model
 //! (window 640) trained for 300 steps on the Bach chorales in
-//! tests/fixtures/classical, exported with `export_checkpoint`.
+//! tests/fixtures/classical, exported with `export_onnx`.
 //!
 //! - parity: tch logits vs ONNX Runtime logits, max |diff| < 1e-4 in fp32,
 //!   for a 512-event prefill and 64 cached steps after it (trained tiny, and
@@ -28,7 +28,8 @@ use cadenza_core::sampling::{Key, Sampling, Steering};
 use cadenza_core::{codec, midi, Performance};
 use cadenza_trainer::checkpoint::{self, CheckpointPaths};
 use cadenza_trainer::device::DeviceChoice;
-use cadenza_trainer::export::{build_model, export_checkpoint, read_meta, Weights};
+use cadenza_core::export::{build_model, export_onnx, ExportOptions, Weights};
+use cadenza_core::records::read_sidecar as read_meta;
 use cadenza_trainer::train::{self, RunOptions};
 use cadenza_trainer::MusicTransformer;
 use prost::Message;
@@ -131,7 +132,7 @@ fn trained() -> &'static Trained {
         .expect("a short real training run");
         let checkpoint = checkpoint::run_checkpoint(&summary.out).expect("a checkpoint");
         let onnx = dir.path().join("classical.onnx");
-        export_checkpoint(&checkpoint, &onnx, None).expect("export");
+        export_onnx(&checkpoint, &onnx, &ExportOptions::default()).expect("export");
         Trained { _dir: dir, checkpoint, onnx }
     })
 }
@@ -206,7 +207,7 @@ fn ort_matches_tch_on_small_sized_random_weights() {
     let meta = cadenza_trainer::export::synthetic_meta(&cfg, "random", "random weights");
     checkpoint::save_checkpoint(&paths, &vs, None, &meta).expect("save");
     let onnx = dir.path().join("random.onnx");
-    export_checkpoint(&paths.weights, &onnx, None).expect("export");
+    export_onnx(&paths.weights, &onnx, &ExportOptions::default()).expect("export");
     let tokens: Vec<i64> = (0..(PREFILL + STEPS) as i64).map(|i| (i * 7919 + 5) % 388).collect();
     assert_parity(&model, &onnx, &tokens);
 }

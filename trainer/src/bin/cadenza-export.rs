@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use cadenza_core::export::{export_onnx, export_weights, random_weights, synthetic_meta, ExportOptions};
+use cadenza_core::records::run_checkpoint;
 use cadenza_core::ModelConfig;
-use cadenza_trainer::checkpoint::run_checkpoint;
-use cadenza_trainer::export::{export_checkpoint, export_weights, random_weights, synthetic_meta};
 
 #[derive(Parser)]
 #[command(name = "cadenza-export", about = "Export a Cadenza checkpoint to an ONNX model with a KV cache", version)]
@@ -57,7 +57,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
             (None, None) => bail!("give --checkpoint, --run or --random"),
         };
-        export_checkpoint(&checkpoint, &cli.out, cli.style.as_deref())?
+        export_onnx(&checkpoint, &cli.out, &ExportOptions { style: cli.style.clone() })?
     };
     println!(
         "exported {} parameters ({} style, {} layers x d_model {}, window {}) to {} ({:.1} MB)",

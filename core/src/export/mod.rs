@@ -1,12 +1,14 @@
 //! ONNX export: a checkpoint (`<name>.safetensors` + `<name>.json`, see
-//! [`cadenza_core::dataset::CheckpointMeta`]) becomes one `<style>.onnx`
-//! decoder graph with a KV cache, which the engine in `cadenza_core::engine`
-//! runs with ONNX Runtime.
+//! [`crate::dataset::CheckpointMeta`]) becomes one `<style>.onnx` decoder
+//! graph with a KV cache, which the engine in [`crate::engine`] runs with
+//! ONNX Runtime. It reads the safetensors file itself and needs no libtorch,
+//! so the trainer, the command line and tests (random weights, see
+//! [`random_weights`]) all export with it.
 //!
 //! The graph serves both prefill (`new` = a chunk of the context) and
 //! single-step decoding (`new` = 1) on a KV cache whose buffers the engine
 //! owns (graph version [`GRAPH_VERSION`], names in
-//! [`cadenza_core::model::onnx_names`]): inputs `tokens` int64 `[batch, new]`,
+//! [`crate::model::onnx_names`]): inputs `tokens` int64 `[batch, new]`,
 //! `past_len` int64 `[1]` and per layer `cache_key_i` / `cache_value_i`
 //! float32 `[batch, heads, capacity, head_dim]`, of which the first
 //! `past_len` positions are filled; outputs `logits` `[batch, new, vocab]`
@@ -19,7 +21,7 @@
 //!
 //! Relative attention for the new positions against every cached one: the
 //! logit of query `i` and key `j` is `(q_i . k_j + q_i . e_{i-j}) / sqrt(head_dim)`
-//! (the architecture in [`cadenza_core::model`]). Scores come in two parts:
+//! (the architecture in [`crate::model`]). Scores come in two parts:
 //! the cache part `[.., new, capacity]` (positions `>= past_len` masked) and
 //! the causal new-by-new part `[.., new, new]`. Each adds its relative term
 //! as a bias: `q . E^T` against the part's distances (rows of the reversed
@@ -41,7 +43,7 @@
 //! can share its past and present buffers); it could only save the small ops
 //! around those products, and would cost the full checker.
 //!
-//! The trainer calls [`export_checkpoint`] at the end of every training run;
+//! The trainer calls [`export_onnx`] at the end of every training run;
 //! `cargo xtask export` calls it on demand.
 
 mod graph;
@@ -50,10 +52,12 @@ pub mod proto;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cadenza_core::codec;
-use cadenza_core::dataset::CheckpointMeta;
-use cadenza_core::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
 use prost::Message;
+
+use crate::codec;
+use crate::dataset::CheckpointMeta;
+use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
+use crate::records::{self, CheckpointPaths, RecordError};
 
 use graph::{Attr, Dim, GraphBuilder};
 use proto::{data_type, ModelProto, OperatorSetIdProto, StringStringEntryProto};
@@ -74,8 +78,9 @@ pub enum ExportError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{}: not a readable safetensors file: {message}", path.display())]
     Safetensors { path: PathBuf, message: String },
-    #[error("{}: not a checkpoint sidecar: {message}", path.display())]
-    Meta { path: PathBuf, message: String },
+    /// The sidecar is missing, unreadable or for another codec version.
+    #[error(transparent)]
+    Meta(#[from] RecordError),
     #[error("{}: the checkpoint has no tensor `{name}`", path.display())]
     MissingWeight { path: PathBuf, name: String },
     #[error("{}: tensor `{name}` has shape {found:?}, the model config needs {expected:?}", path.display())]
@@ -83,9 +88,7 @@ pub enum ExportError {
     #[error("{}: tensor `{name}` is {dtype}; the exporter reads float32 checkpoints", path.display())]
     WeightDtype { path: PathBuf, name: String, dtype: String },
     #[error("{}: {error}", path.display())]
-    Config { path: PathBuf, error: cadenza_core::model::ConfigError },
-    #[error("{}: written with codec version {found}, this build has codec version {expected}", path.display())]
-    CodecVersion { path: PathBuf, found: u32, expected: u32 },
+    Config { path: PathBuf, error: crate::model::ConfigError },
     #[error("{}: the model would be {bytes} bytes, over the 2 GiB protobuf limit", path.display())]
     TooLarge { path: PathBuf, bytes: usize },
 }
@@ -147,31 +150,26 @@ pub struct ExportReport {
     pub config: ModelConfig,
 }
 
-pub fn read_meta(path: &Path) -> Result<CheckpointMeta, ExportError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ExportError::Io { path: path.to_path_buf(), error })?;
-    serde_json::from_str(&text).map_err(|e| ExportError::Meta { path: path.to_path_buf(), message: e.to_string() })
+/// How [`export_onnx`] exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// The style written into the model; `None` keeps the sidecar's.
+    pub style: Option<String>,
 }
 
 /// Export a checkpoint (`<name>.safetensors` with its `<name>.json` sidecar;
 /// `checkpoint` may name either file or the base path `<name>`) to `out`
-/// atomically. `style` overrides the style recorded in the sidecar.
+/// atomically.
 ///
 /// The trainer calls this at the end of a training run, e.g.
-/// `export_checkpoint(&best, &run_dir.join(format!("{style}.onnx")), None)`.
-pub fn export_checkpoint(checkpoint: &Path, out: &Path, style: Option<&str>) -> Result<ExportReport, ExportError> {
-    let paths = crate::checkpoint::CheckpointPaths::new(checkpoint);
+/// `export_onnx(&best, &run_dir.join(format!("{style}.onnx")), &ExportOptions::default())`.
+pub fn export_onnx(checkpoint: &Path, out: &Path, options: &ExportOptions) -> Result<ExportReport, ExportError> {
+    let paths = CheckpointPaths::new(checkpoint);
     let meta_path = paths.sidecar;
-    let mut meta = read_meta(&meta_path)?;
-    if meta.codec_version != codec::CODEC_VERSION {
-        return Err(ExportError::CodecVersion {
-            path: meta_path,
-            found: meta.codec_version,
-            expected: codec::CODEC_VERSION,
-        });
-    }
+    let mut meta = records::read_sidecar(&meta_path)?;
     meta.model.validate().map_err(|error| ExportError::Config { path: meta_path.clone(), error })?;
-    if let Some(s) = style {
-        meta.style = s.to_string();
+    if let Some(s) = &options.style {
+        meta.style = s.clone();
     }
     let weights = Weights::read_safetensors(&paths.weights)?;
     export_weights(&weights, &meta, out)
@@ -185,7 +183,7 @@ pub fn export_weights(weights: &Weights, meta: &CheckpointMeta, out: &Path) -> R
     if bytes.len() > MAX_MODEL_BYTES {
         return Err(ExportError::TooLarge { path: out.to_path_buf(), bytes: bytes.len() });
     }
-    cadenza_core::fsutil::write_atomic(out, &bytes)
+    crate::fsutil::write_atomic(out, &bytes)
         .map_err(|error| ExportError::Io { path: out.to_path_buf(), error })?;
     Ok(ExportReport { path: out.to_path_buf(), bytes: bytes.len(), style: meta.style.clone(), config: meta.model })
 }
@@ -211,6 +209,7 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta) -> Result<ModelProt
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        // The exporter's first home; kept so a re-export gives the same bytes.
         producer_name: "cadenza-trainer".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         domain: "org.cadenza".into(),

@@ -1,13 +1,15 @@
 //! `metrics.csv`: one row per logging interval (`kind = step`) and one per
 //! epoch (`kind = epoch`), appended and flushed as training goes, trimmed back
 //! to the resumed step when a killed run resumes (so no row is duplicated).
+//! The trainer writes it; its plots, the model card and the evaluations read
+//! the same [`Row`].
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use cadenza_core::fsutil::write_atomic;
+use crate::fsutil::write_atomic;
 
 pub const METRICS_FILE: &str = "metrics.csv";
 
