@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
 use plotters::prelude::*;
-use serde::Deserialize;
 
 use crate::env::repo_root;
 use crate::train;
@@ -66,22 +66,11 @@ fn arms(style: &str) -> Vec<Arm> {
     v
 }
 
-#[derive(Debug, Deserialize)]
-struct MetricsRow {
-    kind: String,
-    step: usize,
-    val_loss: Option<f64>,
-    val_acc: Option<f64>,
-}
-
 /// Validation points `(step, loss, accuracy)` of a run, in step order.
 pub fn validation_curve(dir: &Path) -> Result<Vec<(usize, f64, f64)>> {
-    let path = dir.join("metrics.csv");
-    let mut reader = csv::Reader::from_path(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut points = Vec::new();
-    for row in reader.deserialize::<MetricsRow>() {
-        let r = row.with_context(|| format!("{}: not a metrics file", path.display()))?;
-        if let (true, Some(l), Some(a)) = (r.kind == "step", r.val_loss, r.val_acc) {
+    for r in read_metrics(&dir.join(METRICS_FILE))? {
+        if let (RowKind::Step, Some(l), Some(a)) = (r.kind, r.val_loss, r.val_acc) {
             points.push((r.step, l, a));
         }
     }
