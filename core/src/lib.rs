@@ -12,12 +12,16 @@ pub mod engine;
 pub mod export;
 pub mod follow;
 pub mod fsutil;
+pub mod join;
+pub mod locate;
 pub mod midi;
 pub mod model;
 pub mod performance;
 pub mod records;
 pub mod request;
 pub mod sampling;
+#[cfg(feature = "clap")]
+pub mod train_args;
 
 pub use clip::{Clip, ClipNote};
 pub use model::ModelConfig;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cadenza_core::midi::{write_clip, WriteOptions};
-use cadenza_core::{Clip, ClipNote};
+use cadenza_core::Clip;
 
 /// Most numbered files tried for one name before giving up.
 const MAX_NAME_TRIES: u32 = 10_000;
@@ -24,13 +24,7 @@ pub enum KeepError {
 }
 
 /// The primer followed by `variation`, which starts at `primer_len_beats`.
-pub fn with_primer(primer: &Clip, primer_len_beats: f64, variation: &Clip) -> Clip {
-    let mut notes: Vec<ClipNote> = primer.notes.clone();
-    notes.extend(variation.notes.iter().map(|n| ClipNote { start_beats: n.start_beats + primer_len_beats, ..*n }));
-    let mut clip = Clip { notes, length_beats: primer_len_beats + variation.length_beats };
-    clip.sort();
-    clip
-}
+pub use cadenza_core::join::join_clips as with_primer;
 
 /// A file-name-safe version of `text`.
 fn slug(text: &str) -> String {
@@ -73,6 +67,7 @@ pub fn export(dir: &Path, stem: &str, clip: &Clip, opts: &WriteOptions) -> Resul
 mod tests {
     use super::*;
     use cadenza_core::midi::{parse, ReadOptions};
+    use cadenza_core::ClipNote;
 
     fn clip(pitch: u8, start_beats: f64) -> Clip {
         Clip { notes: vec![ClipNote { pitch, velocity: 77, start_beats, length_beats: 1.0 }], length_beats: 4.0 }

@@ -1,7 +1,8 @@
 //! Where the plugin's files are, found from the plugin binary itself so a DAW
 //! needs no environment variable: the bundle's resources (the ONNX Runtime
-//! library and the shipped models), the user's model folder, soundfonts for
-//! the preview piano, and the default export folder.
+//! library and the shipped models) and the default export folder. The user's
+//! style folder, the style lookup and the soundfonts for the preview piano
+//! follow the rule every program shares, in [`cadenza_core::locate`].
 //!
 //! Bundle layouts (see `cargo xtask bundle`):
 //! - VST3: `Cadenza.vst3/Contents/x86_64-linux/Cadenza.so`, resources in `Cadenza.vst3/Contents/Resources/`.
@@ -73,18 +74,7 @@ pub fn ort_library() -> Result<PathBuf, Vec<PathBuf>> {
     Err(tried)
 }
 
-/// `$XDG_DATA_HOME/cadenza` or `~/.local/share/cadenza`.
-pub fn user_data_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("cadenza"));
-    }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/share/cadenza"))
-}
-
-/// The user's model folder (`cargo xtask install` and `cargo xtask train` put styles there).
-pub fn user_model_dir() -> Option<PathBuf> {
-    user_data_dir().map(|d| d.join("models"))
-}
+pub use cadenza_core::locate::{user_data_dir, user_model_dir, Style};
 
 /// Default export folder: `~/Music/Cadenza` (or the data folder when there is no home).
 pub fn default_export_dir() -> PathBuf {
@@ -94,67 +84,17 @@ pub fn default_export_dir() -> PathBuf {
     }
 }
 
-/// A style the musician can pick: one exported model file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Style {
-    /// The file stem, e.g. `jazz`.
-    pub name: String,
-    pub path: PathBuf,
-    /// Shipped in the bundle (false: from the user's model folder).
-    pub shipped: bool,
-}
-
-/// Every `*.onnx` in the bundle's `models/` folders and the user's model folder,
-/// sorted by name; a user model shadows a shipped one of the same name.
+/// Every `*.onnx` in the bundle's `models/` folders and the user's style folder,
+/// sorted by name; a user model shadows a shipped one of the same name (the
+/// one lookup rule of [`cadenza_core::locate`]).
 pub fn scan_styles() -> Vec<Style> {
     let shipped: Vec<PathBuf> = resource_dirs().into_iter().map(|d| d.join("models")).collect();
-    scan_styles_in(&shipped, user_model_dir().as_deref())
+    cadenza_core::locate::scan_styles_in(&shipped, user_model_dir().as_deref())
 }
 
-pub fn scan_styles_in(shipped_dirs: &[PathBuf], user_dir: Option<&Path>) -> Vec<Style> {
-    let mut styles: Vec<Style> = Vec::new();
-    let dirs = shipped_dirs.iter().map(|d| (d.as_path(), true)).chain(user_dir.map(|d| (d, false)));
-    for (dir, shipped) in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "onnx") && p.is_file())
-            .collect();
-        found.sort();
-        for path in found {
-            let Some(name) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else { continue };
-            styles.retain(|s| s.name != name);
-            styles.push(Style { name, path, shipped });
-        }
-    }
-    styles.sort_by(|a, b| a.name.cmp(&b.name));
-    styles
-}
-
-/// Soundfonts found on the system, smallest first (they load fastest).
+/// Soundfonts found on the system and in the user's folder, smallest first (they load fastest).
 pub fn find_soundfonts() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = ["/usr/share/sounds/sf2", "/usr/share/soundfonts", "/usr/local/share/soundfonts"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    if let Some(d) = user_data_dir() {
-        dirs.push(d.join("soundfonts"));
-    }
-    let mut found: Vec<(u64, PathBuf)> = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("sf2")) {
-                if let Ok(meta) = std::fs::metadata(&p) {
-                    found.push((meta.len(), p));
-                }
-            }
-        }
-    }
-    found.sort();
-    found.dedup_by(|a, b| a.1 == b.1);
-    found.into_iter().map(|(_, p)| p).collect()
+    cadenza_core::locate::soundfonts()
 }
 
 #[cfg(test)]
@@ -167,23 +107,6 @@ mod tests {
         assert!(vst3.contains(&PathBuf::from("/p/Cadenza.vst3/Contents/Resources")));
         let clap = resource_dirs_for(Path::new("/home/u/.clap/Cadenza.clap"));
         assert!(clap.contains(&PathBuf::from("/home/u/.clap/Cadenza.clap.resources")));
-    }
-
-    #[test]
-    fn styles_are_found_and_user_models_shadow_shipped_ones() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let shipped = tmp.path().join("shipped");
-        let user = tmp.path().join("user");
-        std::fs::create_dir_all(&shipped).expect("dir");
-        std::fs::create_dir_all(&user).expect("dir");
-        for (dir, name) in
-            [(&shipped, "jazz.onnx"), (&shipped, "classical.onnx"), (&user, "jazz.onnx"), (&user, "notes.txt")]
-        {
-            std::fs::write(dir.join(name), b"x").expect("write");
-        }
-        let styles = scan_styles_in(std::slice::from_ref(&shipped), Some(&user));
-        let names: Vec<(&str, bool)> = styles.iter().map(|s| (s.name.as_str(), s.shipped)).collect();
-        assert_eq!(names, vec![("classical", true), ("jazz", false)]);
     }
 
     #[test]

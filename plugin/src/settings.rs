@@ -17,10 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// The settings file's name in the user's Cadenza folder.
 pub const SETTINGS_FILE: &str = "settings.json";
-/// Environment variable naming the ONNX Runtime library; overrides the setting.
-pub const ORT_LIBRARY_ENV: &str = "CADENZA_ORT_LIBRARY";
-/// Folder in the user's Cadenza folder where a placed ONNX Runtime library is found.
-pub const USER_ORT_DIR: &str = "onnxruntime";
+pub use cadenza_core::locate::{ORT_LIBRARY_ENV, USER_ORT_DIR};
 
 /// What this machine runs the models with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

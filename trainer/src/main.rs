@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use cadenza_core::train_args::TrainArgs;
 use cadenza_trainer::bench::{bench_train, BenchArgs};
 use cadenza_trainer::config::PrecisionChoice;
 use cadenza_trainer::device::DeviceChoice;
@@ -58,64 +59,6 @@ struct ShipArgs {
     max_windows: usize,
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    /// Style name: names the run folder (runs/STYLE), the data folder (data/STYLE) and the model.
-    #[arg(long)]
-    style: String,
-    /// Folder of MIDI files: a `cargo xtask data` style folder (with manifest.csv) or any folder of
-    /// *.mid/*.midi (searched recursively, split 90/5/5 by file hash). Default: data/STYLE.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Finetune from a style name (its run folder runs/NAME), a run folder, or a checkpoint
-    /// (.safetensors/.json). A run folder gives its best checkpoint. Starts a new optimizer.
-    #[arg(long)]
-    from: Option<String>,
-    /// A preset (tiny, small, medium, base) or a TOML file of settings that differ from the defaults
-    /// (unknown keys are an error). With --from and no model in it, the model is the parent's.
-    #[arg(long)]
-    config: Option<String>,
-    /// Passes over the training split (overrides the config).
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Stop after this many optimizer steps; the learning-rate schedule ends there too.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Run folder. Default: runs/STYLE.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue the run in --out from its newest complete checkpoint (weights, optimizer moments,
-    /// step and random streams), e.g. after a crash or kill -9.
-    #[arg(long, conflicts_with = "force")]
-    resume: bool,
-    /// Continue a run in --out from a checkpoint's weights, settings and step alone (e.g. the
-    /// shipped models/checkpoints/STYLE.safetensors on a machine without the run): the same
-    /// schedule and batches, a fresh optimizer whose learning rate ramps up over 100 steps.
-    #[arg(long, conflicts_with_all = ["resume", "from", "config"])]
-    continue_from: Option<PathBuf>,
-    /// Start over in an existing run folder, deleting its checkpoints, metrics and plots.
-    #[arg(long)]
-    force: bool,
-    /// Freeze the token embedding and the first N blocks (finetuning on very little data).
-    #[arg(long)]
-    freeze_layers: Option<usize>,
-    /// Seed for the initial weights, crops, augmentation and dropout.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Where to train: cpu, cuda, or auto (CUDA when libtorch sees a GPU).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
-    device: DeviceChoice,
-    /// CPU threads for libtorch (default: one per core).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Where style names given to --from are looked up.
-    #[arg(long, default_value = "runs")]
-    runs_dir: PathBuf,
-    /// No progress bar (log lines only).
-    #[arg(long)]
-    no_progress: bool,
 }
 
 #[derive(Args)]
@@ -224,11 +167,10 @@ fn run(cli: Cli) -> Result<()> {
                 steps: a.steps,
                 freeze_layers: a.freeze_layers,
                 seed: a.seed,
-                runs_dir: a.runs_dir,
                 resume: a.resume,
                 continue_from: a.continue_from,
                 force: a.force,
-                device: a.device,
+                device: <DeviceChoice as clap::ValueEnum>::from_str(&a.device, false).map_err(anyhow::Error::msg)?,
                 threads: a.threads,
                 progress: !a.no_progress,
                 ..RunOptions::new(&a.style, &out)

@@ -1,6 +1,8 @@
-//! `cargo xtask export`: write `models/<style>.onnx` (or `--out`) from a
-//! training run's best checkpoint, with the `cadenza-export` binary of the
-//! trainer crate, then validate the file with `onnx.checker` (full check).
+//! `cargo xtask export`: forwards to `cadenza export` (cli/src/export.rs:
+//! the user's style folder by default, `--out` for anywhere else, e.g.
+//! `models/STYLE.onnx` when shipping a style), then validates the file with
+//! `onnx.checker` (full check). [`build_exporter`] builds the
+//! `cadenza-export` program the generation benchmark uses for random weights.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,18 +13,8 @@ use crate::env::{cargo, repo_root, run_checked, ToolEnv};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Style name: written into the model, names the default run folder and output.
-    #[arg(long)]
-    pub style: String,
-    /// A checkpoint (`x.safetensors`, `x.json` or the base path `x`) instead of a run folder.
-    #[arg(long, conflicts_with = "run")]
-    pub checkpoint: Option<PathBuf>,
-    /// The run folder whose best (else latest) checkpoint to export. Default: runs/STYLE.
-    #[arg(long)]
-    pub run: Option<PathBuf>,
-    /// The .onnx file to write. Default: models/STYLE.onnx.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub export: cadenza::export::Args,
     /// Skip the `onnx.checker.check_model(full_check=True)` validation.
     #[arg(long)]
     pub no_check: bool,
@@ -52,25 +44,8 @@ pub fn check_onnx(env: &ToolEnv, path: &std::path::Path) -> Result<()> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let out = cadenza::export::run(&args.export, &repo_root())?.path;
     let env = crate::setup::tool_env()?;
-    let root = repo_root();
-    let out = args.out.clone().unwrap_or_else(|| root.join("models").join(format!("{}.onnx", args.style)));
-    let bin = build_exporter(&env)?;
-    let mut cmd = Command::new(&bin);
-    cmd.current_dir(&root);
-    env.apply(&mut cmd);
-    cmd.args(["--style", &args.style]);
-    match (&args.checkpoint, &args.run) {
-        (Some(c), _) => cmd.arg("--checkpoint").arg(c),
-        (None, Some(r)) => cmd.arg("--run").arg(r),
-        (None, None) => cmd.arg("--run").arg(root.join("runs").join(&args.style)),
-    };
-    cmd.arg("--out").arg(&out);
-    // cadenza-export prints its own error naming the file; add only the outcome.
-    let status = cmd.status().with_context(|| format!("cannot start {}", bin.display()))?;
-    if !status.success() {
-        bail!("no model written for style `{}`", args.style);
-    }
     if !args.no_check {
         check_onnx(&env, &out)?;
         eprintln!("export: {} passes onnx.checker (full check)", out.display());

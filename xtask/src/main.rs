@@ -1,4 +1,8 @@
-//! `cargo xtask`: Cadenza's front door. Each subcommand's `--help` explains its flags.
+//! `cargo xtask`: Cadenza's front door in the repository. The chores live
+//! here (setup, data, bundle, test, bench, eval, card, samples, demo);
+//! `generate`, `render`, `roundtrip`, `export` and `train` forward to the
+//! `cadenza` crate (cli/), the command users install. Each subcommand's
+//! `--help` explains its flags.
 
 mod bench;
 mod bundle;
@@ -42,8 +46,11 @@ enum Cmd {
     Train(train::Args),
     /// Measure: `bench train` (training throughput vs PyTorch), `bench generate`, `bench plugin`.
     Bench(bench::Args),
-    /// Export a style's trained checkpoint to models/STYLE.onnx (ONNX with a KV cache).
+    /// Export a style's trained checkpoint to ONNX (with a KV cache) in your style folder,
+    /// ~/.local/share/cadenza/models/STYLE.onnx, where the plugin's Rescan finds it.
     Export(export::Args),
+    /// Render a MIDI file on a General MIDI piano to a WAV file (and a piano-roll PNG).
+    Render(render::Args),
     /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
     Roundtrip(roundtrip::Args),
     /// Build the training corpora data/<style>/ (classical, jazz, pop, folk) from pinned packages.
@@ -75,6 +82,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Export(a) => export::run(a),
         Cmd::Roundtrip(a) => roundtrip::run(a),
+        Cmd::Render(a) => render::run(a),
         Cmd::Data(a) => data::run(a),
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),

@@ -1,0 +1,112 @@
+//! The installed `cadenza` command as a musician runs it: from a folder
+//! outside the checkout, finding a style in the user's style folder (issue
+//! 12) and the shipped ones, and a clear error for a style that is nowhere,
+//! naming the folders searched. `XDG_DATA_HOME` stands in for the user's data folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shipped(name: &str) -> PathBuf {
+    cadenza_core::locate::checkout().expect("tests run in the checkout").join("models").join(name)
+}
+
+/// `cadenza ARGS` in `cwd`, with `data` as the user's data folder.
+fn cadenza(cwd: &Path, data: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_cadenza"))
+        .current_dir(cwd)
+        .env("XDG_DATA_HOME", data)
+        .args(args)
+        .output()
+        .expect("cadenza runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "the command panicked:\n{stderr}");
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 12: a style placed in the user's style folder is found by name from any folder,
+/// and a shipped style still is.
+#[test]
+fn generates_with_a_style_from_the_users_folder_and_a_shipped_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (data, work) = (tmp.path().join("data"), tmp.path().join("work"));
+    let styles = data.join("cadenza/models");
+    std::fs::create_dir_all(&styles).expect("dir");
+    std::fs::create_dir_all(&work).expect("dir");
+    std::fs::copy(shipped("jazz.onnx"), styles.join("mine.onnx")).expect("place a style");
+
+    let out =
+        cadenza(&work, &data, &["generate", "--style", "mine", "--seconds", "2", "--seed", "1", "--out", "x.mid"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&styles.join("mine.onnx").display().to_string()), "{}", stderr(&out));
+    let perf = cadenza_core::midi::read_file(&work.join("x.mid"), &Default::default()).expect("a MIDI file");
+    assert!(!perf.notes.is_empty());
+
+    let out =
+        cadenza(&work, &data, &["generate", "--style", "folk", "--seconds", "2", "--seed", "1", "--out", "f.mid"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&shipped("folk.onnx").display().to_string()), "{}", stderr(&out));
+}
+
+/// Issue 12: a style that is nowhere is a one-line error naming every folder searched and
+/// the styles that exist; nothing is written.
+#[test]
+fn a_missing_style_names_the_folders_searched() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = cadenza(tmp.path(), tmp.path(), &["generate", "--style", "nowhere", "--out", "x.mid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: no style `nowhere`"), "{err}");
+    assert!(err.contains(&tmp.path().join("cadenza/models").display().to_string()), "the user's folder: {err}");
+    assert!(err.contains(&shipped("").display().to_string().trim_end_matches('/').to_string()), "shipped: {err}");
+    assert!(err.contains("jazz"), "the styles that exist: {err}");
+    assert!(!tmp.path().join("x.mid").exists());
+}
+
+/// Issue 12: `cadenza export` writes into the user's style folder (not the checkout's
+/// models/), where `generate --style NAME` (and the plugin's Rescan) find it.
+#[test]
+fn export_writes_into_the_users_style_folder_where_generate_finds_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let checkpoint = shipped("checkpoints/classical.safetensors");
+    let out = cadenza(
+        tmp.path(),
+        tmp.path(),
+        &["export", "--style", "mine", "--checkpoint", checkpoint.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = tmp.path().join("cadenza/models/mine.onnx");
+    assert!(model.is_file(), "{}", stderr(&out));
+    assert!(!shipped("mine.onnx").exists(), "nothing in the checkout");
+    let out = cadenza(tmp.path(), tmp.path(), &["generate", "--style", "mine", "--seconds", "1", "--out", "m.mid"]);
+    assert!(out.status.success() && stderr(&out).contains(&model.display().to_string()), "{}", stderr(&out));
+
+    let out = cadenza(tmp.path(), tmp.path(), &["export", "--style", "nothing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let runs = tmp.path().join("runs/nothing");
+    assert!(
+        stderr(&out).contains(&format!("{}: no checkpoint in this run folder", runs.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `cadenza train` without the trainer installed says how to install it.
+#[test]
+fn train_without_the_trainer_says_how_to_install_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let alone = tmp.path().join("cadenza");
+    std::fs::copy(env!("CARGO_BIN_EXE_cadenza"), &alone).expect("copy the program");
+    let out = Command::new(&alone)
+        .current_dir(tmp.path())
+        .env("PATH", tmp.path().join("nothing"))
+        .args(["train", "--style", "mine"])
+        .output()
+        .expect("cadenza runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("`cadenza-train` was not found") && err.contains("cargo install --path trainer"), "{err}");
+}
