@@ -3,7 +3,8 @@
 //! which links libtorch so that `cadenza` does not. Before that, the
 //! defaults that depend on what is shipped are filled in: the style's own
 //! config (`trainer/configs/STYLE.toml`), and on `--resume` without a run the
-//! shipped checkpoint to continue from. Typed paths are made absolute: the
+//! shipped checkpoint to continue from. (`--from NAME` is looked up by the
+//! trainer, `checkpoint::resolve_from`: its runs, then the shipped checkpoints.) Typed paths are made absolute: the
 //! trainer runs in the working folder (`runs/`, `data/` are relative to it).
 
 use std::path::Path;
@@ -52,7 +53,7 @@ pub fn trainer_args(args: &Args, work_dir: &Path) -> Args {
     }
     Args {
         data: args.data.as_deref().map(absolute),
-        from: args.from.as_deref().map(|f| resolve_from(work_dir, f)),
+        from: args.from.as_deref().map(from_arg),
         config,
         out: args.out.as_deref().map(absolute),
         resume,
@@ -61,23 +62,15 @@ pub fn trainer_args(args: &Args, work_dir: &Path) -> Args {
     }
 }
 
-/// `--from NAME`: a path that exists (made absolute), else the run `runs/NAME`
-/// (the trainer finds it), else the shipped checkpoint
-/// `models/checkpoints/NAME.safetensors`, so that `--from classical` works on
-/// a fresh machine.
-fn resolve_from(work_dir: &Path, from: &str) -> String {
-    if Path::new(from).exists() {
-        return absolute(Path::new(from)).display().to_string();
-    }
-    if work_dir.join("runs").join(from).is_dir() {
-        return from.to_string();
-    }
-    match shipped_checkpoint(from) {
-        Some(shipped) => {
-            eprintln!("train: finetuning from the shipped checkpoint {}", shipped.display());
-            shipped.display().to_string()
-        }
-        None => from.to_string(),
+/// `--from` as the trainer gets it: a path that exists made absolute (the
+/// trainer may run in another folder), anything else as typed: the trainer
+/// looks a name up in its runs, then in the shipped checkpoints.
+fn from_arg(from: &str) -> String {
+    let path = Path::new(from);
+    if path.exists() {
+        absolute(path).display().to_string()
+    } else {
+        from.to_string()
     }
 }
 
@@ -147,13 +140,9 @@ mod tests {
     }
 
     #[test]
-    fn from_prefers_a_run_then_the_shipped_checkpoint() {
-        let work = tempfile::tempdir().expect("tmp");
-        std::fs::create_dir_all(work.path().join("runs/jazz")).expect("runs");
-        assert_eq!(resolve_from(work.path(), "jazz"), "jazz");
-        let shipped = shipped_checkpoint("classical").expect("classical is shipped");
-        assert_eq!(resolve_from(work.path(), "classical"), shipped.display().to_string());
-        assert_eq!(resolve_from(work.path(), "nothing"), "nothing");
+    fn from_is_made_absolute_when_it_is_a_path_and_passed_on_as_a_name_otherwise() {
+        assert_eq!(from_arg("classical"), "classical", "the trainer looks names up");
+        assert_eq!(from_arg("Cargo.toml"), absolute(Path::new("Cargo.toml")).display().to_string());
     }
 
     /// Set in the child that plays a failed `cadenza train`.

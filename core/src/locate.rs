@@ -243,6 +243,48 @@ pub fn general_midi_soundfont_in(explicit: Option<&Path>, dirs: &[PathBuf]) -> R
         .ok_or_else(|| LocateError::NoSoundfont { searched: dirs.to_vec() })
 }
 
+/// Extensions of MIDI files in a folder of music (compared ignoring case).
+pub const MIDI_EXTENSIONS: [&str; 2] = ["mid", "midi"];
+/// Deepest subfolder searched for MIDI files (a link loop ends here).
+pub const MAX_SCAN_DEPTH: usize = 32;
+
+/// A folder that could not be listed while looking for MIDI files.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot read: {source}", path.display())]
+pub struct WalkError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Every MIDI file (`*.mid`, `*.midi`, any case) in `dir` and its subfolders
+/// down to [`MAX_SCAN_DEPTH`], sorted: a musician's folder to train on, or a
+/// corpus folder to tidy.
+pub fn midi_files_below(dir: &Path) -> Result<Vec<PathBuf>, WalkError> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), WalkError> {
+        if depth > MAX_SCAN_DEPTH {
+            return Ok(());
+        }
+        let io = |source| WalkError { path: dir.to_path_buf(), source };
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.is_dir() {
+                walk(&path, depth + 1, out)?;
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| MIDI_EXTENSIONS.iter().any(|m| m.eq_ignore_ascii_case(e)))
+            {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(dir, 0, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +346,22 @@ mod tests {
         assert_eq!(soundfonts_in(&dirs).first(), Some(&a.join("small.sf2")), "smallest first");
         let e = general_midi_soundfont_in(Some(Path::new("/nonexistent/x.sf2")), &dirs).expect_err("missing");
         assert!(e.to_string().contains("/nonexistent/x.sf2"), "{e}");
+    }
+
+    #[test]
+    fn midi_files_are_found_in_subfolders_whatever_the_case_of_their_extension() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let deep = tmp.path().join("a/b");
+        std::fs::create_dir_all(&deep).expect("dir");
+        for f in ["x.mid", "a/y.MIDI", "a/b/z.Mid", "a/notes.txt", "a/b/w.wav"] {
+            std::fs::write(tmp.path().join(f), b"x").expect("write");
+        }
+        let found = midi_files_below(tmp.path()).expect("walk");
+        let rel: Vec<String> =
+            found.iter().map(|p| p.strip_prefix(tmp.path()).expect("below").display().to_string()).collect();
+        assert_eq!(rel, ["a/b/z.Mid", "a/y.MIDI", "x.mid"]);
+        let e = midi_files_below(&tmp.path().join("missing")).expect_err("no folder");
+        assert!(e.to_string().contains("missing: cannot read"), "{e}");
     }
 
     #[test]

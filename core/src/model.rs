@@ -90,6 +90,15 @@ impl ModelConfig {
     pub const PRESETS: [(&'static str, Self); 4] =
         [("tiny", Self::TINY), ("small", Self::SMALL), ("medium", Self::MEDIUM), ("base", Self::BASE)];
 
+    /// The preset names for messages: "tiny, small, medium and base".
+    pub fn preset_names() -> String {
+        let names: Vec<&str> = Self::PRESETS.iter().map(|(n, _)| *n).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
     /// Whether `name` is one of [`Self::PRESETS`].
     pub fn is_preset(name: &str) -> bool {
         Self::preset(name).is_some()

@@ -273,7 +273,8 @@ pub fn check_fits(have: &ModelConfig, want: &ModelConfig, path: &Path) -> Result
 
 /// Resolve `--from`: a checkpoint file or base path, a run folder (its `best`
 /// checkpoint, else its latest step checkpoint), or a style name (the run
-/// folder `runs_dir/<name>`).
+/// folder `runs_dir/<name>`, else the shipped checkpoint
+/// `models/checkpoints/<name>`, so `--from classical` works on a fresh machine).
 pub fn resolve_from(value: &str, runs_dir: &Path) -> Result<PathBuf, CheckpointError> {
     let as_path = Path::new(value);
     let mut tried = Vec::new();
@@ -292,6 +293,11 @@ pub fn resolve_from(value: &str, runs_dir: &Path) -> Result<PathBuf, CheckpointE
         return Ok(paths.weights);
     }
     tried.push(paths.weights.display().to_string());
+    if let Some(shipped) = cadenza_core::locate::shipped_checkpoint(value) {
+        eprintln!("finetuning from the shipped checkpoint {}", shipped.display());
+        return Ok(shipped);
+    }
+    tried.push(format!("the shipped {}", cadenza_core::locate::SHIPPED_CHECKPOINTS_DIR));
     Err(CheckpointError::FromNotFound { value: value.to_string(), tried: tried.join(", ") })
 }
 
@@ -422,5 +428,16 @@ mod tests {
         assert!(msg.contains("d_model 64 (checkpoint) vs 256 (config)"), "{msg}");
         check_fits(&ModelConfig::TINY, &ModelConfig { dropout: 0.3, ..ModelConfig::TINY }, Path::new("x"))
             .expect("fits");
+    }
+
+    /// Issue 12: `--from NAME` finds a run first, then the shipped checkpoint (a fresh machine);
+    /// a name that is neither is an error naming what was tried.
+    #[test]
+    fn from_a_name_is_a_run_then_the_shipped_checkpoint() {
+        let runs = tempfile::tempdir().expect("tempdir");
+        let shipped = cadenza_core::locate::shipped_checkpoint("classical").expect("classical is shipped");
+        assert_eq!(resolve_from("classical", runs.path()).expect("shipped"), shipped);
+        let err = resolve_from("no-such-style", runs.path()).expect_err("nothing").to_string();
+        assert!(err.contains("the shipped models/checkpoints"), "{err}");
     }
 }

@@ -152,7 +152,7 @@ impl Default for TrainConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown preset {0:?}; the presets are {names}", names = preset_names())]
+    #[error("unknown preset {0:?}; the presets are {names}", names = ModelConfig::preset_names())]
     UnknownPreset(String),
     #[error("{}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
@@ -162,22 +162,14 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// "tiny, small, medium and base".
-fn preset_names() -> String {
-    let names: Vec<&str> = ModelConfig::PRESETS.iter().map(|(n, _)| *n).collect();
-    match names.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-        _ => names.join(""),
-    }
-}
-
 impl TrainConfig {
     /// The defaults with a model preset and settings that suit its size.
     pub fn preset(name: &str) -> Result<Self, ConfigError> {
         let model = ModelConfig::preset(name).ok_or_else(|| ConfigError::UnknownPreset(name.to_string()))?;
         let base = Self { model, seq_len: model.max_seq_len, ..Self::default() };
-        Ok(match name {
-            "tiny" => Self {
+        // Training settings that suit each preset's size, keyed by its model (core names the presets).
+        Ok(match model {
+            m if m == ModelConfig::TINY => Self {
                 batch_size: 8,
                 lr: 1e-3,
                 min_lr: 1e-4,
@@ -188,9 +180,13 @@ impl TrainConfig {
                 ..base
             },
             // Ten-odd million weights: a lower peak and a longer warm-up than small's.
-            "medium" => Self { lr: 3e-4, min_lr: 3e-5, warmup_steps: 1000, log_every_steps: 10, ..base },
+            m if m == ModelConfig::MEDIUM => {
+                Self { lr: 3e-4, min_lr: 3e-5, warmup_steps: 1000, log_every_steps: 10, ..base }
+            }
             // The study's batch; sequence 2048 makes each step long on a CPU.
-            "base" => Self { batch_size: 2, lr: 2e-4, min_lr: 2e-5, warmup_steps: 1000, log_every_steps: 5, ..base },
+            m if m == ModelConfig::BASE => {
+                Self { batch_size: 2, lr: 2e-4, min_lr: 2e-5, warmup_steps: 1000, log_every_steps: 5, ..base }
+            }
             _ => base,
         })
     }

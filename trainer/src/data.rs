@@ -16,12 +16,8 @@ use rand_chacha::ChaCha8Rng;
 
 use cadenza_core::codec::{self, AUGMENT_STRETCH, AUGMENT_TRANSPOSE};
 use cadenza_core::dataset::{self, Split, MANIFEST_FILE};
+use cadenza_core::locate;
 use cadenza_core::midi::{self, ReadOptions};
-
-/// File extensions read from a folder without a manifest (case-insensitive).
-pub const MIDI_EXTENSIONS: [&str; 2] = ["mid", "midi"];
-/// Folders deeper than this below the data folder are not searched.
-pub const MAX_SCAN_DEPTH: usize = 32;
 
 /// One encoded piece.
 #[derive(Debug, Clone)]
@@ -106,9 +102,7 @@ impl Corpus {
                 .map_err(|source| DataError::Manifest { path: manifest_path.clone(), source })?;
             (rows.into_iter().map(|r| (dir.join(&r.path), r.split)).collect(), dataset::sha256_hex(&bytes))
         } else {
-            let mut found = Vec::new();
-            scan_midi(dir, 0, &mut found)?;
-            found.sort();
+            let found = locate::midi_files_below(dir).map_err(|e| DataError::Io { path: e.path, source: e.source })?;
             let mut files = Vec::new();
             let mut hashes = Vec::new();
             let mut unreadable = Vec::new();
@@ -229,28 +223,6 @@ impl Corpus {
     pub fn train_events(&self) -> usize {
         self.train.iter().map(|p| p.tokens.len()).sum()
     }
-}
-
-fn scan_midi(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    if depth > MAX_SCAN_DEPTH {
-        return Ok(());
-    }
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io { path: dir.to_path_buf(), source })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| DataError::Io { path: dir.to_path_buf(), source })?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(|source| DataError::Io { path: path.clone(), source })?;
-        if kind.is_dir() {
-            scan_midi(&path, depth + 1, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| MIDI_EXTENSIONS.iter().any(|m| m.eq_ignore_ascii_case(e)))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// Draws training batches: `batch` crops of `seq_len + 1` tokens, each from a

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use cadenza_core::train_args::TrainArgs;
+use cadenza_core::ModelConfig;
 use cadenza_trainer::bench::{bench_train, BenchArgs};
 use cadenza_trainer::config::PrecisionChoice;
 use cadenza_trainer::device::DeviceChoice;
@@ -85,7 +86,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct BenchCli {
-    /// Model preset: tiny, small or base.
+    /// Model preset: tiny, small, medium or base.
     #[arg(long, default_value = "small")]
     config: String,
     #[arg(long, default_value_t = 2)]
@@ -287,8 +288,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench(a) => {
             let device = a.device.resolve()?;
             tch::set_num_threads(a.threads as i32);
-            let model = cadenza_core::ModelConfig::preset(&a.config)
-                .with_context(|| format!("unknown preset {:?}: tiny, small or base", a.config))?;
+            let model = ModelConfig::preset(&a.config).with_context(|| {
+                format!("unknown preset {:?}: the presets are {}", a.config, ModelConfig::preset_names())
+            })?;
             let result = bench_train(&BenchArgs {
                 name: a.config.clone(),
                 model,

@@ -41,7 +41,7 @@ struct Cli {
 fn run(cli: &Cli) -> Result<()> {
     let report = if let Some(preset) = &cli.random {
         let mut cfg = ModelConfig::preset(preset)
-            .with_context(|| format!("unknown preset `{preset}`; use tiny, small or base"))?;
+            .with_context(|| format!("unknown preset `{preset}`; the presets are {}", ModelConfig::preset_names()))?;
         if let Some(l) = cli.max_seq_len {
             cfg.max_seq_len = l;
         }

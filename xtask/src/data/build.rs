@@ -509,22 +509,10 @@ fn write_style(
 }
 
 fn list_midi(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
     if !dir.exists() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "mid") {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
+    Ok(cadenza_core::locate::midi_files_below(dir)?)
 }
 
 fn dropped_summary(d: &BTreeMap<&'static str, usize>) -> String {
