@@ -69,7 +69,11 @@ pub fn run(args: &Args, work_dir: &Path) -> Result<ExportReport> {
         report.config.d_model,
         report.config.max_seq_len,
         report.bytes as f64 / 1e6,
-        if found { "; the plugin's Rescan and `cadenza generate --style NAME` find it" } else { "" }
+        if found {
+            format!("; the plugin's Rescan and `cadenza generate --style {}` find it", args.style)
+        } else {
+            String::new()
+        }
     );
     Ok(report)
 }
