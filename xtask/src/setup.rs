@@ -33,6 +33,8 @@ pub const APT_PACKAGES: &[&str] = &[
     // Ardour's VST3 scanner (/usr/lib/ardour7/ardour-vst3-scanner) loads the plugin in the host
     // tests: 51 MB download, about 35 s to install.
     "ardour",
+    // `cargo xtask data` converts MuseScore 3's demo scores with it (mscore3 -o x.mid, headless).
+    "musescore3",
 ];
 
 /// The Python side, pinned. torch is installed without its dependencies: its

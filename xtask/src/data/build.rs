@@ -56,6 +56,8 @@ pub enum DropReason {
     },
     /// A game track filed under no style: its genre, then what shows it.
     GenreFitsNoStyle(String),
+    /// Fits a style whose corpus is frozen for now: its genre, why, and for which rebuild.
+    HeldBack(String),
 }
 
 impl DropReason {
@@ -69,12 +71,16 @@ impl DropReason {
             DropReason::Duplicate(_) => "duplicate",
             DropReason::Capped { .. } => "palestrina cap",
             DropReason::GenreFitsNoStyle(_) => "genre fits no shipped style",
+            DropReason::HeldBack(_) => "held back for a later rebuild",
         }
     }
 
     pub fn detail(&self) -> String {
         match self {
-            DropReason::ConversionFailed(e) | DropReason::Unparseable(e) | DropReason::GenreFitsNoStyle(e) => e.clone(),
+            DropReason::ConversionFailed(e)
+            | DropReason::Unparseable(e)
+            | DropReason::GenreFitsNoStyle(e)
+            | DropReason::HeldBack(e) => e.clone(),
             DropReason::DrumsOnly => "every note is on channel 10".into(),
             DropReason::TooFewNotes(n) => format!("{n} notes"),
             DropReason::MostlySilent { silent_share } => {

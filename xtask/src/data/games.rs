@@ -403,6 +403,13 @@ fn reduced(
     } else {
         (Provenance::Composed, "sequenced by hand")
     };
+    let (path, summary) = reduce_cached(bytes, cache, reduction)?;
+    Ok((Origin::Midi(path), provenance, format!("{made}; {summary}")))
+}
+
+/// A band file reduced into the cache (once per content and reduction):
+/// where it is, and the note on the reduction for the manifest comment.
+pub(super) fn reduce_cached(bytes: &[u8], cache: &Path, reduction: BandReduction) -> Result<(PathBuf, String)> {
     let r = band::reduce(bytes, reduction)?;
     let mut keyed = format!("{REDUCTION_VERSION}\n{}\n", reduction.name()).into_bytes();
     keyed.extend_from_slice(bytes);
@@ -413,7 +420,7 @@ fn reduced(
         cadenza_core::fsutil::write_atomic(&path, &r.bytes)
             .with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    Ok((Origin::Midi(path), provenance, format!("{made}; {}", r.summary(reduction))))
+    Ok((path, r.summary(reduction)))
 }
 
 fn with_file_terms(licence: &str, smf_bytes: &[u8]) -> String {
