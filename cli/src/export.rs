@@ -12,6 +12,7 @@ use cadenza_core::export::{export_onnx, ExportOptions, ExportReport};
 use cadenza_core::locate::{user_model_dir, MODEL_EXTENSION};
 use cadenza_core::records::run_checkpoint;
 
+/// Export a trained style to ONNX in your style folder, where the plugin's Rescan finds it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Style name: written into the model, names the default run folder and the file.

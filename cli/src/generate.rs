@@ -26,6 +26,7 @@ pub enum ProviderArg {
     Cuda,
 }
 
+/// Continue a MIDI primer (or improvise) in a style; write MIDI, optionally WAV and a piano-roll PNG.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A style name (looked up in your style folder ~/.local/share/cadenza/models, then in the

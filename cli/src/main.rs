@@ -15,18 +15,15 @@ struct Cli {
     command: Cmd,
 }
 
+/// The subcommands; each one's help is its `Args` struct's documentation.
 #[derive(Subcommand)]
 enum Cmd {
-    /// Continue a MIDI primer (or improvise) in a style; write MIDI, optionally WAV and a piano-roll PNG.
     Generate(generate::Args),
-    /// Render a MIDI file on a General MIDI piano to a WAV file (and a piano-roll PNG).
     Render(render::Args),
-    /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
     Roundtrip(roundtrip::Args),
-    /// Export a trained style to ONNX in your style folder, where the plugin's Rescan finds it.
     Export(export::Args),
     /// Train a style from a folder of MIDI, finetune it from another (--from), or resume a run
-    /// (runs the separate `cadenza-train` program: `cargo install --path trainer`).
+    /// (with the separate `cadenza-train` program: `cargo install --path trainer`).
     Train(train::Args),
 }
 

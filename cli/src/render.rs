@@ -36,6 +36,7 @@ pub const TAIL_S: f64 = 1.5;
 /// Longest audio rendered, in seconds (an hour of CD-quality stereo is 635 MB).
 pub const MAX_RENDER_S: f64 = 3600.0;
 
+/// Render a MIDI file on a General MIDI piano to a WAV file (and a piano-roll PNG).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A Standard MIDI File (format 0 or 1) to render on piano.

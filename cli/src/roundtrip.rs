@@ -8,6 +8,7 @@ use cadenza_core::codec;
 use cadenza_core::compare::compare;
 use cadenza_core::midi::{self, ReadOptions, WriteOptions};
 
+/// Encode a MIDI file to performance events and back; print a one-line JSON summary.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A Standard MIDI File (format 0 or 1).

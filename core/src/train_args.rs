@@ -10,6 +10,7 @@ use std::path::PathBuf;
 /// Devices `--device` accepts.
 pub const DEVICES: [&str; 3] = ["cpu", "cuda", "auto"];
 
+/// Train a style from a folder of MIDI, finetune it from another (--from), or resume a run (--resume).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct TrainArgs {
     /// Style name: names the run folder (runs/STYLE), the default data folder (data/STYLE), the

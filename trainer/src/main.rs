@@ -24,7 +24,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train a style from scratch, finetune it from another (--from), or resume a run (--resume).
     Train(TrainArgs),
     /// Redraw a run's plots (the whole finetune chain up to it) into RUN/plots/.
     Plot {

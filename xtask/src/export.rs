@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::env::{cargo, repo_root, run_checked, ToolEnv};
 
+/// Export a trained style to ONNX (with a KV cache) in your style folder, where the plugin's
+/// Rescan finds it (or --out), and check it with onnx.checker.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

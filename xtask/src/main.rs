@@ -32,6 +32,8 @@ struct Cli {
     command: Cmd,
 }
 
+/// The subcommands; generate, render, roundtrip, export and train take their
+/// help from their `Args` struct's documentation (shared with `cadenza`).
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what the project needs (Debian packages as root, a pinned Python environment); idempotent.
@@ -40,18 +42,12 @@ enum Cmd {
     Demo(demo::Args),
     /// Run every test (sets up first when needed).
     Test(test::Args),
-    /// Continue a MIDI primer (or improvise) in a style; write MIDI, optionally WAV and a piano-roll PNG.
     Generate(generate::Args),
-    /// Train a style from a folder of MIDI, finetune it from another style (--from), or resume a run.
     Train(train::Args),
     /// Measure: `bench train` (training throughput vs PyTorch), `bench generate`, `bench plugin`.
     Bench(bench::Args),
-    /// Export a style's trained checkpoint to ONNX (with a KV cache) in your style folder,
-    /// ~/.local/share/cadenza/models/STYLE.onnx, where the plugin's Rescan finds it.
     Export(export::Args),
-    /// Render a MIDI file on a General MIDI piano to a WAV file (and a piano-roll PNG).
     Render(render::Args),
-    /// Encode a MIDI file to performance events and back; print a one-line JSON summary.
     Roundtrip(roundtrip::Args),
     /// Build the training corpora data/<style>/ (classical, jazz, pop, folk) from pinned packages.
     Data(data::Args),
