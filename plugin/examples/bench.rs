@@ -5,14 +5,10 @@
 //! stopped so the result plays at once) to the first generated note-on for
 //! 8 bars. Usage: `bench --clap target/bundled/Cadenza.clap [--blocks N]`.
 
-#[path = "../tests/hosts/clap_host.rs"]
-#[allow(dead_code)]
-mod clap_host;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap_host::{param_hash, ClapLibrary, InEvent, Instance, Transport};
+use cadenza_test_support::clap_host::{param_hash, ClapLibrary, InEvent, Instance, Transport};
 
 const SAMPLE_RATE: f64 = 48_000.0;
 const FRAMES: u32 = 512;

@@ -24,9 +24,7 @@ use cadenza_plugin::state::SessionSlot;
 use cadenza_plugin::view::{Level, View};
 use crossbeam::channel::Sender;
 
-#[path = "hosts/support.rs"]
-#[allow(dead_code)]
-mod support;
+use cadenza_test_support::hosts as support;
 
 struct Running {
     params: Arc<CadenzaParams>,

@@ -10,12 +10,9 @@ use std::sync::OnceLock;
 
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::{midi, Performance};
-use cadenza_trainer::export::{build_model, export_weights, random_weights, synthetic_meta};
+use cadenza_core::export::{build_model, random_weights, synthetic_meta};
+use cadenza_test_support::{random_model, repo_root};
 use prost::Message;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -26,10 +23,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let model = dir.path().join("tiny.onnx");
-        let cfg = ModelConfig::TINY;
-        export_weights(&random_weights(&cfg, 3), &synthetic_meta(&cfg, "test", "random weights"), &model)
-            .expect("export");
+        let model = random_model(dir.path(), &ModelConfig::TINY, 3, "tiny");
         Fixture { dir, model }
     })
 }

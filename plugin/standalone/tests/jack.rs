@@ -6,9 +6,11 @@
 //! photographed from Xvfb's framebuffer and checked for the primer and the
 //! continuation drawn in their colours.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use cadenza_test_support::{ort_library, repo_root, test_model};
 
 const SAMPLE_RATE: u64 = 48_000;
 /// jack_midiseq loops its sequence; this long a loop leaves room for the answer before the repeat.
@@ -19,10 +21,6 @@ const LEAD_IN_SAMPLES: u64 = 2 * SAMPLE_RATE;
 /// The editor's colours for primer and generated notes (`plugin/src/editor.rs`).
 const PRIMER_RGB: [u8; 3] = [0x5f, 0xa8, 0xd3];
 const GENERATED_RGB: [u8; 3] = [0xf2, 0xa5, 0x41];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
-}
 
 /// A process we started, killed (by its id) when the test ends.
 struct Proc(Child);
@@ -58,49 +56,6 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-#[derive(serde::Deserialize)]
-struct EnvFile {
-    ort_dylib_path: PathBuf,
-    library_path: Vec<PathBuf>,
-}
-
-/// (style, model path): `CADENZA_TEST_MODEL`, a shipped model, or a tiny random-weight export.
-fn test_model(tmp: &Path) -> (String, PathBuf) {
-    if let Some(p) = std::env::var_os("CADENZA_TEST_MODEL").map(PathBuf::from) {
-        return (p.file_stem().expect("stem").to_string_lossy().into_owned(), p);
-    }
-    let mut shipped: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
-        .unwrap_or_default();
-    shipped.sort();
-    if let Some(p) = shipped.into_iter().next() {
-        return (p.file_stem().expect("stem").to_string_lossy().into_owned(), p);
-    }
-    let exe = std::env::current_exe().expect("exe");
-    let exporter = exe.parent().and_then(Path::parent).expect("target dir").join("cadenza-export");
-    assert!(exporter.is_file(), "no shipped model and no {}: run `cargo xtask test`", exporter.display());
-    let out = tmp.join("tinytest.onnx");
-    let mut cmd = Command::new(exporter);
-    cmd.args(["--random", "tiny", "--style", "tinytest", "--seed", "3", "--out"]).arg(&out);
-    if let Some(env) = env_file() {
-        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(env.library_path).expect("paths"));
-    }
-    assert!(cmd.status().expect("cadenza-export").success());
-    ("tinytest".into(), out)
-}
-
-fn env_file() -> Option<EnvFile> {
-    serde_json::from_str(&std::fs::read_to_string(repo_root().join(".cadenza-env.json")).ok()?).ok()
-}
-
-fn ort_library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| env_file().map(|e| e.ort_dylib_path))
-        .expect("ONNX Runtime: set ORT_DYLIB_PATH or run `cargo xtask setup`")
 }
 
 /// One line of `jack_midi_dump -a`: (frame, status byte, key, velocity).
@@ -172,7 +127,7 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         assert!(on_path(tool), "{tool} is missing: run `cargo xtask setup` (Debian packages xvfb, jackd2)");
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    let (style, model) = test_model(tmp.path());
+    let (style, model) = test_model();
     let resources = tmp.path().join("Cadenza.clap.resources");
     std::fs::create_dir_all(resources.join("lib")).expect("lib");
     std::fs::create_dir_all(resources.join("models")).expect("models");

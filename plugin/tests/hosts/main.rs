@@ -5,8 +5,8 @@
 
 mod ardour;
 mod clap;
-mod clap_host;
 mod minihost;
-mod support;
 mod vst3;
 mod vst3_host;
+
+use cadenza_test_support::{clap_host, hosts as support};

@@ -1,106 +1,19 @@
-//! What the host tests share: where the built plugin, ONNX Runtime and the
-//! project's Python are, bundles laid out as `cargo xtask bundle` lays them out
-//! (in a temporary folder), a real model, reading Cadenza's saved state, and
-//! checking that a host played a variation from a bar line.
+//! What the plugin's host tests share: the built plugin, bundles laid out as
+//! `cargo xtask bundle` lays them out (in a temporary folder), reading
+//! Cadenza's saved state, and checking that a host played a variation from a
+//! bar line. The workspace-wide helpers (paths, ONNX Runtime, Python, a real
+//! model) are re-exported from the crate root, so a test names one module.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-/// The workspace root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("plugin/ is in the workspace").to_path_buf()
-}
-
-/// `target/<profile>/`, the folder holding this test binary's `deps/`.
-pub fn target_profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
-}
+pub use crate::{ort_library, python, repo_root, target_profile_dir, test_model};
 
 /// The plugin shared object cargo built for these tests (debug: with assert_process_allocs).
 pub fn plugin_so() -> PathBuf {
     let so = target_profile_dir().join("libcadenza_plugin.so");
     assert!(so.is_file(), "{} is missing; build with `cargo test -p cadenza-plugin`", so.display());
     so
-}
-
-#[derive(serde::Deserialize)]
-struct EnvFile {
-    #[serde(default)]
-    python: Option<PathBuf>,
-    ort_dylib_path: PathBuf,
-    library_path: Vec<PathBuf>,
-}
-
-fn env_file() -> Option<EnvFile> {
-    let text = std::fs::read_to_string(repo_root().join(".cadenza-env.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// The ONNX Runtime library the bundle carries: `ORT_DYLIB_PATH`, else what `cargo xtask setup` found.
-pub fn ort_library() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).filter(|p| p.is_file()) {
-        return p;
-    }
-    let env = env_file().expect("no ORT_DYLIB_PATH and no .cadenza-env.json: run `cargo xtask setup`");
-    assert!(env.ort_dylib_path.is_file(), "{} is missing: run `cargo xtask setup`", env.ort_dylib_path.display());
-    env.ort_dylib_path
-}
-
-/// The Python of the environment `cargo xtask setup` made: `CADENZA_PYTHON`, else what
-/// `.cadenza-env.json` names; `None` when neither exists.
-pub fn python() -> Option<PathBuf> {
-    std::env::var_os("CADENZA_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| env_file().and_then(|e| e.python))
-        .filter(|p| p.is_file())
-}
-
-/// A real model for the tests: `CADENZA_TEST_MODEL`, else the first shipped
-/// `models/*.onnx`, else a tiny random-weight model exported by the trainer's
-/// `cadenza-export` (built by `cargo test --workspace`). Returns (style name, path).
-pub fn test_model() -> (String, PathBuf) {
-    static MODEL: OnceLock<(String, PathBuf)> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("CADENZA_TEST_MODEL").map(PathBuf::from) {
-                return (stem(&p), p);
-            }
-            let mut shipped: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
-                .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
-                .unwrap_or_default();
-            shipped.sort();
-            if let Some(p) = shipped.into_iter().next() {
-                return (stem(&p), p);
-            }
-            let out = std::env::temp_dir().join(format!("cadenza-host-tests-{}", std::process::id()));
-            std::fs::create_dir_all(&out).expect("temp dir");
-            let model = out.join("tinytest.onnx");
-            let exporter = target_profile_dir().join("cadenza-export");
-            assert!(
-                exporter.is_file(),
-                "no shipped model in models/ and no {} to make a test model: run `cargo xtask test` (builds the workspace)",
-                exporter.display()
-            );
-            let mut cmd = Command::new(&exporter);
-            cmd.args(["--random", "tiny", "--style", "tinytest", "--seed", "3", "--out"]).arg(&model);
-            if let Some(env) = env_file() {
-                let mut paths = env.library_path.clone();
-                if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
-                    paths.extend(std::env::split_paths(&old));
-                }
-                cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths).expect("paths"));
-            }
-            let status = cmd.status().expect("run cadenza-export");
-            assert!(status.success(), "cadenza-export failed: {status}");
-            ("tinytest".into(), model)
-        })
-        .clone()
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// A CLAP bundle in `dir`: `Cadenza.clap` and `Cadenza.clap.resources/{lib,models}`, as `cargo xtask bundle` makes it.
