@@ -18,7 +18,8 @@ use cadenza_core::codec;
 use cadenza_core::dataset::CheckpointMeta;
 
 use crate::checkpoint::{
-    self, CheckpointError, CheckpointPaths, ParentRef, RunRecord, TrainMeta, TrainState, BEST, CHECKPOINT_DIR, RUN_FILE,
+    self, CheckpointError, CheckpointPaths, LoadedCheckpoint, ParentRef, ResumePoint, RunRecord, TrainMeta, TrainState,
+    BEST, CHECKPOINT_DIR, RUN_FILE,
 };
 use crate::config::{ConfigError, TrainConfig};
 use crate::data::{self, Corpus, DataError, Sampler};
@@ -385,220 +386,34 @@ fn rewarm_factor(step: usize, from: Option<usize>) -> f64 {
     }
 }
 
-/// Train (or finetune, or resume) one run.
+/// Train (or finetune, or resume) one run: set it up, then step until its
+/// schedule (or `stop_after_steps`) ends.
 pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
     let device = opts.device.resolve()?;
     if let Some(n) = opts.threads {
         tch::set_num_threads(n as i32);
     }
     let out = &opts.out;
-
-    // --- What to train: a new run's settings, or the resumed run's.
-    let (record, resume) = if opts.resume {
-        if !out.join(RUN_FILE).is_file() {
-            return Err(TrainError::NoRunToResume(out.clone()));
-        }
-        let mut record = checkpoint::read_run_record(out)?;
-        let changes = resume_changes(opts, &record)?;
-        if !changes.is_empty() {
-            return Err(TrainError::ResumeConflict(changes));
-        }
-        if let Some(e) = opts.epochs {
-            record.config.epochs = e;
-        }
-        if let Some(s) = opts.steps {
-            record.config.max_steps = Some(s);
-        }
-        if let Some(d) = &opts.data {
-            record.data_dir = d.clone();
-        }
-        let point = match checkpoint::latest_resume_point(out, device) {
-            Ok(p) => Some(p),
-            // Killed before its first checkpoint: start the same run again.
-            Err(CheckpointError::NothingToResume(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        (Some(record), point)
-    } else {
-        if run_folder_in_use(out) {
-            if !opts.force {
-                return Err(TrainError::RunExists(out.clone()));
-            }
-            clear_run_folder(out)?;
-        }
-        (None, None)
-    };
-
-    // --- Weights, settings and step to continue from (a fresh machine's start).
-    let continued = match (&record, &opts.continue_from) {
-        (None, Some(path)) => {
-            let loaded = checkpoint::load_checkpoint(path, device)?;
-            let meta = checkpoint::train_meta(&loaded.meta).ok_or_else(|| CheckpointError::Sidecar {
-                path: loaded.paths.sidecar.clone(),
-                message: "holds no training state (settings, step) to continue from".into(),
-            })?;
-            Some((loaded, meta))
-        }
-        _ => None,
-    };
-
-    // --- The parent (finetune).
-    let parent = match (&record, &opts.from) {
-        (Some(r), _) => r.parent.clone().map(|p| (p, None)),
-        // A continued run keeps the lineage of the run it continues.
-        (None, _) if continued.is_some() => continued.as_ref().and_then(|(_, m)| m.parent.clone()).map(|p| (p, None)),
-        (None, Some(from)) => {
-            let path = checkpoint::resolve_from(from, &opts.runs_dir)?;
-            let loaded = checkpoint::load_checkpoint(&path, device)?;
-            let chain_epochs = checkpoint::train_meta(&loaded.meta)
-                .map(|t| t.state.epochs_done + t.parent.map(|p| p.chain_epochs).unwrap_or(0.0))
-                .unwrap_or(0.0);
-            let run_dir = path
-                .parent()
-                .filter(|d| d.join(RUN_FILE).is_file())
-                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
-            let parent_ref = ParentRef {
-                checkpoint: std::fs::canonicalize(&path).unwrap_or(path),
-                run_dir,
-                style: loaded.meta.style.clone(),
-                chain_epochs,
-            };
-            Some((parent_ref, Some(loaded)))
-        }
-        (None, None) => None,
-    };
-
-    let cfg = match (&record, &continued) {
-        (Some(r), _) => {
-            r.config.validate()?;
-            r.config.clone()
-        }
-        (None, Some((_, meta))) => {
-            let mut c = meta.config.clone();
-            c.epochs = opts.epochs.unwrap_or(c.epochs);
-            c.max_steps = opts.steps.or(c.max_steps);
-            c.validate()?;
-            c
-        }
-        (None, None) => build_config(opts, parent.as_ref().and_then(|(_, l)| l.as_ref()).map(|l| l.meta.model))?,
-    };
-    if let Some((p, Some(loaded))) = &parent {
-        checkpoint::check_fits(&loaded.meta.model, &cfg.model, &p.checkpoint)?;
-    }
-
-    // --- Data.
-    let data_dir = match (&record, &opts.data) {
-        (Some(r), _) => r.data_dir.clone(),
-        (None, Some(d)) => d.clone(),
-        (None, None) => return Err(TrainError::NoData),
-    };
-    let corpus = Corpus::load(&data_dir)?;
-    for s in &corpus.skipped {
-        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
-    }
-    if let Some(n) = &corpus.notice {
-        eprintln!("note: {n}");
-    }
-    if let Some(r) = &record {
-        if r.manifest_hash != corpus.manifest_hash {
-            return Err(TrainError::DataChanged {
-                dir: data_dir,
-                found: corpus.manifest_hash.clone(),
-                expected: r.manifest_hash.clone(),
-            });
-        }
-    }
-
-    let precision = match &record {
-        Some(r) => r.precision,
-        None => cfg.precision.resolve(device),
-    };
-    let record = match record {
-        Some(r) => r,
-        None => {
-            std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
-            let r = RunRecord {
-                style: opts.style.clone(),
-                data_dir: data_dir.clone(),
-                manifest_hash: corpus.manifest_hash.clone(),
-                data_summary: corpus.summary.clone(),
-                config: cfg.clone(),
-                precision,
-                parent: parent.as_ref().map(|(p, _)| p.clone()),
-            };
-            checkpoint::write_run_record(out, &r)?;
-            r
-        }
-    };
-
-    // --- Model and optimizer.
-    tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let mut model = MusicTransformer::new(&vs.root(), &cfg.model);
-    model.set_precision(precision);
-    if let Some((_, Some(loaded))) = &parent {
-        let tensors = loaded.vs.variables();
-        checkpoint::fill_var_store(&vs, &tensors.into_iter().collect(), &loaded.paths.weights)?;
-    }
-    let adam = AdamWConfig { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
-    let mut opt = AdamW::new(&vs, |n| trainable(n, cfg.freeze_layers), adam);
-    let mut state =
-        TrainState { step: 0, epochs_done: 0.0, steps_per_epoch: 1, best_val_loss: None, precision, elapsed_s: 0.0 };
-    let fresh = resume.is_none();
-    // The step a continued run started at: its learning rate ramps up from there.
-    let mut rewarm_from = None;
-    if let Some((loaded, meta)) = &continued {
-        checkpoint::fill_var_store(&vs, &loaded.vs.variables().into_iter().collect(), &loaded.paths.weights)?;
-        state = TrainState { precision, ..meta.state };
-        rewarm_from = Some(state.step);
-    }
-    if let Some(point) = &resume {
-        checkpoint::fill_var_store(&vs, &point.weights, &point.paths.weights)?;
-        opt.load_state(&point.optim, point.train.state.step as i64)
-            .map_err(|e| CheckpointError::Tensors { path: point.paths.optim.clone(), message: e.to_string() })?;
-        state = point.train.state;
-    }
-
-    let tokens_per_step = cfg.batch_size * cfg.seq_len;
-    let steps_per_epoch = corpus.train_events().div_ceil(tokens_per_step).max(1);
-    state.steps_per_epoch = steps_per_epoch;
-    let mut total_steps = cfg.epochs * steps_per_epoch;
-    if let Some(m) = cfg.max_steps {
-        total_steps = if cfg.epochs == 0 { m } else { total_steps.min(m) };
-    }
-    let sampler = Sampler::new(&corpus, cfg.batch_size, cfg.seq_len, cfg.augment, cfg.seed);
-    let windows = data::validation_windows(&corpus, cfg.seq_len, cfg.val_max_windows);
-    let mut metrics = MetricsLog::open(out, if fresh { None } else { Some(state.step) })?;
-
-    let parent_ref = record.parent.clone();
-    let style = record.style.clone();
-    let ctx = SaveContext { cfg: &cfg, style: &style, corpus: &corpus, parent: &parent_ref };
-
-    println!(
-        "{style}: {} | {} params | {} | {} steps/epoch, {total_steps} steps | {:?} {} | {}",
-        if let Some(p) = &parent_ref {
-            format!("finetune from {}", p.checkpoint.display())
-        } else {
-            "from scratch".into()
-        },
-        cfg.model.num_params(),
-        corpus.summary,
+    let setup = set_up(opts, device)?;
+    println!("{}", setup.headline(opts, device));
+    let Setup {
+        record,
+        cfg,
+        corpus,
+        vs,
+        model,
+        mut opt,
+        mut state,
+        fresh,
+        rewarm_from,
+        tokens_per_step,
         steps_per_epoch,
-        device,
-        match precision {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16 mixed",
-        },
-        match (fresh, &opts.continue_from) {
-            (true, Some(from)) => format!(
-                "continued at step {} from {} (fresh optimizer, {REWARM_STEPS}-step warm-up)",
-                state.step,
-                from.display()
-            ),
-            (true, None) => "new run".to_string(),
-            (false, _) => format!("resumed at step {}", state.step),
-        },
-    );
+        total_steps,
+        sampler,
+        windows,
+        mut metrics,
+    } = setup;
+    let ctx = SaveContext { cfg: &cfg, style: &record.style, corpus: &corpus, parent: &record.parent };
 
     let mut summary = RunSummary {
         out: out.clone(),
@@ -719,6 +534,300 @@ pub fn run(opts: &RunOptions) -> Result<RunSummary, TrainError> {
         eprintln!("warning: no plots: {e}");
     }
     Ok(summary)
+}
+
+/// A run ready to take its next step: what [`set_up`] returns to [`run`].
+struct Setup {
+    /// The run's `run.json` (written for a new run, read for a resumed one).
+    record: RunRecord,
+    cfg: TrainConfig,
+    corpus: Corpus,
+    vs: nn::VarStore,
+    model: MusicTransformer,
+    opt: AdamW,
+    /// The step to take next, and the state saved with every checkpoint.
+    state: TrainState,
+    /// A new run (or a resume killed before its first checkpoint): validate before the first step.
+    fresh: bool,
+    /// The step a continued run started at: its learning rate ramps up from there.
+    rewarm_from: Option<usize>,
+    tokens_per_step: usize,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    sampler: Sampler,
+    /// Fixed validation windows (`[seq_len + 1]` each).
+    windows: Vec<Vec<i64>>,
+    metrics: MetricsLog,
+}
+
+/// Where a run's weights come from, besides a fresh initialisation.
+struct Origin {
+    /// The run's `run.json`: read for a resume, `None` for a new run.
+    record: Option<RunRecord>,
+    /// A resume's newest complete checkpoint (`None` if it was killed before its first).
+    resume: Option<ResumePoint>,
+    /// `--continue-from`: a checkpoint's weights and training state.
+    continued: Option<(LoadedCheckpoint, TrainMeta)>,
+    /// The finetune's parent, with its weights when this run starts from them.
+    parent: Option<(ParentRef, Option<LoadedCheckpoint>)>,
+}
+
+/// Everything before the first step: the run's origin (resume, continue,
+/// finetune or scratch), settings, data and `run.json`, then the model,
+/// optimizer and state with the starting weights in, the schedule, the
+/// sampler and the metrics log.
+fn set_up(opts: &RunOptions, device: Device) -> Result<Setup, TrainError> {
+    let out = &opts.out;
+    let Origin { record, resume, continued, parent } = origin(opts, device)?;
+    let cfg = run_config(opts, &record, &continued, &parent)?;
+    if let Some((p, Some(loaded))) = &parent {
+        checkpoint::check_fits(&loaded.meta.model, &cfg.model, &p.checkpoint)?;
+    }
+    let (corpus, data_dir) = load_data(opts, &record)?;
+    let precision = match &record {
+        Some(r) => r.precision,
+        None => cfg.precision.resolve(device),
+    };
+    let record = match record {
+        Some(r) => r,
+        None => {
+            std::fs::create_dir_all(out).map_err(|source| TrainError::Io { path: out.clone(), source })?;
+            let r = RunRecord {
+                style: opts.style.clone(),
+                data_dir,
+                manifest_hash: corpus.manifest_hash.clone(),
+                data_summary: corpus.summary.clone(),
+                config: cfg.clone(),
+                precision,
+                parent: parent.as_ref().map(|(p, _)| p.clone()),
+            };
+            checkpoint::write_run_record(out, &r)?;
+            r
+        }
+    };
+
+    // Model and optimizer; the initialisation draws from the seed even when
+    // weights are loaded over it, so every kind of start draws the same.
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let mut model = MusicTransformer::new(&vs.root(), &cfg.model);
+    model.set_precision(precision);
+    if let Some((_, Some(loaded))) = &parent {
+        let tensors = loaded.vs.variables();
+        checkpoint::fill_var_store(&vs, &tensors.into_iter().collect(), &loaded.paths.weights)?;
+    }
+    let adam = AdamWConfig { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
+    let mut opt = AdamW::new(&vs, |n| trainable(n, cfg.freeze_layers), adam);
+    let mut state =
+        TrainState { step: 0, epochs_done: 0.0, steps_per_epoch: 1, best_val_loss: None, precision, elapsed_s: 0.0 };
+    let fresh = resume.is_none();
+    let mut rewarm_from = None;
+    if let Some((loaded, meta)) = &continued {
+        checkpoint::fill_var_store(&vs, &loaded.vs.variables().into_iter().collect(), &loaded.paths.weights)?;
+        state = TrainState { precision, ..meta.state };
+        rewarm_from = Some(state.step);
+    }
+    if let Some(point) = &resume {
+        checkpoint::fill_var_store(&vs, &point.weights, &point.paths.weights)?;
+        opt.load_state(&point.optim, point.train.state.step as i64)
+            .map_err(|e| CheckpointError::Tensors { path: point.paths.optim.clone(), message: e.to_string() })?;
+        state = point.train.state;
+    }
+
+    // The schedule, the batches and the log.
+    let tokens_per_step = cfg.batch_size * cfg.seq_len;
+    let steps_per_epoch = corpus.train_events().div_ceil(tokens_per_step).max(1);
+    state.steps_per_epoch = steps_per_epoch;
+    let mut total_steps = cfg.epochs * steps_per_epoch;
+    if let Some(m) = cfg.max_steps {
+        total_steps = if cfg.epochs == 0 { m } else { total_steps.min(m) };
+    }
+    let sampler = Sampler::new(&corpus, cfg.batch_size, cfg.seq_len, cfg.augment, cfg.seed);
+    let windows = data::validation_windows(&corpus, cfg.seq_len, cfg.val_max_windows);
+    let metrics = MetricsLog::open(out, if fresh { None } else { Some(state.step) })?;
+    Ok(Setup {
+        record,
+        cfg,
+        corpus,
+        vs,
+        model,
+        opt,
+        state,
+        fresh,
+        rewarm_from,
+        tokens_per_step,
+        steps_per_epoch,
+        total_steps,
+        sampler,
+        windows,
+        metrics,
+    })
+}
+
+/// Resume (`--resume`: the run's record and newest checkpoint), continue
+/// (`--continue-from`), finetune (`--from`) or scratch; a new run's folder is
+/// checked (and with `--force` cleared) here.
+fn origin(opts: &RunOptions, device: Device) -> Result<Origin, TrainError> {
+    let out = &opts.out;
+    let (record, resume) = if opts.resume {
+        if !out.join(RUN_FILE).is_file() {
+            return Err(TrainError::NoRunToResume(out.clone()));
+        }
+        let mut record = checkpoint::read_run_record(out)?;
+        let changes = resume_changes(opts, &record)?;
+        if !changes.is_empty() {
+            return Err(TrainError::ResumeConflict(changes));
+        }
+        if let Some(e) = opts.epochs {
+            record.config.epochs = e;
+        }
+        if let Some(s) = opts.steps {
+            record.config.max_steps = Some(s);
+        }
+        if let Some(d) = &opts.data {
+            record.data_dir = d.clone();
+        }
+        let point = match checkpoint::latest_resume_point(out, device) {
+            Ok(p) => Some(p),
+            // Killed before its first checkpoint: start the same run again.
+            Err(CheckpointError::NothingToResume(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        (Some(record), point)
+    } else {
+        if run_folder_in_use(out) {
+            if !opts.force {
+                return Err(TrainError::RunExists(out.clone()));
+            }
+            clear_run_folder(out)?;
+        }
+        (None, None)
+    };
+
+    // Weights, settings and step to continue from (a fresh machine's start).
+    let continued = match (&record, &opts.continue_from) {
+        (None, Some(path)) => {
+            let loaded = checkpoint::load_checkpoint(path, device)?;
+            let meta = checkpoint::train_meta(&loaded.meta).ok_or_else(|| CheckpointError::Sidecar {
+                path: loaded.paths.sidecar.clone(),
+                message: "holds no training state (settings, step) to continue from".into(),
+            })?;
+            Some((loaded, meta))
+        }
+        _ => None,
+    };
+
+    let parent = match (&record, &opts.from) {
+        (Some(r), _) => r.parent.clone().map(|p| (p, None)),
+        // A continued run keeps the lineage of the run it continues.
+        (None, _) if continued.is_some() => continued.as_ref().and_then(|(_, m)| m.parent.clone()).map(|p| (p, None)),
+        (None, Some(from)) => {
+            let path = checkpoint::resolve_from(from, &opts.runs_dir)?;
+            let loaded = checkpoint::load_checkpoint(&path, device)?;
+            let chain_epochs = checkpoint::train_meta(&loaded.meta)
+                .map(|t| t.state.epochs_done + t.parent.map(|p| p.chain_epochs).unwrap_or(0.0))
+                .unwrap_or(0.0);
+            let run_dir = path
+                .parent()
+                .filter(|d| d.join(RUN_FILE).is_file())
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
+            let parent_ref = ParentRef {
+                checkpoint: std::fs::canonicalize(&path).unwrap_or(path),
+                run_dir,
+                style: loaded.meta.style.clone(),
+                chain_epochs,
+            };
+            Some((parent_ref, Some(loaded)))
+        }
+        (None, None) => None,
+    };
+    Ok(Origin { record, resume, continued, parent })
+}
+
+/// The run's settings: a resumed run's own, a continued checkpoint's (with
+/// `--epochs`/`--steps`), or a new run's from defaults, `--config` and flags.
+fn run_config(
+    opts: &RunOptions,
+    record: &Option<RunRecord>,
+    continued: &Option<(LoadedCheckpoint, TrainMeta)>,
+    parent: &Option<(ParentRef, Option<LoadedCheckpoint>)>,
+) -> Result<TrainConfig, TrainError> {
+    Ok(match (record, continued) {
+        (Some(r), _) => {
+            r.config.validate()?;
+            r.config.clone()
+        }
+        (None, Some((_, meta))) => {
+            let mut c = meta.config.clone();
+            c.epochs = opts.epochs.unwrap_or(c.epochs);
+            c.max_steps = opts.steps.or(c.max_steps);
+            c.validate()?;
+            c
+        }
+        (None, None) => build_config(opts, parent.as_ref().and_then(|(_, l)| l.as_ref()).map(|l| l.meta.model))?,
+    })
+}
+
+/// The corpus and its folder: a resumed run's own (refused if its manifest
+/// changed), else `--data`. Skipped files and notices are printed.
+fn load_data(opts: &RunOptions, record: &Option<RunRecord>) -> Result<(Corpus, PathBuf), TrainError> {
+    let data_dir = match (record, &opts.data) {
+        (Some(r), _) => r.data_dir.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => return Err(TrainError::NoData),
+    };
+    let corpus = Corpus::load(&data_dir)?;
+    for s in &corpus.skipped {
+        eprintln!("warning: skipping {}: {}", s.path.display(), s.reason);
+    }
+    if let Some(n) = &corpus.notice {
+        eprintln!("note: {n}");
+    }
+    if let Some(r) = record {
+        if r.manifest_hash != corpus.manifest_hash {
+            return Err(TrainError::DataChanged {
+                dir: data_dir,
+                found: corpus.manifest_hash.clone(),
+                expected: r.manifest_hash.clone(),
+            });
+        }
+    }
+    Ok((corpus, data_dir))
+}
+
+impl Setup {
+    /// The line a run starts with: style, origin, size, data, schedule,
+    /// device and precision, and how it started.
+    fn headline(&self, opts: &RunOptions, device: Device) -> String {
+        let (record, state) = (&self.record, &self.state);
+        format!(
+            "{}: {} | {} params | {} | {} steps/epoch, {} steps | {:?} {} | {}",
+            record.style,
+            if let Some(p) = &record.parent {
+                format!("finetune from {}", p.checkpoint.display())
+            } else {
+                "from scratch".into()
+            },
+            self.cfg.model.num_params(),
+            self.corpus.summary,
+            self.steps_per_epoch,
+            self.total_steps,
+            device,
+            match record.precision {
+                Precision::Fp32 => "fp32",
+                Precision::Bf16 => "bf16 mixed",
+            },
+            match (self.fresh, &opts.continue_from) {
+                (true, Some(from)) => format!(
+                    "continued at step {} from {} (fresh optimizer, {REWARM_STEPS}-step warm-up)",
+                    state.step,
+                    from.display()
+                ),
+                (true, None) => "new run".to_string(),
+                (false, _) => format!("resumed at step {}", state.step),
+            },
+        )
+    }
 }
 
 /// What every checkpoint of a run shares.
