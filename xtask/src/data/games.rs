@@ -222,10 +222,13 @@ pub const FREEDOOM_LUMPS: [GameTrack; 67] = [
     t("freedoom2.wad/D_ULTIMA", ROCK, OUT, METAL_GUITARS),
 ];
 
-fn lookup(table: &'static [GameTrack], name: &str, package: &str) -> Result<&'static GameTrack> {
-    table.iter().find(|t| t.name == name).with_context(|| {
-        format!("{package}: no genre on record for {name}; look at it and file it in xtask/src/data/games.rs")
-    })
+/// The filing of `name` in a hand-made table; a file the table does not name
+/// is refused until someone files it in `table_file` (`xtask/src/data/games.rs`, ...).
+pub(super) fn lookup<'a>(table: &'a [GameTrack], name: &str, package: &str, table_file: &str) -> Result<&'a GameTrack> {
+    table
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| format!("{package}: no genre on record for {name}; look at it and file it in {table_file}"))
 }
 
 /// The GM family names of programs 0-127, eight at a time, with the
@@ -462,7 +465,7 @@ pub fn simutrans_candidates(
     let mut result = Vec::new();
     for path in files {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let track = lookup(&SIMUTRANS_TRACKS, &name, SIMUTRANS_DATA.source)?;
+        let track = lookup(&SIMUTRANS_TRACKS, &name, SIMUTRANS_DATA.source, "xtask/src/data/games.rs")?;
         let style = track.style.unwrap_or(Style::Pop);
         if !styles.contains(&style) {
             continue;
@@ -517,7 +520,7 @@ pub fn freedoom_candidates(
         for lump in lumps.iter().filter(|l| l.name.starts_with("D_")) {
             seen += 1;
             let name = format!("{wad}/{}", lump.name);
-            let track = lookup(&FREEDOOM_LUMPS, &name, FREEDOOM.source)?;
+            let track = lookup(&FREEDOOM_LUMPS, &name, FREEDOOM.source, "xtask/src/data/games.rs")?;
             let style = track.style.unwrap_or(Style::Pop);
             if !styles.contains(&style) {
                 continue;

@@ -17,7 +17,7 @@ use cadenza_core::dataset::{sha256_hex, Provenance};
 
 use super::build::DropReason;
 use super::fetch::{self, MUSESCORE3_COMMON};
-use super::games::GameTrack;
+use super::games::{lookup, GameTrack};
 use super::music21::sanitize_path;
 use super::{Candidate, Origin, Style};
 
@@ -104,9 +104,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
         return Ok(Vec::new());
     };
     let dir = unpacked.join(DEMOS_DIR);
-    let copyright_path = unpacked.join("usr/share/doc").join(MUSESCORE3_COMMON.name()).join("copyright");
-    let copyright = std::fs::read_to_string(&copyright_path)
-        .with_context(|| format!("{}: cannot read", copyright_path.display()))?;
+    let licences = fetch::FileLicences::read(unpacked, &MUSESCORE3_COMMON)?;
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .with_context(|| format!("{}: cannot list", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -115,14 +113,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
     files.sort();
     let mut result = Vec::new();
     for name in &files {
-        let demo = DEMOS.iter().find(|d| d.name == name).with_context(|| {
-            format!(
-                "{}: no genre on record for {name}; look at it and file it in xtask/src/data/musescore.rs",
-                MUSESCORE3_COMMON.source
-            )
-        })?;
-        let (holder, licence) = fetch::debian_licence_of(&copyright, &format!("{SOURCE_DIR}/{name}"))
-            .with_context(|| format!("{}: no stanza covers {SOURCE_DIR}/{name}", copyright_path.display()))?;
+        let demo = lookup(&DEMOS, name, MUSESCORE3_COMMON.source, "xtask/src/data/musescore.rs")?;
         let style = demo.style.unwrap_or(listed_in);
         if !styles.contains(&style) {
             continue;
@@ -139,7 +130,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
             source: MUSESCORE3_COMMON.source.into(),
             source_version: MUSESCORE3_COMMON.version.into(),
             source_path: format!("{DEMOS_DIR}/{name}"),
-            licence: format!("{licence} (debian/copyright of musescore3-common: {SOURCE_DIR}/{name}, © {holder})"),
+            licence: licences.of(&format!("{SOURCE_DIR}/{name}"))?,
             provenance: Provenance::Composed,
             comment: format!("{}: {}; converted by {MSCORE} -o", demo.genre, demo.why),
             rel_path: PathBuf::from(format!("midi/musescore/{}.mid", sanitize_path(stem))),

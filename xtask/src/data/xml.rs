@@ -5,7 +5,7 @@
 //! build needs in attributes. Not a validating parser: it checks only what
 //! it must to find the tags, and says at which byte it stopped.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// One tag of the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +173,63 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
+/// An element with its attributes and child elements (text dropped).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The child elements named `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    pub fn first(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+}
+
+/// The document's root element, with every end tag checked against its start.
+pub fn tree(text: &str) -> Result<Element> {
+    let mut stack: Vec<Element> = vec![Element::default()];
+    for tag in tags(text)? {
+        match tag {
+            Tag::Start { name, attrs, empty } => {
+                let e = Element { name, attrs, children: Vec::new() };
+                if empty {
+                    if let Some(top) = stack.last_mut() {
+                        top.children.push(e);
+                    }
+                } else {
+                    stack.push(e);
+                }
+            }
+            Tag::End { name } => {
+                let Some(e) = stack.pop().filter(|_| !stack.is_empty()) else {
+                    bail!("</{name}> closes nothing");
+                };
+                if e.name != name {
+                    bail!("</{name}> closes <{}>", e.name);
+                }
+                if let Some(top) = stack.last_mut() {
+                    top.children.push(e);
+                }
+            }
+        }
+    }
+    if stack.len() != 1 {
+        bail!("<{}> is never closed", stack.last().map_or("", |e| e.name.as_str()));
+    }
+    stack.pop().and_then(|doc| doc.children.into_iter().next()).context("no root element")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +244,17 @@ mod tests {
         assert_eq!(t[0].attr("j"), Some("x & é"));
         assert_eq!(t[1], Tag::Start { name: "b".into(), attrs: vec![], empty: true });
         assert_eq!(t[2], Tag::End { name: "a".into() });
+    }
+
+    #[test]
+    fn a_tree_nests_elements_and_checks_end_tags() {
+        let root = tree("<?xml version=\"1.0\"?><a><b k=\"1\"><c/></b><b k=\"2\"/></a>").expect("tree");
+        assert_eq!(root.name, "a");
+        let ks: Vec<&str> = root.all("b").filter_map(|b| b.attr("k")).collect();
+        assert_eq!(ks, ["1", "2"]);
+        assert_eq!(root.first("b").and_then(|b| b.first("c")).map(|c| c.name.as_str()), Some("c"));
+        assert!(tree("<a><b></a>").expect_err("crossed").to_string().contains("</a> closes <b>"));
+        assert!(tree("<a>").expect_err("open").to_string().contains("<a> is never closed"));
     }
 
     #[test]
