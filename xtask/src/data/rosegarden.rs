@@ -732,9 +732,9 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style], reduction: Ba
                 let song = if r.zlib {
                     bail!("{source}: zlib-compressed resource", source = cand.source_path)
                 } else {
-                    gunzip(&r.data).and_then(|t| read_song(&t)).with_context(|| format!("{}", cand.source_path))?
+                    gunzip(&r.data).and_then(|t| read_song(&t)).with_context(|| cand.source_path.clone())?
                 };
-                let bytes = to_midi(&song).with_context(|| format!("{}", cand.source_path))?;
+                let bytes = to_midi(&song).with_context(|| cand.source_path.clone())?;
                 let (midi, summary) = super::games::reduce_cached(&bytes, cache, reduction)?;
                 let title = match (song.title.as_str(), song.composer.as_str()) {
                     ("", _) => String::new(),
