@@ -24,43 +24,14 @@ use cadenza_core::export::{build_model, random_weights, synthetic_meta, Weights}
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Key, Sampling, Steering};
-use cadenza_core::{codec, midi, Performance};
-use cadenza_test_support::{engine_options, python, repo_root};
+use cadenza_core::{codec, Performance};
+use cadenza_test_support::{chorale, chorale_tokens, engine_options, python};
 use prost::Message;
 
 /// Largest allowed |a - b| between logits that must agree, fp32.
 const PARITY_TOLERANCE: f32 = 1e-4;
 /// The fixture model's style, and so its file name.
 const STYLE: &str = "tiny640";
-
-fn chorales() -> PathBuf {
-    repo_root().join("trainer/tests/fixtures/classical")
-}
-
-/// Real events: Bach chorales framed as the trainer frames pieces.
-fn chorale_tokens(min_len: usize) -> Vec<i64> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(chorales())
-        .expect("fixtures")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "mid"))
-        .collect();
-    files.sort();
-    let mut tokens = Vec::new();
-    for f in files.iter().cycle().take(64) {
-        let perf = midi::read_file(f, &midi::ReadOptions::default()).expect("fixture reads");
-        tokens.push(i64::from(codec::START));
-        tokens.extend(codec::encode_tokens(&perf).into_iter().map(i64::from));
-        tokens.push(i64::from(codec::END));
-        if tokens.len() >= min_len {
-            break;
-        }
-    }
-    tokens
-}
-
-fn chorale(name: &str) -> Performance {
-    midi::read_file(&chorales().join(name), &midi::ReadOptions::default()).expect("fixture reads")
-}
 
 /// A `tiny` model with a 640-event window and random weights, exported.
 struct Exported {

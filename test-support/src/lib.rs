@@ -1,8 +1,8 @@
 //! What Cadenza's tests share, as one dev-dependency instead of copied
 //! helpers and `#[path]` includes: where the workspace and the built
 //! binaries are, the ONNX Runtime library and Python that `cargo xtask setup`
-//! recorded, and real models (a shipped style, or random weights exported by
-//! cadenza-core's exporter, no libtorch needed).
+//! recorded, real models (a shipped style, or random weights exported by
+//! cadenza-core's exporter, no libtorch needed) and real MIDI (Bach chorales).
 //!
 //! - [`clap_host`]: a minimal CLAP host that drives the built plugin;
 //! - [`hosts`]: the plugin's host-test helpers (bundles, saved state, timing).
@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use cadenza_core::engine::{EngineOptions, Provider};
 use cadenza_core::export::{export_weights, random_weights, synthetic_meta};
-use cadenza_core::ModelConfig;
+use cadenza_core::{codec, midi, ModelConfig, Performance};
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
@@ -98,6 +98,39 @@ pub fn test_model() -> (String, PathBuf) {
             ("tinytest".into(), random_model(&dir, &ModelConfig::TINY, 3, "tinytest"))
         })
         .clone()
+}
+
+/// The Bach chorales the trainer's tests train on (`trainer/tests/fixtures/classical`).
+pub fn chorales_dir() -> PathBuf {
+    repo_root().join("trainer/tests/fixtures/classical")
+}
+
+/// One chorale of [`chorales_dir`], read.
+pub fn chorale(name: &str) -> Performance {
+    let path = chorales_dir().join(name);
+    midi::read_file(&path, &midi::ReadOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Real events, at least `min_len` of them: the chorales in name order, each
+/// framed by START and END as the trainer frames pieces.
+pub fn chorale_tokens(min_len: usize) -> Vec<i64> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chorales_dir())
+        .expect("the chorale fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mid"))
+        .collect();
+    files.sort();
+    let mut tokens = Vec::new();
+    for f in files.iter().cycle().take(64) {
+        let perf = midi::read_file(f, &midi::ReadOptions::default()).expect("fixture reads");
+        tokens.push(i64::from(codec::START));
+        tokens.extend(codec::encode_tokens(&perf).into_iter().map(i64::from));
+        tokens.push(i64::from(codec::END));
+        if tokens.len() >= min_len {
+            break;
+        }
+    }
+    tokens
 }
 
 fn stem(p: &Path) -> String {

@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use cadenza_core::engine::Engine;
 use cadenza_core::export::{export_onnx, synthetic_meta, ExportOptions};
 use cadenza_core::model::ModelConfig;
-use cadenza_core::{codec, midi};
-use cadenza_test_support::engine_options;
+use cadenza_core::codec;
+use cadenza_test_support::{chorale_tokens, chorales_dir, engine_options};
 use cadenza_trainer::checkpoint::{self, CheckpointPaths};
 use cadenza_trainer::device::DeviceChoice;
 use cadenza_trainer::train::{self, RunOptions};
@@ -28,36 +28,11 @@ const PARITY_TOLERANCE: f32 = 1e-4;
 const PREFILL: usize = 512;
 const STEPS: usize = 64;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 /// libtorch's random generator is process-global: tests that train or
 /// initialise weights take turns.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Real events: Bach chorales framed as the trainer frames pieces.
-fn chorale_tokens(min_len: usize) -> Vec<i64> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join("classical"))
-        .expect("fixtures")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "mid"))
-        .collect();
-    files.sort();
-    let mut tokens = Vec::new();
-    for f in files.iter().cycle().take(64) {
-        let perf = midi::read_file(f, &midi::ReadOptions::default()).expect("fixture reads");
-        tokens.push(i64::from(codec::START));
-        tokens.extend(codec::encode_tokens(&perf).into_iter().map(i64::from));
-        tokens.push(i64::from(codec::END));
-        if tokens.len() >= min_len {
-            break;
-        }
-    }
-    tokens
 }
 
 /// A tiny model with a 640-event window, trained on real chorales, exported.
@@ -82,7 +57,7 @@ fn trained() -> &'static Trained {
         .expect("config");
         let run = dir.path().join("runs/classical");
         let summary = train::run(&RunOptions {
-            data: Some(fixtures().join("classical")),
+            data: Some(chorales_dir()),
             config: Some(config.display().to_string()),
             steps: Some(300),
             device: DeviceChoice::Cpu,
