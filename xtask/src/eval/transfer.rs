@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
+use cadenza_core::records::RUN_FILE;
 use plotters::prelude::*;
 
 use crate::env::repo_root;
@@ -107,7 +108,7 @@ fn train_arm(style: &str, arm: &Arm, args: &Args) -> Result<()> {
             path.display().to_string()
         }
     };
-    let resume = arm.dir.join("run.json").exists();
+    let resume = arm.dir.join(RUN_FILE).exists();
     println!(
         "transfer: training {style} {} for {} steps{}",
         arm.label,
@@ -229,7 +230,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn chain_figures(out: &Path) -> Result<Option<String>> {
     let root = repo_root();
     let run = root.join("runs/pop");
-    if !run.join("run.json").exists() {
+    if !run.join(RUN_FILE).exists() {
         return Ok(None);
     }
     let env = crate::setup::tool_env()?;
@@ -305,7 +306,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cadenza-transfer-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(
-            dir.join("metrics.csv"),
+            dir.join(METRICS_FILE),
             "kind,epoch,step,lr,train_loss,train_acc,val_loss,val_acc,tokens_per_s,grad_norm,elapsed_s\n\
              step,0.0,0,0.0001,,,6.0,0.01,,,0.0\n\
              step,0.5,20,0.0003,5.0,0.1,,,900,1.0,10\n\
