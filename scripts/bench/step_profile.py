@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a cached decoding step of a Cadenza model (graph version 2) spends its time, and
 interleaved A/B timings of two exported variants: the measurements behind the exporter's
-choices (see the module documentation of trainer/src/export/mod.rs).
+choices (see the module documentation of core/src/export/mod.rs).
 
 Usage:
   .venv/bin/python scripts/bench/step_profile.py MODEL.onnx [--contexts 256,1024,2047] [--threads 2]

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The layout must agree with `plugin/src/locate.rs` (where the plugin looks)
-//! and `plugin/tests/hosts/support.rs` (the bundle the host tests build).
+//! and `test-support/src/hosts.rs` (the bundle the host tests build).
 
 use std::path::{Path, PathBuf};
 
