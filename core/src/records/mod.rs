@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(chain.iter().map(|(_, r)| r.style.as_str()).collect::<Vec<_>>(), ["pop", "jazz", "classical"]);
         assert_eq!(chain[1].0, jazz);
         assert_eq!(read_run_record::<Value, Value>(&jazz).expect("read"), record("jazz", Some(&classical)));
-        let e = read_run_record::<Value, Value>(&dir).expect_err("no run.json");
+        let e = read_run_record::<Value, Value>(dir).expect_err("no run.json");
         assert!(e.to_string().contains("run.json"), "{e}");
     }
 
@@ -321,18 +321,18 @@ mod tests {
     fn the_run_checkpoint_is_best_else_the_latest_step() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path();
-        assert_eq!(run_checkpoint(&dir), None);
+        assert_eq!(run_checkpoint(dir), None);
         for step in [5, 10] {
-            let p = step_checkpoint_paths(&dir, step);
+            let p = step_checkpoint_paths(dir, step);
             std::fs::create_dir_all(p.sidecar.parent().expect("parent")).expect("dir");
             std::fs::write(&p.sidecar, "{}").expect("sidecar");
             std::fs::write(&p.weights, "").expect("weights");
         }
-        assert_eq!(step_checkpoints(&dir).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [5, 10]);
-        assert_eq!(run_checkpoint(&dir), Some(step_checkpoint_paths(&dir, 10).weights));
+        assert_eq!(step_checkpoints(dir).iter().map(|(s, _)| *s).collect::<Vec<_>>(), [5, 10]);
+        assert_eq!(run_checkpoint(dir), Some(step_checkpoint_paths(dir, 10).weights));
         let best = CheckpointPaths::new(&dir.join(BEST));
         std::fs::write(&best.sidecar, "{}").expect("sidecar");
         std::fs::write(&best.weights, "").expect("weights");
-        assert_eq!(run_checkpoint(&dir), Some(best.weights));
+        assert_eq!(run_checkpoint(dir), Some(best.weights));
     }
 }
