@@ -46,3 +46,23 @@ pub fn piece_args(
     }
     Ok(<Cli as clap::Parser>::try_parse_from(&argv)?.args)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The samples and the demo use the shipped model file, never a user's style of the same
+    /// name, and a primed piece starts with its primer at the primer's tempo.
+    #[test]
+    fn a_piece_uses_the_shipped_model_and_its_primer() {
+        let primer = &crate::primers::PRIMERS[0];
+        let dir = Path::new("/tmp/pieces");
+        let a = piece_args("jazz", dir, "jazz-p", 12.0, 7, Some(primer), true).expect("parses");
+        assert_eq!(Path::new(&a.style), repo_root().join("models/jazz.onnx"));
+        assert_eq!((a.seconds, a.seed, a.no_end, a.with_primer), (12.0, Some(7), true, true));
+        assert_eq!((a.tempo, a.primer), (Some(primer.tempo_bpm), Some(primer.path())));
+        assert_eq!(a.wav.as_deref(), Some(dir.join("jazz-p.wav").as_path()));
+        let free = piece_args("folk", dir, "folk-i", 5.0, 1, None, false).expect("parses");
+        assert_eq!((free.primer, free.wav, free.with_primer), (None, None, false));
+    }
+}
