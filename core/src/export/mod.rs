@@ -85,7 +85,7 @@ pub enum ExportError {
     MissingWeight { path: PathBuf, name: String },
     #[error("{}: tensor `{name}` has shape {found:?}, the model config needs {expected:?}", path.display())]
     WeightShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("{}: tensor `{name}` is {dtype}; the exporter reads float32 checkpoints", path.display())]
+    #[error("{}: tensor `{name}` is {dtype}; the exporter reads float32, float16 and bfloat16 checkpoints", path.display())]
     WeightDtype { path: PathBuf, name: String, dtype: String },
     #[error("{}: {error}", path.display())]
     Config { path: PathBuf, error: crate::model::ConfigError },
@@ -102,22 +102,28 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Read every tensor of a safetensors file (float32 only).
+    /// Read every tensor of a safetensors file (float32, or float16/bfloat16 widened to float32).
     pub fn read_safetensors(path: &Path) -> Result<Self, ExportError> {
         let bytes = std::fs::read(path).map_err(|error| ExportError::Io { path: path.to_path_buf(), error })?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| ExportError::Safetensors { path: path.to_path_buf(), message: e.to_string() })?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(ExportError::WeightDtype {
-                    path: path.to_path_buf(),
-                    name,
-                    dtype: format!("{:?}", view.dtype()),
-                });
-            }
-            let data: Vec<f32> =
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            // Half-precision checkpoints (what ships in models/checkpoints/) widen exactly.
+            let data: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                }
+                safetensors::Dtype::F16 => {
+                    view.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                }
+                safetensors::Dtype::BF16 => {
+                    view.data().chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                }
+                other => {
+                    return Err(ExportError::WeightDtype { path: path.to_path_buf(), name, dtype: format!("{other:?}") })
+                }
+            };
             tensors.insert(name, (view.shape().to_vec(), data));
         }
         Ok(Self { source: path.to_path_buf(), tensors })
@@ -559,6 +565,38 @@ mod tests {
         w.tensors.insert("head.bias".into(), (vec![3], vec![0.0; 3]));
         let e = model_graph(&w, &cfg).expect_err("shape");
         assert!(e.to_string().contains("head.bias") && e.to_string().contains("[391]"), "{e}");
+    }
+
+    /// The shipped checkpoints are float16: they export as their exact float32 widening,
+    /// and a tensor of another type is refused, naming the file and the tensor.
+    #[test]
+    fn half_precision_checkpoints_widen_and_other_types_are_named() {
+        use safetensors::tensor::{Dtype, TensorView};
+        let values = [0.5f32, -1.25, 3.0e-3, 65504.0];
+        let f16: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        let bf16: Vec<u8> = values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let ints: Vec<u8> = [1i64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, tensors: Vec<(&str, TensorView<'_>)>| {
+            let path = dir.path().join(name);
+            safetensors::serialize_to_file(tensors, None, &path).expect("write");
+            path
+        };
+        let half_path = write(
+            "half.safetensors",
+            vec![
+                ("a", TensorView::new(Dtype::F16, vec![2, 2], &f16).expect("view")),
+                ("b", TensorView::new(Dtype::BF16, vec![4], &bf16).expect("view")),
+            ],
+        );
+        let w = Weights::read_safetensors(&half_path).expect("half-precision weights read");
+        let widened: Vec<f32> = values.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+        assert_eq!(w.get("a", &[2, 2]).expect("a"), widened.as_slice());
+        let widened: Vec<f32> = values.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect();
+        assert_eq!(w.get("b", &[4]).expect("b"), widened.as_slice());
+        let int_path = write("int.safetensors", vec![("steps", TensorView::new(Dtype::I64, vec![2], &ints).expect("view"))]);
+        let e = Weights::read_safetensors(&int_path).expect_err("integers are not weights").to_string();
+        assert!(e.contains("int.safetensors") && e.contains("`steps`") && e.contains("I64"), "{e}");
     }
 
     #[test]
