@@ -48,10 +48,7 @@ fn run(cli: &Cli) -> Result<()> {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        for cause in e.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
-        }
+        eprint!("{}", cadenza_core::report_error(&*e));
         std::process::exit(1);
     }
 }

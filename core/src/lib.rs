@@ -18,6 +18,7 @@ pub mod midi;
 pub mod model;
 pub mod performance;
 pub mod records;
+pub mod report;
 pub mod request;
 pub mod sampling;
 #[cfg(feature = "clap")]
@@ -26,3 +27,4 @@ pub mod train_args;
 pub use clip::{Clip, ClipNote};
 pub use model::ModelConfig;
 pub use performance::{Note, Performance};
+pub use report::report_error;

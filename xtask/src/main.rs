@@ -89,10 +89,7 @@ fn main() {
         Cmd::Install(a) => bundle::run_install(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e}");
-        for cause in e.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
-        }
+        eprint!("{}", cadenza_core::report_error(&*e));
         std::process::exit(1);
     }
 }
