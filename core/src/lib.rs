@@ -1,12 +1,14 @@
 //! cadenza-core: what the trainer, the engine, the command line and the
 //! plugin share. The MIDI reader and writer, the performance-event codec,
 //! clips in beats, and the model description; the inference engine, the
-//! ONNX exporter and the run records (none of which needs libtorch).
+//! ONNX exporter, the run records and the training corpus (none of which
+//! needs libtorch).
 
 pub mod analysis;
 pub mod clip;
 pub mod codec;
 pub mod compare;
+pub mod corpus;
 pub mod dataset;
 pub mod engine;
 pub mod export;

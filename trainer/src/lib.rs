@@ -7,7 +7,7 @@ pub mod attention;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
+pub use cadenza_core::corpus as data;
 pub mod device;
 pub mod model;
 pub mod optim;

@@ -1,10 +1,12 @@
 //! `cargo xtask eval`: does a style sound like its style (`eval style`), does
 //! it continue what was played (`eval continuation`), and what does transfer
-//! learning buy (`eval transfer`).
+//! learning buy (`eval transfer`); the validation loss of exported models
+//! (`eval nll`).
 
 pub mod classifier;
 pub mod continuation;
 pub mod features;
+pub mod nll;
 pub mod style;
 pub mod transfer;
 
@@ -34,6 +36,9 @@ pub enum What {
     Continuation(continuation::Args),
     /// Finetuned against from-scratch training at equal steps: validation curves and a table.
     Transfer(transfer::Args),
+    /// Validation loss of exported models (.onnx) on a data folder's validation split, through the
+    /// engine: compares models that shipped without a checkpoint on today's split.
+    Nll(nll::Args),
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -41,5 +46,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         What::Style(a) => style::run(a),
         What::Continuation(a) => continuation::run(a),
         What::Transfer(a) => transfer::run(a),
+        What::Nll(a) => nll::run(a),
     }
 }

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use cadenza_core::codec::{self, AUGMENT_STRETCH, AUGMENT_TRANSPOSE};
-use cadenza_core::dataset::{self, Split, MANIFEST_FILE};
-use cadenza_core::locate;
-use cadenza_core::midi::{self, ReadOptions};
+use crate::codec::{self, AUGMENT_STRETCH, AUGMENT_TRANSPOSE};
+use crate::dataset::{self, Split, MANIFEST_FILE};
+use crate::locate;
+use crate::midi::{self, ReadOptions};
 
 /// One encoded piece.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ pub struct Corpus {
 
 impl Corpus {
     /// Codec events per second of music in the validation split: what turns
-    /// nats per event into bits per second ([`cadenza_core::codec::bits_per_second`]).
+    /// nats per event into bits per second ([`crate::codec::bits_per_second`]).
     pub fn valid_events_per_second(&self) -> f64 {
         let events: usize = self.valid.iter().map(|p| p.tokens.len()).sum();
         let seconds: f64 = self.valid.iter().map(|p| codec::tokens_duration_s(&p.tokens)).sum();
