@@ -1,18 +1,16 @@
 //! The study's figures from `metrics.csv`: learning rate, training accuracy,
 //! validation accuracy and loss over a whole finetune chain (classical ->
 //! jazz -> pop) on one epoch axis, with a dashed marker where each finetune
-//! starts. The chain is followed through each run's `run.json` parent.
+//! starts. The chain is core's [`run_chain`] (each `run.json`'s parent).
 
 use std::path::{Path, PathBuf};
 
+use cadenza_core::records::{run_chain, RunRecord};
 use plotters::prelude::*;
 
-use crate::checkpoint::{read_run_record, RunRecord};
 use crate::metrics::{read_metrics, Row, RowKind, METRICS_FILE};
 
 pub const PLOT_DIR: &str = "plots";
-/// Runs followed up a chain at most (a cycle in hand-edited run files stops here).
-pub const MAX_CHAIN_RUNS: usize = 16;
 const SIZE_PX: (u32, u32) = (960, 540);
 
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +31,17 @@ pub struct ChainRun {
 }
 
 /// The runs from the chain's root to `dir`, each cut where its child starts.
+/// The chain ends at the first ancestor without metrics (nothing to plot).
 pub fn load_chain(dir: &Path) -> Result<Vec<ChainRun>, PlotError> {
+    let runs = run_chain(dir).map_err(|e| PlotError { path: dir.to_path_buf(), message: e.to_string() })?;
     let mut chain: Vec<ChainRun> = Vec::new();
-    let mut next = Some(dir.to_path_buf());
-    while let Some(d) = next.take() {
-        if chain.len() >= MAX_CHAIN_RUNS {
+    for (d, record) in runs {
+        let metrics_path = d.join(METRICS_FILE);
+        if !chain.is_empty() && !metrics_path.is_file() {
             break;
         }
-        let record = read_run_record(&d).map_err(|e| PlotError { path: d.clone(), message: e.to_string() })?;
-        let metrics_path = d.join(METRICS_FILE);
         let rows = read_metrics(&metrics_path).map_err(|e| PlotError { path: metrics_path, message: e.message })?;
         let offset_epochs = record.parent.as_ref().map(|p| p.chain_epochs).unwrap_or(0.0);
-        next = record.parent.as_ref().and_then(|p| p.run_dir.clone()).filter(|p| p.join(METRICS_FILE).is_file());
         chain.push(ChainRun { dir: d, record, offset_epochs, rows });
     }
     chain.reverse();
@@ -176,4 +173,70 @@ fn draw_figure(path: &Path, title: &str, y_desc: &str, chain: &[ChainRun], pick:
         root.present().map_err(|e| e.to_string())?;
     }
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadenza_core::records::metrics::MetricsLog;
+    use cadenza_core::records::{write_run_record, ParentRef};
+    use serde_json::Value;
+
+    fn run(dir: &Path, style: &str, parent: Option<(&Path, f64)>, epochs: &[f64]) {
+        std::fs::create_dir_all(dir).expect("dir");
+        let record = RunRecord::<Value, Value> {
+            style: style.into(),
+            data_dir: PathBuf::from(format!("data/{style}")),
+            manifest_hash: String::new(),
+            data_summary: String::new(),
+            config: Value::Null,
+            precision: Value::from("fp32"),
+            parent: parent.map(|(p, chain_epochs)| ParentRef {
+                checkpoint: p.join("best.safetensors"),
+                run_dir: Some(p.to_path_buf()),
+                style: "parent".into(),
+                chain_epochs,
+            }),
+        };
+        write_run_record(dir, &record).expect("run.json");
+        if epochs.is_empty() {
+            return;
+        }
+        let mut log = MetricsLog::open(dir, None).expect("metrics");
+        for (i, &epoch) in epochs.iter().enumerate() {
+            let row = Row {
+                kind: RowKind::Step,
+                epoch,
+                step: i + 1,
+                lr: 1e-3,
+                train_loss: Some(2.0),
+                train_acc: None,
+                val_loss: None,
+                val_acc: None,
+                tokens_per_s: None,
+                grad_norm: None,
+                elapsed_s: 0.0,
+            };
+            log.append(&row).expect("row");
+        }
+    }
+
+    /// The chain is plotted root first on one axis: each parent is cut where
+    /// its child started, and an ancestor without metrics ends the chain.
+    #[test]
+    fn the_chain_runs_root_first_each_parent_cut_where_its_child_starts() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (classical, jazz, pop) = (tmp.path().join("classical"), tmp.path().join("jazz"), tmp.path().join("pop"));
+        run(&classical, "classical", None, &[]);
+        run(&jazz, "jazz", Some((&classical, 0.5)), &[0.5, 1.0, 1.5, 2.0]);
+        run(&pop, "pop", Some((&jazz, 2.0)), &[0.5, 1.0]);
+        let chain = load_chain(&pop).expect("chain");
+        assert_eq!(chain.iter().map(|c| c.record.style.as_str()).collect::<Vec<_>>(), ["jazz", "pop"]);
+        assert_eq!(chain[0].rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [0.5, 1.0, 1.5], "jazz up to 2.0");
+        assert_eq!((chain[0].offset_epochs, chain[1].offset_epochs), (0.5, 2.0));
+        assert_eq!(chain[1].rows.len(), 2);
+
+        let e = load_chain(tmp.path()).expect_err("no run.json");
+        assert!(e.to_string().contains("run.json"), "{e}");
+    }
 }

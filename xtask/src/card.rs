@@ -117,7 +117,7 @@ pub fn run(args: &Args) -> Result<()> {
         data_md.push_str(&format!("- {}\n", meta.data_summary));
     }
 
-    let lineage: Vec<String> = records::run_chain(&run)
+    let lineage: Vec<String> = records::run_chain(&run)?
         .iter()
         .rev()
         .map(|(d, r)| format!("{} (`{}`)", r.style, d.strip_prefix(&root).unwrap_or(d).display()))

@@ -195,20 +195,17 @@ pub fn read_run_record<C: DeserializeOwned, P: DeserializeOwned>(dir: &Path) -> 
 }
 
 /// The chain of runs from the one in `dir` back to its root (through each
-/// record's `parent.run_dir`), newest first, with their folders; it stops at
-/// the first folder without a readable record, and after `MAX_CHAIN_RUNS`.
-pub fn run_chain(dir: &Path) -> Vec<(PathBuf, RunRecord)> {
-    let mut out = Vec::new();
-    let mut next = Some(dir.to_path_buf());
-    while let Some(d) = next.take() {
-        let Ok(record) = read_run_record::<Value, Value>(&d) else { break };
-        next = record.parent.as_ref().and_then(|p| p.run_dir.clone());
-        out.push((d, record));
-        if out.len() >= MAX_CHAIN_RUNS {
-            break;
-        }
+/// record's `parent.run_dir`), newest first, with their folders. `dir`'s own
+/// record must read; the chain stops at the first ancestor folder without a
+/// readable record, and after `MAX_CHAIN_RUNS`.
+pub fn run_chain(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>, RecordError> {
+    let mut out = vec![(dir.to_path_buf(), read_run_record(dir)?)];
+    while out.len() < MAX_CHAIN_RUNS {
+        let Some(parent) = out.last().and_then(|(_, r)| r.parent.as_ref()?.run_dir.clone()) else { break };
+        let Ok(record) = read_run_record(&parent) else { break };
+        out.push((parent, record));
     }
-    out
+    Ok(out)
 }
 
 /// Most runs [`run_chain`] follows (a guard against a record naming itself).
@@ -309,9 +306,15 @@ mod tests {
             std::fs::create_dir_all(d).expect("dir");
             write_run_record(d, &r).expect("write");
         }
-        let chain = run_chain(&pop);
+        let chain = run_chain(&pop).expect("chain");
         assert_eq!(chain.iter().map(|(_, r)| r.style.as_str()).collect::<Vec<_>>(), ["pop", "jazz", "classical"]);
         assert_eq!(chain[1].0, jazz);
+        // An ancestor whose record is gone ends the chain; the run's own record must read.
+        std::fs::remove_file(classical.join(RUN_FILE)).expect("remove");
+        let chain = run_chain(&pop).expect("chain");
+        assert_eq!(chain.iter().map(|(_, r)| r.style.as_str()).collect::<Vec<_>>(), ["pop", "jazz"]);
+        let e = run_chain(&classical).expect_err("no run.json of its own");
+        assert!(e.to_string().contains("run.json"), "{e}");
         assert_eq!(read_run_record::<Value, Value>(&jazz).expect("read"), record("jazz", Some(&classical)));
         let e = read_run_record::<Value, Value>(dir).expect_err("no run.json");
         assert!(e.to_string().contains("run.json"), "{e}");
