@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cadenza_core::engine::{EngineOptions, Provider};
-use cadenza_core::export::{export_weights, random_weights, synthetic_meta};
+use cadenza_core::export::export_random;
 use cadenza_core::{codec, midi, ModelConfig, Performance};
 
 /// The workspace root.
@@ -71,8 +71,7 @@ pub fn engine_options() -> EngineOptions {
 /// libtorch: cadenza-core's exporter). Returns the file.
 pub fn random_model(dir: &Path, cfg: &ModelConfig, seed: u64, style: &str) -> PathBuf {
     let out = dir.join(format!("{style}.onnx"));
-    let meta = synthetic_meta(cfg, style, &format!("random weights (seed {seed}), for tests only"));
-    export_weights(&random_weights(cfg, seed), &meta, &out).expect("export random weights");
+    export_random(cfg, style, seed, &out).expect("export random weights");
     out
 }
 

@@ -5,6 +5,7 @@
 
 pub mod generate;
 pub mod plugin;
+mod process;
 pub mod train;
 
 use anyhow::Result;

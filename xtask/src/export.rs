@@ -1,15 +1,13 @@
 //! `cargo xtask export`: forwards to `cadenza export` (cli/src/export.rs:
 //! the user's style folder by default, `--out` for anywhere else, e.g.
 //! `models/STYLE.onnx` when shipping a style), then validates the file with
-//! `onnx.checker` (full check). [`build_exporter`] builds the
-//! `cadenza-export` program the generation benchmark uses for random weights.
+//! `onnx.checker` (full check).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::env::{cargo, repo_root, run_checked, ToolEnv};
+use crate::env::{repo_root, ToolEnv};
 
 /// Export a trained style to ONNX (with a KV cache) in your style folder, where the plugin's
 /// Rescan finds it (or --out), and check it with onnx.checker.
@@ -20,15 +18,6 @@ pub struct Args {
     /// Skip the `onnx.checker.check_model(full_check=True)` validation.
     #[arg(long)]
     pub no_check: bool,
-}
-
-/// Build `cadenza-export` in release mode; returns the binary.
-pub fn build_exporter(env: &ToolEnv) -> Result<PathBuf> {
-    let mut build = cargo(env);
-    build.args(["build", "--release", "-p", "cadenza-trainer", "--bin", "cadenza-export"]);
-    run_checked(&mut build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-    Ok(target.join("release").join("cadenza-export"))
 }
 
 /// Run `onnx.checker.check_model(path, full_check=True)` in the project's Python.

@@ -529,6 +529,15 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
     Weights { source: PathBuf::from(format!("<random weights, seed {seed}>")), tensors }
 }
 
+/// Export [`random_weights`] of `cfg` (seed `seed`) as a `style` model to
+/// `out`: a model of a given size for benchmarks and tests, no training run.
+pub fn export_random(cfg: &ModelConfig, style: &str, seed: u64, out: &Path) -> Result<ExportReport, ExportError> {
+    // Before the weights: their shapes divide by n_heads.
+    cfg.validate().map_err(|error| ExportError::Config { path: out.to_path_buf(), error })?;
+    let meta = synthetic_meta(cfg, style, &format!("random weights (seed {seed}), for benchmarks and tests only"));
+    export_weights(&random_weights(cfg, seed), &meta, out)
+}
+
 /// A sidecar for weights that did not come from a training run (benchmarks, tests).
 pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> CheckpointMeta {
     CheckpointMeta {
@@ -611,5 +620,25 @@ mod tests {
         assert_eq!(get(onnx_names::META_STYLE).as_deref(), Some("jazz"));
         assert_eq!(get(onnx_names::META_DATA_SUMMARY).as_deref(), Some("test data"));
         assert!(m.ir_version >= 9 && m.opset_import[0].version >= 17);
+    }
+
+    /// Random models for benchmarks and tests: the same seed gives the same
+    /// file, and a configuration that cannot be built is an error naming the
+    /// file, not a panic.
+    #[test]
+    fn random_models_are_reproducible_and_a_bad_config_is_named() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = ModelConfig { n_layers: 1, d_model: 8, n_heads: 2, d_ff: 16, max_seq_len: 8, ..ModelConfig::TINY };
+        let (a, b) = (tmp.path().join("a.onnx"), tmp.path().join("b.onnx"));
+        let report = export_random(&cfg, "random-tiny", 4, &a).expect("export");
+        assert_eq!((report.style.as_str(), report.config), ("random-tiny", cfg));
+        export_random(&cfg, "random-tiny", 4, &b).expect("export");
+        let bytes = std::fs::read(&a).expect("read");
+        assert_eq!((bytes.len(), &bytes), (report.bytes, &std::fs::read(&b).expect("read")));
+
+        let bad = tmp.path().join("bad.onnx");
+        let e = export_random(&ModelConfig { n_heads: 0, ..cfg }, "x", 1, &bad).expect_err("no heads").to_string();
+        assert!(e.contains("bad.onnx") && e.contains("n_heads"), "{e}");
+        assert!(!bad.exists());
     }
 }

@@ -1,6 +1,6 @@
 //! `cadenza-export`: write a style's `.onnx` model from a checkpoint (or, for
-//! benchmarks, from random weights of a preset size). `cargo xtask export`
-//! and `cargo xtask bench generate` run it.
+//! benchmarks, from random weights of a preset size). The one-shot GPU check
+//! (`scripts/gpu-check/`) runs it; `cadenza export` is the users' command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use cadenza_core::export::{export_onnx, export_weights, random_weights, synthetic_meta, ExportOptions};
+use cadenza_core::export::{export_onnx, export_random, ExportOptions};
 use cadenza_core::records::run_checkpoint;
 use cadenza_core::ModelConfig;
 
@@ -45,10 +45,8 @@ fn run(cli: &Cli) -> Result<()> {
         if let Some(l) = cli.max_seq_len {
             cfg.max_seq_len = l;
         }
-        cfg.validate()?;
         let style = cli.style.clone().unwrap_or_else(|| format!("random-{preset}"));
-        let meta = synthetic_meta(&cfg, &style, &format!("random weights (seed {}), for benchmarks only", cli.seed));
-        export_weights(&random_weights(&cfg, cli.seed), &meta, &cli.out)?
+        export_random(&cfg, &style, cli.seed, &cli.out)?
     } else {
         let checkpoint = match (&cli.checkpoint, &cli.run) {
             (Some(c), _) => c.clone(),

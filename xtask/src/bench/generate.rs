@@ -14,12 +14,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::engine::{Engine, EngineOptions, Provider};
+use cadenza_core::export::export_random;
 use cadenza_core::model::ModelConfig;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering};
 use serde::{Deserialize, Serialize};
 
-use crate::env::{repo_root, ToolEnv};
+use super::process::json_line;
+use crate::env::repo_root;
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -271,31 +273,25 @@ fn median(xs: &mut [f64]) -> f64 {
     }
 }
 
-fn json_line<T: for<'de> Deserialize<'de>>(cmd: &mut Command, what: &str) -> Result<T> {
-    let out = cmd.output().with_context(|| format!("cannot start {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("{what} printed no result line:\n{text}"))
-}
-
-/// Export random weights for `preset` (window `max_len`) once into target/bench/.
-fn random_model(env: &ToolEnv, exporter: &Path, preset: &str, max_len: usize) -> Result<PathBuf> {
+/// Export random weights for `preset` (window `max_len`) once into
+/// target/bench/, with core's exporter (no libtorch); again whenever this
+/// program, which holds the exporter, is newer than the file.
+fn random_model(preset: &str, max_len: usize) -> Result<PathBuf> {
+    let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
     let dir = repo_root().join("target").join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let path = dir.join(format!("random-{preset}-{max_len}.onnx"));
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    // Export again whenever the exporter is newer than the file.
-    if !path.is_file() || modified(exporter) > modified(&path) {
-        let mut cmd = Command::new(exporter);
-        env.apply(&mut cmd);
-        cmd.args(["--random", preset, "--max-seq-len", &max_len.to_string(), "--out"]).arg(&path);
-        crate::env::run_checked(&mut cmd)?;
+    let me = std::env::current_exe().ok();
+    if !path.is_file() || me.as_deref().and_then(modified) > modified(&path) {
+        let cfg = ModelConfig { max_seq_len: max_len, ..base };
+        export_random(&cfg, &format!("random-{preset}"), RANDOM_SEED, &path)?;
     }
     Ok(path)
 }
+
+/// Seed of the benchmarks' random weights (the timings do not depend on it).
+const RANDOM_SEED: u64 = 1;
 
 /// Events per second of real piano music: the MIDI fixtures of the repository
 /// (and `data/`, when the corpora are built) through the codec.
@@ -353,7 +349,6 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         return worker(a, model);
     }
     let env = crate::setup::tool_env()?;
-    let exporter = crate::export::build_exporter(&env)?;
     let me = std::env::current_exe().context("cannot find the xtask binary")?;
     let longest = a.contexts.iter().copied().max().unwrap_or(2048);
     let common = |cmd: &mut Command, read_gb_s: f64| {
@@ -381,7 +376,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     for preset in &a.presets {
         let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
         let max_len = base.max_seq_len.max(longest);
-        let model = random_model(&env, &exporter, preset, max_len)?;
+        let model = random_model(preset, max_len)?;
         let read_gb_s = read_bandwidth_gb_s(a.threads);
         let mut cmd = Command::new(&me);
         common(&mut cmd, read_gb_s);
@@ -418,7 +413,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let (music_model, trained) = match (&a.music_model, shipped_small()) {
         (Some(p), _) => (p.clone(), true),
         (None, Some(p)) => (p, true),
-        (None, None) => (random_model(&env, &exporter, "small", ModelConfig::SMALL.max_seq_len)?, false),
+        (None, None) => (random_model("small", ModelConfig::SMALL.max_seq_len)?, false),
     };
     let music_with = |events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
         let mut cmd = Command::new(&me);

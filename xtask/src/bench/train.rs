@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use super::process::json_line;
 use crate::env::{repo_root, ToolEnv};
 
 #[derive(Debug, clap::Args)]
@@ -54,16 +55,6 @@ struct Measured {
     tokens_per_s: f64,
     peak_rss_mb: Option<f64>,
     precision: String,
-}
-
-fn json_line(cmd: &mut Command, what: &str) -> Result<Measured> {
-    let out = cmd.output().with_context(|| format!("cannot start {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
-    serde_json::from_str(line).with_context(|| format!("{what} printed no result line:\n{text}"))
 }
 
 fn torch_importable(env: &ToolEnv) -> Result<()> {
