@@ -1,16 +1,17 @@
-//! `cargo xtask generate` as a user runs it (the real binary, through cargo):
+//! `cadenza generate` (and so `cargo xtask generate`, which forwards to it):
 //! MIDI, WAV and PNG outputs, the same seed giving the same file, and every
 //! bad input a clear message naming the file, a non-zero exit, no panic and
-//! no output left behind; the longest-note flag. The model is a `tiny`-sized export of random
-//! weights: these tests are about the command, `engine.rs` about the music.
+//! no output left behind; the longest-note flag. The model is a `tiny`-sized
+//! export of random weights: these tests are about the command, core's
+//! `engine.rs` tests about the music.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use cadenza_core::export::{build_model, random_weights, synthetic_meta};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::{midi, Performance};
-use cadenza_core::export::{build_model, random_weights, synthetic_meta};
 use cadenza_test_support::{random_model, repo_root};
 use prost::Message;
 
@@ -28,17 +29,9 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// `cargo xtask generate ARGS` (release xtask, as the alias runs it).
-fn xtask(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(repo_root())
-        .args(["run", "--quiet", "--release", "--package", "xtask", "--", "generate"])
-        .args(args)
-        .output()
-        .expect("cargo runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "the command panicked:\n{stderr}");
-    out
+/// `cadenza generate ARGS`, from a folder outside the checkout.
+fn generate(args: &[&str]) -> Output {
+    crate::run(Command::new(env!("CARGO_BIN_EXE_cadenza")).current_dir(fixture().dir.path()).arg("generate").args(args))
 }
 
 fn s(p: &Path) -> &str {
@@ -74,7 +67,7 @@ fn writes_midi_wav_and_png_and_the_same_seed_gives_the_same_file() {
     };
     let mut first = args(&mid);
     first.extend(["--wav".into(), s(&wav).into(), "--png".into(), s(&png).into()]);
-    let r = xtask(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = generate(&first.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     for i in 1..=2 {
         let m = out.join(format!("a-{i}.mid"));
@@ -87,7 +80,7 @@ fn writes_midi_wav_and_png_and_the_same_seed_gives_the_same_file() {
         assert_eq!(&p[..8], b"\x89PNG\r\n\x1a\n");
     }
     let again = out.join("b.mid");
-    let r = xtask(&args(&again).iter().map(String::as_str).collect::<Vec<_>>());
+    let r = generate(&args(&again).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(std::fs::read(out.join("a-1.mid")).expect("a"), std::fs::read(out.join("b-1.mid")).expect("b"));
     assert_eq!(std::fs::read(out.join("a-2.mid")).expect("a"), std::fs::read(out.join("b-2.mid")).expect("b"));
@@ -97,7 +90,7 @@ fn writes_midi_wav_and_png_and_the_same_seed_gives_the_same_file() {
 fn with_primer_writes_the_primer_first() {
     let fx = fixture();
     let out = fx.dir.path().join("with-primer.mid");
-    let r = xtask(&[
+    let r = generate(&[
         "--style",
         s(&fx.model),
         "--primer",
@@ -121,7 +114,7 @@ fn with_primer_writes_the_primer_first() {
 
 /// Run with `args`, expect failure naming `names`, and no `out` left behind.
 fn expect_failure(args: &[&str], names: &str, out: &Path) {
-    let r = xtask(args);
+    let r = generate(args);
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "expected a failure for {args:?}");
     assert!(stderr.contains(names), "the message should name {names}:\n{stderr}");
@@ -188,7 +181,7 @@ fn the_longest_note_flag_limits_every_note_and_refuses_nonsense() {
     std::fs::create_dir_all(&dir).expect("dir");
     let out = dir.join("short.mid");
     let run = |max: &str, out: &Path| {
-        xtask(&[
+        generate(&[
             "--style",
             s(&fx.model),
             "--primer",

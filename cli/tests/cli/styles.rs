@@ -1,31 +1,11 @@
-//! The installed `cadenza` command as a musician runs it: from a folder
-//! outside the checkout, finding a style in the user's style folder (issue
-//! 12) and the shipped ones, and a clear error for a style that is nowhere,
-//! naming the folders searched. `XDG_DATA_HOME` stands in for the user's data folder.
+//! Styles: from a folder outside the checkout, `cadenza` finds a style in
+//! the user's style folder (issue 12) and the shipped ones, and a style that
+//! is nowhere is a clear error naming the folders searched. `export` writes
+//! where `generate` finds it. `XDG_DATA_HOME` stands in for the user's data folder.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn shipped(name: &str) -> PathBuf {
-    cadenza_core::locate::checkout().expect("tests run in the checkout").join("models").join(name)
-}
-
-/// `cadenza ARGS` in `cwd`, with `data` as the user's data folder.
-fn cadenza(cwd: &Path, data: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_cadenza"))
-        .current_dir(cwd)
-        .env("XDG_DATA_HOME", data)
-        .args(args)
-        .output()
-        .expect("cadenza runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "the command panicked:\n{stderr}");
-    out
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::{cadenza, shipped, stderr};
 
 /// Issue 12: a style placed in the user's style folder is found by name from any folder,
 /// and a shipped style still is.
