@@ -297,7 +297,8 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style]) -> Result<Vec
 /// The family whose share of classical notes is capped.
 pub const PALESTRINA_FAMILY: &str = "music21/palestrina";
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The entries of `dir`, sorted (a corpus is read in one order on every machine).
+pub fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

