@@ -23,10 +23,6 @@ use crate::codec::{self, Event, NOTE_ON_OFFSET, NUM_VELOCITY_BINS, TIME_SHIFT_OF
 use crate::performance::{PIANO_HIGHEST, PIANO_LOWEST};
 use crate::sampling::Steering;
 
-/// Follow strength when nothing else is asked for (chosen by
-/// `cargo xtask eval continuation --strengths`; see models/README.md).
-pub const DEFAULT_FOLLOW: f32 = 0.7;
-
 /// Nats of pull, per unit of strength, of each measure. Chosen with
 /// `cargo xtask eval continuation` against the held-out pieces.
 mod weight {

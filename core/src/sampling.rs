@@ -18,6 +18,9 @@ pub const MAX_DENSITY_BIAS: f32 = 8.0;
 pub const DEFAULT_MAX_NOTE_S: f64 = 6.0;
 /// Largest [`Steering::max_note_s`] besides 0 (off).
 pub const MAX_NOTE_S: f64 = 60.0;
+/// Follow strength ([`Steering::follow`]) when nothing else is asked for
+/// (chosen by `cargo xtask eval continuation --strengths`; see models/README.md).
+pub const DEFAULT_FOLLOW: f32 = 0.7;
 /// Smallest [`Steering::max_note_s`] besides 0 (off): a few of the codec's 10 ms steps.
 pub const MIN_NOTE_S: f64 = 0.05;
 
@@ -202,7 +205,7 @@ pub struct Steering {
 }
 
 fn default_follow() -> f32 {
-    crate::follow::DEFAULT_FOLLOW
+    DEFAULT_FOLLOW
 }
 
 fn default_max_note_s() -> f64 {
@@ -219,7 +222,7 @@ impl Default for Steering {
             density_bias: 0.0,
             allow_end: true,
             max_note_s: DEFAULT_MAX_NOTE_S,
-            follow: crate::follow::DEFAULT_FOLLOW,
+            follow: DEFAULT_FOLLOW,
         }
     }
 }

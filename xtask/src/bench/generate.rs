@@ -449,7 +449,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         // The same number of events both ways: a followed continuation is sparser, and fixed costs
         // (prefilling the primer, the first run of the graph) would weigh more per event.
         let free = music_with(None, Some((&primer, 0.0)))?;
-        let follow = cadenza_core::follow::DEFAULT_FOLLOW;
+        let follow = cadenza_core::sampling::DEFAULT_FOLLOW;
         let followed = music_with(Some(free.events), Some((&primer, follow)))?;
         let per_event = |m: &MusicReport| m.wall_s * 1e3 / m.events.max(1) as f64;
         line(&free, &format!("{:.0} s continuing {}, follow 0,", free.music_s, primer.display()));

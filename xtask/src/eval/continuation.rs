@@ -17,9 +17,8 @@ use cadenza_core::analysis::{
 };
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
 use cadenza_core::engine::{Engine, EngineOptions};
-use cadenza_core::follow::DEFAULT_FOLLOW;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Sampling, Steering};
+use cadenza_core::sampling::{Sampling, Steering, DEFAULT_FOLLOW};
 use cadenza_core::{midi, Note, Performance};
 use plotters::prelude::*;
 
