@@ -32,6 +32,11 @@ pub struct LoadedPrimer {
     pub clip: Clip,
 }
 
+/// Nats of note-on bias per unit of format 1's saved density, as the plugin
+/// then ran it. Fixed with the format: a later change of the knob's scale
+/// (`params::DENSITY_NATS`) must not change what an old session plays.
+const V1_DENSITY_NATS: f32 = 4.0;
+
 /// A generation's settings as format 1 saved them (density in the
 /// parameter's -1..=1), read only to migrate.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,7 +71,7 @@ impl SettingsV1 {
                 highest_pitch: self.pitch_low.max(self.pitch_high),
                 key: self.key,
                 max_polyphony: (self.max_polyphony > 0).then(|| self.max_polyphony.min(u32::from(u8::MAX)) as u8),
-                density_bias: self.density * crate::params::DENSITY_NATS,
+                density_bias: self.density * V1_DENSITY_NATS,
                 allow_end: false,
                 max_note_s: self.max_note_s,
                 // Format 1 had no following.
@@ -330,7 +335,7 @@ mod tests {
         assert_eq!((s.variations, s.sampling.seed, s.sampling.top_p), (2, 7, 0.9));
         assert_eq!((s.steering.lowest_pitch, s.steering.highest_pitch), (21, 108));
         assert_eq!(s.steering.max_polyphony, Some(3));
-        assert_eq!(s.steering.density_bias, 0.5 * crate::params::DENSITY_NATS);
+        assert_eq!(s.steering.density_bias, 2.0, "density 0.5 at format 1's 4 nats");
         assert_eq!(s.steering.max_note_s, cadenza_core::sampling::DEFAULT_MAX_NOTE_S);
         assert_eq!((s.steering.follow, s.steering.allow_end), (0.0, false));
         let bad = serde_json::json!({"version": 1, "generation": {"settings": {"bars": "x"}}});
