@@ -374,12 +374,7 @@ impl Model {
                 Err(e) => {
                     return Err(EngineError::ProviderUnavailable {
                         provider: "CUDA",
-                        message: format!(
-                            "{e} (ONNX Runtime from {} has no CUDA; install the GPU build with `cargo xtask setup \
-                             --cuda`, PyPI's onnxruntime-gpu, and point ORT_DYLIB_PATH at its libonnxruntime.so, or \
-                             use --provider cpu or auto)",
-                            rt.library.display()
-                        ),
+                        message: format!("{e} ({})", cuda_advice(&e.to_string(), &rt.library)),
                     })
                 }
             }
@@ -574,9 +569,48 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
     })
 }
 
+/// What to do about a CUDA provider that would not start, from ONNX Runtime's
+/// message: the GPU build is there but the machine has no NVIDIA driver; the
+/// GPU build is there but CUDA's libraries are not; or the library is the CPU build.
+fn cuda_advice(message: &str, library: &Path) -> String {
+    let fallback = "or use --provider cpu or auto";
+    if message.contains("libcuda.so") {
+        format!(
+            "ONNX Runtime from {} is the GPU build, but this machine has no NVIDIA driver (libcuda.so.1): install \
+             the driver, {fallback}",
+            library.display()
+        )
+    } else if message.contains("providers_cuda") {
+        format!(
+            "ONNX Runtime from {} is the GPU build, but CUDA's libraries (cuBLAS, cuDNN, the CUDA runtime) are not \
+             found: `cargo xtask setup --cuda` installs them, or put them on LD_LIBRARY_PATH, {fallback}",
+            library.display()
+        )
+    } else {
+        format!(
+            "ONNX Runtime from {} has no CUDA; install the GPU build with `cargo xtask setup --cuda`, PyPI's \
+             onnxruntime-gpu, and point ORT_DYLIB_PATH at its libonnxruntime.so, {fallback}",
+            library.display()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuda_advice_names_what_is_missing() {
+        let lib = Path::new("/x/libonnxruntime.so.1.31.1");
+        // ONNX Runtime's messages (1.31.1) on a machine without a driver, without CUDA's libraries, and with the CPU build.
+        let no_driver = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open";
+        let no_libs = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open";
+        let cpu_build = "CUDA execution provider is not enabled in this build";
+        assert!(cuda_advice(no_driver, lib).contains("no NVIDIA driver (libcuda.so.1)"));
+        assert!(cuda_advice(no_libs, lib).contains("CUDA's libraries"));
+        let cpu = cuda_advice(cpu_build, lib);
+        assert!(cpu.contains("has no CUDA") && cpu.contains("/x/libonnxruntime.so.1.31.1"), "{cpu}");
+    }
 
     #[test]
     fn capacities_come_in_eighths_of_an_octave_within_the_window() {
