@@ -86,7 +86,9 @@ pub fn test_model() -> (String, PathBuf) {
                 return (stem(&p), p);
             }
             let mut shipped: Vec<PathBuf> = std::fs::read_dir(repo_root().join("models"))
-                .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect())
+                .map(|rd| {
+                    rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect()
+                })
                 .unwrap_or_default();
             shipped.sort();
             if let Some(p) = shipped.into_iter().next() {

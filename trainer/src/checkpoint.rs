@@ -22,8 +22,7 @@ use cadenza_core::records::{self, RecordError};
 use cadenza_core::ModelConfig;
 
 pub use cadenza_core::records::{
-    run_checkpoint, step_checkpoint_paths, step_checkpoints, CheckpointPaths, ParentRef, BEST, CHECKPOINT_DIR,
-    RUN_FILE,
+    run_checkpoint, step_checkpoint_paths, step_checkpoints, CheckpointPaths, ParentRef, BEST, CHECKPOINT_DIR, RUN_FILE,
 };
 
 use crate::config::TrainConfig;

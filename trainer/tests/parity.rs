@@ -12,10 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use cadenza_core::codec;
 use cadenza_core::engine::Engine;
 use cadenza_core::export::{export_onnx, synthetic_meta, ExportOptions};
 use cadenza_core::model::ModelConfig;
-use cadenza_core::codec;
 use cadenza_test_support::{chorale_tokens, chorales_dir, engine_options};
 use cadenza_trainer::checkpoint::{self, CheckpointPaths};
 use cadenza_trainer::device::DeviceChoice;

@@ -166,7 +166,12 @@ fn parity(cpu: &mut Engine, other: &mut Engine) -> Result<Parity, EngineError> {
 }
 
 /// Median KV-cache step at each context (that fits the window) for each batch.
-fn timings(engine: &mut Engine, contexts: &[usize], variations: &[usize], steps: usize) -> Result<Vec<Timing>, EngineError> {
+fn timings(
+    engine: &mut Engine,
+    contexts: &[usize],
+    variations: &[usize],
+    steps: usize,
+) -> Result<Vec<Timing>, EngineError> {
     let cfg = engine.info().config;
     let seq = events(cfg.max_seq_len, cfg.vocab_size);
     let mut out = Vec::new();
@@ -206,11 +211,8 @@ fn run(a: &Args) -> Result<Report, EngineError> {
         let mut other = Engine::load(path, &opts(a.provider))?;
         let provider = other.info().provider;
         let parity_report = parity(&mut cpu, &mut other)?;
-        let provider_timings = if provider == "CPU" {
-            Vec::new()
-        } else {
-            timings(&mut other, &a.contexts, &a.variations, a.steps)?
-        };
+        let provider_timings =
+            if provider == "CPU" { Vec::new() } else { timings(&mut other, &a.contexts, &a.variations, a.steps)? };
         let info = cpu.info();
         models.push(ModelReport {
             model: path.clone(),

@@ -603,8 +603,10 @@ mod tests {
     fn cuda_advice_names_what_is_missing() {
         let lib = Path::new("/x/libonnxruntime.so.1.31.1");
         // ONNX Runtime's messages (1.31.1) on a machine without a driver, without CUDA's libraries, and with the CPU build.
-        let no_driver = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open";
-        let no_libs = "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open";
+        let no_driver =
+            "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcuda.so.1: cannot open";
+        let no_libs =
+            "Failed to load library /x/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open";
         let cpu_build = "CUDA execution provider is not enabled in this build";
         assert!(cuda_advice(no_driver, lib).contains("no NVIDIA driver (libcuda.so.1)"));
         assert!(cuda_advice(no_libs, lib).contains("CUDA's libraries"));

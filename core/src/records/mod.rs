@@ -212,14 +212,20 @@ pub fn run_chain(dir: &Path) -> Result<Vec<(PathBuf, RunRecord)>, RecordError> {
 pub const MAX_CHAIN_RUNS: usize = 16;
 
 fn read_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result<T, RecordError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| RecordError::Format { path: path.to_path_buf(), what, message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| RecordError::Format {
+        path: path.to_path_buf(),
+        what,
+        message: e.to_string(),
+    })
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T, what: &'static str) -> Result<(), RecordError> {
-    let json = serde_json::to_vec_pretty(value)
-        .map_err(|e| RecordError::Format { path: path.to_path_buf(), what, message: e.to_string() })?;
+    let json = serde_json::to_vec_pretty(value).map_err(|e| RecordError::Format {
+        path: path.to_path_buf(),
+        what,
+        message: e.to_string(),
+    })?;
     write_atomic(path, &json).map_err(|source| RecordError::Io { path: path.to_path_buf(), source })
 }
 

@@ -70,8 +70,12 @@ pub fn run(a: &Args) -> Result<()> {
     let corpus = Corpus::load(&a.data).with_context(|| format!("{}: cannot load the data folder", a.data.display()))?;
     let per_s = corpus.valid_events_per_second();
     println!("{}: validation split {}", a.data.display(), corpus.summary);
-    println!("{:<40} {:>7} {:>8} {:>9} {:>12} {:>9} {:>9}", "model", "window", "windows", "events", "nats/event", "bits/s", "accuracy");
-    let opts = EngineOptions { ort_library: crate::env::ort_library(), intra_threads: a.threads, provider: Provider::Cpu };
+    println!(
+        "{:<40} {:>7} {:>8} {:>9} {:>12} {:>9} {:>9}",
+        "model", "window", "windows", "events", "nats/event", "bits/s", "accuracy"
+    );
+    let opts =
+        EngineOptions { ort_library: crate::env::ort_library(), intra_threads: a.threads, provider: Provider::Cpu };
     for path in &a.models {
         let mut engine = Engine::load(path, &opts)?;
         let window = engine.info().config.max_seq_len;
@@ -105,11 +109,11 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let cfg = ModelConfig { max_seq_len: 32, dropout: 0.0, ..ModelConfig::TINY };
         let onnx = dir.join("nll.onnx");
-        export_weights(&random_weights(&cfg, 9), &synthetic_meta(&cfg, "nll", "random weights"), &onnx).expect("export");
+        export_weights(&random_weights(&cfg, 9), &synthetic_meta(&cfg, "nll", "random weights"), &onnx)
+            .expect("export");
         let opts = EngineOptions { ort_library: crate::env::ort_library(), intra_threads: 1, provider: Provider::Cpu };
         let mut engine = Engine::load(&onnx, &opts).expect("engine");
-        let music: Vec<i64> =
-            std::iter::once(i64::from(codec::START)).chain((1..21).map(|i| i * 37 % 300)).collect();
+        let music: Vec<i64> = std::iter::once(i64::from(codec::START)).chain((1..21).map(|i| i * 37 % 300)).collect();
         let mut padded = music.clone();
         padded.resize(33, i64::from(codec::PAD));
         let short = nll(&mut engine, std::slice::from_ref(&music)).expect("short window");
