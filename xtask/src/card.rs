@@ -127,9 +127,10 @@ pub fn run(args: &Args) -> Result<()> {
     let cfg = meta.model;
     let mut md = format!("# Cadenza style: {}\n\n", args.style);
     md.push_str(&format!(
-        "A Music Transformer with relative attention (`{}`), {} parameters, exported to `models/{}.onnx` ({model_mb:.1} MB, fp32 weights, ONNX graph with a KV cache). Written by `cargo xtask card --style {}`.\n\n",
+        "A Music Transformer with relative attention (`{}`), {} parameters, exported to `models/{}.onnx` ({model_mb:.1} MB, fp32 weights, ONNX graph with a KV cache). Git holds it as the float16 checkpoint `models/checkpoints/{}.safetensors`, from which setup makes the model. Written by `cargo xtask card --style {}`.\n\n",
         cadenza_core::model::ARCHITECTURE,
         cfg.num_params(),
+        args.style,
         args.style,
         args.style
     ));
@@ -158,6 +159,13 @@ pub fn run(args: &Args) -> Result<()> {
         meta.epoch,
         elapsed_s / 3600.0,
     ));
+    if let Some((steps, hours, runs)) = lineage_totals(&run)?.filter(|t| t.2 > 1) {
+        // Replace the blank line that ends the list with this item and a blank line.
+        md.truncate(md.len() - 1);
+        md.push_str(&format!(
+            "- The whole lineage from scratch ({runs} runs): {steps} optimizer steps, {hours:.1} hours of training\n\n"
+        ));
+    }
     md.push_str(
         "## Validation (held-out files of the style)\n\n| | loss (nats/event) | next-event accuracy |\n|---|---|---|\n",
     );
@@ -181,4 +189,20 @@ pub fn run(args: &Args) -> Result<()> {
     cadenza_core::fsutil::write_atomic(&path, md.as_bytes())?;
     println!("card: wrote {}", path.display());
     Ok(())
+}
+
+/// Optimizer steps and hours of training over the run and the runs it descends
+/// from (each run's last metrics row; a run continued from a checkpoint counts
+/// on from that checkpoint's step and time), with the number of runs; `None`
+/// when a run of the chain has no metrics here.
+fn lineage_totals(run: &Path) -> Result<Option<(usize, f64, usize)>> {
+    let chain = records::run_chain(run)?;
+    let (mut steps, mut seconds) = (0usize, 0.0f64);
+    for (dir, _) in &chain {
+        let Ok(rows) = read_metrics(&dir.join(METRICS_FILE)) else { return Ok(None) };
+        let Some(last) = rows.last() else { return Ok(None) };
+        steps += last.step;
+        seconds += last.elapsed_s;
+    }
+    Ok(Some((steps, seconds / 3600.0, chain.len())))
 }

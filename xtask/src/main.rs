@@ -19,6 +19,7 @@ mod render;
 mod roundtrip;
 mod samples;
 mod setup;
+mod shipped;
 mod test;
 mod train;
 

@@ -63,15 +63,18 @@ pub struct Args {
     pub no_apt: bool,
 }
 
-/// The tool environment, running `setup` first when it is missing or stale.
+/// The tool environment, running `setup` first when it is missing or stale,
+/// and the shipped styles' models made from their checkpoints where needed.
 pub fn tool_env() -> Result<ToolEnv> {
-    match ToolEnv::load() {
-        Ok(env) => Ok(env),
+    let env = match ToolEnv::load() {
+        Ok(env) => env,
         Err(_) => {
             run(&Args::default())?;
-            ToolEnv::load()
+            ToolEnv::load()?
         }
-    }
+    };
+    crate::shipped::ensure_models()?;
+    Ok(env)
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -82,6 +85,7 @@ pub fn run(args: &Args) -> Result<()> {
     let json = serde_json::to_string_pretty(&env)?;
     cadenza_core::fsutil::write_atomic(&env_file(), json.as_bytes())
         .with_context(|| format!("{}: cannot write", env_file().display()))?;
+    crate::shipped::ensure_models()?;
     eprintln!("setup: ready ({})", env_file().display());
     Ok(())
 }

@@ -121,12 +121,44 @@ impl Weights {
                     view.data().chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
                 }
                 other => {
-                    return Err(ExportError::WeightDtype { path: path.to_path_buf(), name, dtype: format!("{other:?}") })
+                    return Err(ExportError::WeightDtype {
+                        path: path.to_path_buf(),
+                        name,
+                        dtype: format!("{other:?}"),
+                    })
                 }
             };
             tensors.insert(name, (view.shape().to_vec(), data));
         }
         Ok(Self { source: path.to_path_buf(), tensors })
+    }
+
+    /// Write the tensors as a float32 safetensors file, atomically: a checkpoint
+    /// made without libtorch (tests, tools).
+    pub fn write_safetensors(&self, path: &Path) -> Result<(), ExportError> {
+        let safetensors_error = |e: safetensors::SafeTensorError| ExportError::Safetensors {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        let bytes: Vec<(&String, &Vec<usize>, Vec<u8>)> = names
+            .into_iter()
+            .map(|n| {
+                let (shape, data) = &self.tensors[n];
+                (n, shape, data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, shape, b)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, (*shape).clone(), b)
+                    .map(|v| (n.as_str(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(safetensors_error)?;
+        let file = safetensors::serialize(views, None).map_err(safetensors_error)?;
+        crate::fsutil::write_atomic(path, &file).map_err(|error| ExportError::Io { path: path.to_path_buf(), error })
     }
 
     /// The tensor `name`, checked against the shape the config implies.
@@ -189,8 +221,7 @@ pub fn export_weights(weights: &Weights, meta: &CheckpointMeta, out: &Path) -> R
     if bytes.len() > MAX_MODEL_BYTES {
         return Err(ExportError::TooLarge { path: out.to_path_buf(), bytes: bytes.len() });
     }
-    crate::fsutil::write_atomic(out, &bytes)
-        .map_err(|error| ExportError::Io { path: out.to_path_buf(), error })?;
+    crate::fsutil::write_atomic(out, &bytes).map_err(|error| ExportError::Io { path: out.to_path_buf(), error })?;
     Ok(ExportReport { path: out.to_path_buf(), bytes: bytes.len(), style: meta.style.clone(), config: meta.model })
 }
 
@@ -603,7 +634,8 @@ mod tests {
         assert_eq!(w.get("a", &[2, 2]).expect("a"), widened.as_slice());
         let widened: Vec<f32> = values.iter().map(|v| half::bf16::from_f32(*v).to_f32()).collect();
         assert_eq!(w.get("b", &[4]).expect("b"), widened.as_slice());
-        let int_path = write("int.safetensors", vec![("steps", TensorView::new(Dtype::I64, vec![2], &ints).expect("view"))]);
+        let int_path =
+            write("int.safetensors", vec![("steps", TensorView::new(Dtype::I64, vec![2], &ints).expect("view"))]);
         let e = Weights::read_safetensors(&int_path).expect_err("integers are not weights").to_string();
         assert!(e.contains("int.safetensors") && e.contains("`steps`") && e.contains("I64"), "{e}");
     }

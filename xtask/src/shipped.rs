@@ -1,0 +1,100 @@
+//! The shipped styles' models. Git holds each shipped style as its model card
+//! (`models/STYLE.md`) and its float16 checkpoint
+//! (`models/checkpoints/STYLE.safetensors` with its `.json` sidecar), half
+//! the size of the float32 ONNX model and the file training continues from.
+//! `models/STYLE.onnx` is made from them here, like any build output: when it
+//! is missing or older than its checkpoint. Setup and every command that
+//! sets up first call [`ensure_models`], so the README's commands find them.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use cadenza_core::export::{export_onnx, ExportOptions};
+
+use crate::env::repo_root;
+
+/// Styles that ship: a model card and a checkpoint of the same name.
+pub fn shipped_styles(models: &Path) -> Result<Vec<String>> {
+    let checkpoints = models.join("checkpoints");
+    let mut styles = Vec::new();
+    let entries = std::fs::read_dir(models).with_context(|| format!("{}: cannot list", models.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("{}: cannot list", models.display()))?.path();
+        let (Some(stem), Some("md")) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|e| e.to_str()))
+        else {
+            continue;
+        };
+        if checkpoints.join(format!("{stem}.safetensors")).is_file() {
+            styles.push(stem.to_string());
+        }
+    }
+    styles.sort();
+    Ok(styles)
+}
+
+fn modified(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Export `models/STYLE.onnx` for every shipped style whose model is missing or
+/// older than its checkpoint or sidecar; returns the models written.
+pub fn ensure_models_in(models: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for style in shipped_styles(models)? {
+        let base = models.join("checkpoints").join(&style);
+        let weights = base.with_extension("safetensors");
+        let sidecar = base.with_extension("json");
+        let onnx = models.join(format!("{style}.onnx"));
+        let newest_source = modified(&weights).max(modified(&sidecar));
+        if modified(&onnx).is_some_and(|m| Some(m) >= newest_source) {
+            continue;
+        }
+        let options = ExportOptions { style: Some(style.clone()) };
+        let report = export_onnx(&weights, &onnx, &options)
+            .with_context(|| format!("{}: cannot make the shipped model {}", weights.display(), onnx.display()))?;
+        eprintln!("setup: made {} from {} ({:.1} MB)", onnx.display(), weights.display(), report.bytes as f64 / 1e6);
+        written.push(onnx);
+    }
+    Ok(written)
+}
+
+/// [`ensure_models_in`] for the repository's `models/`.
+pub fn ensure_models() -> Result<Vec<PathBuf>> {
+    ensure_models_in(&repo_root().join("models"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadenza_core::export::{random_weights, synthetic_meta};
+    use cadenza_core::model::ModelConfig;
+
+    /// A card and a checkpoint make a style; its model is made once, again when the
+    /// checkpoint is newer, and a checkpoint without a card (a training run's) is left alone.
+    #[test]
+    fn models_are_made_from_checkpoints_of_carded_styles_only() {
+        let dir = std::env::temp_dir().join(format!("cadenza-shipped-{}", std::process::id()));
+        let models = dir.join("models");
+        std::fs::create_dir_all(models.join("checkpoints")).expect("dirs");
+        let cfg = ModelConfig { max_seq_len: 16, dropout: 0.0, ..ModelConfig::TINY };
+        let weights = random_weights(&cfg, 3);
+        for style in ["jazz", "jazz-medium"] {
+            let base = models.join("checkpoints").join(style);
+            weights.write_safetensors(&base.with_extension("safetensors")).expect("weights");
+            let meta = synthetic_meta(&cfg, "jazz", "random weights");
+            std::fs::write(base.with_extension("json"), serde_json::to_vec(&meta).expect("json")).expect("sidecar");
+        }
+        std::fs::write(models.join("jazz.md"), "# jazz").expect("card");
+        assert_eq!(shipped_styles(&models).expect("styles"), vec!["jazz".to_string()]);
+        assert_eq!(ensure_models_in(&models).expect("made"), vec![models.join("jazz.onnx")]);
+        assert!(!models.join("jazz-medium.onnx").exists());
+        assert!(ensure_models_in(&models).expect("up to date").is_empty(), "an up-to-date model is not made again");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let sidecar = models.join("checkpoints/jazz.json");
+        std::fs::write(&sidecar, std::fs::read(&sidecar).expect("read")).expect("touch");
+        assert_eq!(ensure_models_in(&models).expect("remade"), vec![models.join("jazz.onnx")]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
