@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
+use cadenza_core::engine::{median, Engine, EngineError, EngineOptions, Provider};
 use serde::Serialize;
 
 /// Largest |CPU - provider| logit difference the check accepts.
@@ -114,15 +114,6 @@ struct Report {
     library: Option<PathBuf>,
     requested: Provider,
     models: Vec<ModelReport>,
-}
-
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// Deterministic events (the values do not change the time; any in-vocabulary ones do for parity).

@@ -50,6 +50,17 @@ pub fn slide_keep(max_seq_len: usize) -> usize {
     (max_seq_len / 2).max(1)
 }
 
+/// The median of `xs` (sorts them; NaN when empty): how benchmarks of the engine
+/// report step times, robust to the odd step another process preempts.
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use cadenza_core::engine::{Engine, EngineOptions, Provider};
+use cadenza_core::engine::{median, Engine, EngineOptions, Provider};
 use cadenza_core::export::export_random;
 use cadenza_core::model::ModelConfig;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
@@ -261,16 +261,6 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
-}
-
-/// The median of `xs` (sorts them): robust to the odd step another process preempts.
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
 }
 
 /// Export random weights for `preset` (window `max_len`) once into
