@@ -114,15 +114,17 @@ mod tests {
     #[test]
     fn config_is_the_styles_own_for_a_new_run_and_the_typed_one_on_resume() {
         let root = checkout().expect("tests run in the checkout");
+        // A style with a config of its own and no shipped checkpoint: a resume without a
+        // run has nothing to continue from (a shipped style would continue from its checkpoint).
         let work = tempfile::tempdir().expect("tmp");
-        let own = root.join("trainer/configs/jazz.toml").display().to_string();
+        let own = root.join("trainer/configs/classical-anneal.toml").display().to_string();
         let config = |line: &[&str]| trainer_args(&args(line), work.path()).config;
-        assert_eq!(config(&["--style", "jazz"]), Some(own.clone()));
+        assert_eq!(config(&["--style", "classical-anneal"]), Some(own.clone()));
         assert_eq!(config(&["--style", "nostyle"]), None);
-        assert_eq!(config(&["--style", "jazz", "--resume", "--from", "x"]), None, "the run keeps its own");
-        assert_eq!(config(&["--style", "jazz", "--resume", "--config", &own]), Some(own));
-        assert_eq!(config(&["--style", "jazz", "--resume", "--config", "tiny"]).as_deref(), Some("tiny"));
-        let typed = config(&["--style", "jazz", "--config", "Cargo.toml"]).expect("given");
+        assert_eq!(config(&["--style", "classical-anneal", "--resume", "--from", "x"]), None, "the run keeps its own");
+        assert_eq!(config(&["--style", "classical-anneal", "--resume", "--config", &own]), Some(own));
+        assert_eq!(config(&["--style", "classical-anneal", "--resume", "--config", "tiny"]).as_deref(), Some("tiny"));
+        let typed = config(&["--style", "classical-anneal", "--config", "Cargo.toml"]).expect("given");
         assert!(Path::new(&typed).is_absolute() && typed.ends_with("Cargo.toml"), "{typed}");
     }
 

@@ -149,7 +149,11 @@ pub fn played_from_bar(
         (anchor_beats - bar) * samples_per_beat
     );
     let start = bar * samples_per_beat - tolerance_samples;
-    let end = (bar + length_beats) * samples_per_beat - tolerance_samples;
+    // The window ends halfway between the variation's last note and the first note of
+    // what follows it (the loop again), so a note in the last block of the bars counts.
+    let last_beats = variation.iter().map(|n| n.0).fold(f64::MIN, f64::max);
+    let next_first_beats = length_beats + variation.first().map_or(0.0, |n| n.0);
+    let end = (bar + (last_beats + next_first_beats) / 2.0) * samples_per_beat;
     let heard: Vec<(u64, u8)> = ons.iter().copied().filter(|n| (start..end).contains(&(n.0 as f64))).collect();
     let mut unused = heard.clone();
     let mut farthest: f64 = 0.0;
