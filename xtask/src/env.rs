@@ -49,6 +49,35 @@ impl ToolEnv {
         Ok(env)
     }
 
+    /// With the CUDA install, run this xtask again with setup's library folders on the
+    /// loader path, once: ONNX Runtime's CUDA provider, loaded in this process by
+    /// `generate` and the benchmarks, finds cuBLAS and cuDNN only through the path the
+    /// process started with. Returns when nothing needs doing or the restart failed.
+    #[cfg(target_os = "linux")]
+    pub fn restart_with_cuda_libraries() {
+        use std::os::unix::process::CommandExt;
+        const MARK: &str = "CADENZA_XTASK_RESTARTED";
+        if std::env::var_os(MARK).is_some() {
+            return;
+        }
+        let Ok(env) = ToolEnv::load() else { return };
+        let old: Vec<PathBuf> =
+            std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+        if !env.cuda || env.library_path.iter().all(|p| old.contains(p)) {
+            return;
+        }
+        let (Ok(me), Ok(joined)) = (std::env::current_exe(), std::env::join_paths(env.library_path.iter().chain(&old)))
+        else {
+            return;
+        };
+        let err =
+            Command::new(me).args(std::env::args_os().skip(1)).env("LD_LIBRARY_PATH", joined).env(MARK, "1").exec();
+        eprintln!("xtask: could not restart with CUDA's libraries on the loader path ({err}); going on without");
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn restart_with_cuda_libraries() {}
+
     /// Give a command the variables it needs to build and run against libtorch and ONNX Runtime.
     pub fn apply(&self, cmd: &mut Command) {
         cmd.env("LIBTORCH", &self.libtorch);

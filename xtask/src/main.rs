@@ -69,6 +69,7 @@ enum Cmd {
 }
 
 fn main() {
+    env::ToolEnv::restart_with_cuda_libraries();
     let cli = Cli::parse();
     let result: Result<()> = match &cli.command {
         Cmd::Setup(a) => setup::run(a),
