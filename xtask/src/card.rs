@@ -117,7 +117,8 @@ pub fn run(args: &Args) -> Result<()> {
         data_md.push_str(&format!("- {}\n", meta.data_summary));
     }
 
-    let lineage: Vec<String> = records::run_chain(&run)?
+    let chain = records::run_chain(&run)?;
+    let lineage: Vec<String> = chain
         .iter()
         .rev()
         .map(|(d, r)| format!("{} (`{}`)", r.style, d.strip_prefix(&root).unwrap_or(d).display()))
@@ -159,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
         meta.epoch,
         elapsed_s / 3600.0,
     ));
-    if let Some((steps, hours, runs)) = lineage_totals(&run)?.filter(|t| t.2 > 1) {
+    if let Some((steps, hours, runs)) = lineage_totals(&chain).filter(|t| t.2 > 1) {
         // Replace the blank line that ends the list with this item and a blank line.
         md.truncate(md.len() - 1);
         md.push_str(&format!(
@@ -191,18 +192,17 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Optimizer steps and hours of training over the run and the runs it descends
-/// from (each run's last metrics row; a run continued from a checkpoint counts
-/// on from that checkpoint's step and time), with the number of runs; `None`
-/// when a run of the chain has no metrics here.
-fn lineage_totals(run: &Path) -> Result<Option<(usize, f64, usize)>> {
-    let chain = records::run_chain(run)?;
+/// Optimizer steps and hours of training over a run's chain, as [`records::run_chain`]
+/// gives it (each run's last metrics row; a run continued from a checkpoint counts on
+/// from that checkpoint's step and time), with the number of runs; `None` when a run
+/// of the chain has no metrics here.
+fn lineage_totals(chain: &[(PathBuf, RunRecord)]) -> Option<(usize, f64, usize)> {
     let (mut steps, mut seconds) = (0usize, 0.0f64);
-    for (dir, _) in &chain {
-        let Ok(rows) = read_metrics(&dir.join(METRICS_FILE)) else { return Ok(None) };
-        let Some(last) = rows.last() else { return Ok(None) };
+    for (dir, _) in chain {
+        let rows = read_metrics(&dir.join(METRICS_FILE)).ok()?;
+        let last = rows.last()?;
         steps += last.step;
         seconds += last.elapsed_s;
     }
-    Ok(Some((steps, seconds / 3600.0, chain.len())))
+    Some((steps, seconds / 3600.0, chain.len()))
 }
