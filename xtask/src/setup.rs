@@ -66,15 +66,17 @@ pub struct Args {
 /// The tool environment, running `setup` first when it is missing or stale,
 /// and the shipped styles' models made from their checkpoints where needed.
 pub fn tool_env() -> Result<ToolEnv> {
-    let env = match ToolEnv::load() {
-        Ok(env) => env,
+    match ToolEnv::load() {
+        Ok(env) => {
+            crate::shipped::ensure_models()?;
+            Ok(env)
+        }
+        // Setup makes the models too.
         Err(_) => {
             run(&Args::default())?;
-            ToolEnv::load()?
+            ToolEnv::load()
         }
-    };
-    crate::shipped::ensure_models()?;
-    Ok(env)
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
