@@ -68,6 +68,11 @@ pub struct Args {
     /// measure it.
     #[arg(long, value_enum, default_value_t = band::BAND_REDUCTION)]
     pub band_reduction: band::BandReduction,
+    /// Keep synthetic files (MMA renders, Band-in-a-Box accompaniments) to at most this share
+    /// of each style's hours: a SHA-256 choice, each file left out listed in dropped.csv.
+    /// 1 keeps them all.
+    #[arg(long, default_value_t = build::MAX_SYNTHETIC_SHARE)]
+    pub max_synthetic_share: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -138,6 +143,9 @@ pub fn run(args: &Args) -> Result<()> {
     let t_start = Instant::now();
     if args.styles.is_empty() {
         bail!("--styles names no style");
+    }
+    if !(0.0..=1.0).contains(&args.max_synthetic_share) {
+        bail!("--max-synthetic-share {} is not a share between 0 and 1", args.max_synthetic_share);
     }
     let env = crate::setup::tool_env()?;
     let root = repo_root();
@@ -211,7 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // 3. Checks, drop rules, outputs.
     let t_check = Instant::now();
-    let report = build::build(&candidates, styles, &out, args.jobs)?;
+    let report = build::build(&candidates, styles, &out, args.jobs, args.max_synthetic_share)?;
     let check_s = t_check.elapsed().as_secs_f64();
     build::print_table(&report);
     eprintln!(

@@ -1,7 +1,8 @@
 //! From converted files to a style folder: read every candidate with the
 //! core MIDI reader, apply the drop rules, check the codec's round trip,
-//! drop duplicates, cap Palestrina, then write the MIDI files, `manifest.csv`
-//! and `dropped.csv` (each only when its bytes change) and print the table.
+//! drop duplicates, cap Palestrina and the synthetic hours, then write the
+//! MIDI files, `manifest.csv` and `dropped.csv` (each only when its bytes
+//! change) and print the table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,12 @@ pub const MAX_SILENT_SHARE: f64 = 0.5;
 /// Palestrina's masses are ~59% of the corpus' classical notes; they may make
 /// up at most this share of the classical notes that are kept.
 pub const PALESTRINA_MAX_SHARE: f64 = 0.15;
+/// Synthetic files (MMA renders, Band-in-a-Box accompaniments) may make up at
+/// most this share of a style's kept hours (issue 10: jazz was 86.5% synthetic
+/// and pop 89.0%, against about an hour of real music each, and no allowed
+/// package holds more). `cargo xtask data --max-synthetic-share` overrides it;
+/// 1 keeps every synthetic file.
+pub const MAX_SYNTHETIC_SHARE: f64 = 0.5;
 /// Files between progress lines of the checks (renders: a twentieth of it).
 const PROGRESS_EVERY_FILES: usize = 2000;
 /// File name of a style folder's list of dropped files.
@@ -54,6 +61,10 @@ pub enum DropReason {
     Capped {
         share_limit: f64,
     },
+    /// Left out by the synthetic cap ([`MAX_SYNTHETIC_SHARE`] or `--max-synthetic-share`).
+    SyntheticCapped {
+        share_limit: f64,
+    },
     /// A game track filed under no style: its genre, then what shows it.
     GenreFitsNoStyle(String),
     /// Fits a style whose corpus is frozen for now: its genre, why, and for which rebuild.
@@ -70,6 +81,7 @@ impl DropReason {
             DropReason::MostlySilent { .. } => "mostly silence",
             DropReason::Duplicate(_) => "duplicate",
             DropReason::Capped { .. } => "palestrina cap",
+            DropReason::SyntheticCapped { .. } => "synthetic cap",
             DropReason::GenreFitsNoStyle(_) => "genre fits no shipped style",
             DropReason::HeldBack(_) => "held back for a later rebuild",
         }
@@ -90,6 +102,11 @@ impl DropReason {
             DropReason::Capped { share_limit } => {
                 format!("Palestrina kept to at most {:.0}% of the classical notes", share_limit * 100.0)
             }
+            DropReason::SyntheticCapped { share_limit } => format!(
+                "synthetic files kept to at most {:.0}% of the style's hours (taken in SHA-256 order until the next \
+                 would exceed it)",
+                share_limit * 100.0
+            ),
         }
     }
 }
@@ -174,25 +191,50 @@ pub fn check_file(path: &Path) -> Result<Checked, DropReason> {
     })
 }
 
-/// Which items of a family may stay so that the family's notes are at most
-/// `max_share` of all kept notes. Family items are taken in SHA-256 order
-/// (stable and unrelated to the music) until the next one would break the
-/// share. `items` are (in family, notes, sha256); returns keep flags.
-pub fn cap_family_share(items: &[(bool, usize, &str)], max_share: f64) -> Vec<bool> {
-    let others: usize = items.iter().filter(|i| !i.0).map(|i| i.1).sum();
+/// Which items of a family may stay so that the family's weight (notes,
+/// seconds) is at most `max_share` of all kept weight. Family items are taken
+/// in SHA-256 order (stable and unrelated to the music) until the next one
+/// would break the share. `items` are (in family, weight, sha256); returns
+/// keep flags.
+pub fn cap_family_share(items: &[(bool, f64, &str)], max_share: f64) -> Vec<bool> {
+    let others: f64 = items.iter().filter(|i| !i.0).map(|i| i.1).sum();
     let mut order: Vec<usize> = (0..items.len()).filter(|&i| items[i].0).collect();
     order.sort_by(|&a, &b| items[a].2.cmp(items[b].2));
     let mut keep: Vec<bool> = items.iter().map(|i| !i.0).collect();
-    let mut family = 0usize;
+    let mut family = 0.0;
     for i in order {
         let with = family + items[i].1;
-        if with as f64 > max_share * (others + with) as f64 {
+        if with > max_share * (others + with) {
             break;
         }
         family = with;
         keep[i] = true;
     }
     keep
+}
+
+/// Drop the kept rows `in_family` does not keep under `max_share`
+/// ([`cap_family_share`] over `weight`), listing each with `reason`.
+fn apply_cap<'a>(
+    kept: &mut Vec<(ManifestRow, &'a Candidate, Checked)>,
+    dropped: &mut Vec<(&'a Candidate, DropReason)>,
+    in_family: impl Fn(&ManifestRow, &Candidate) -> bool,
+    weight: impl Fn(&ManifestRow) -> f64,
+    max_share: f64,
+    reason: DropReason,
+) {
+    let items: Vec<(bool, f64, &str)> =
+        kept.iter().map(|(r, c, _)| (in_family(r, c), weight(r), r.sha256.as_str())).collect();
+    let keep = cap_family_share(&items, max_share);
+    let mut i = 0;
+    kept.retain(|(_, c, _)| {
+        let k = keep[i];
+        i += 1;
+        if !k {
+            dropped.push((c, reason.clone()));
+        }
+        k
+    });
 }
 
 /// One dropped candidate in `dropped.csv`.
@@ -343,7 +385,14 @@ struct Outcome<'a> {
 }
 
 /// Check every candidate, decide, write the style folders, and total them up.
-pub fn build(candidates: &[Candidate], styles: &[Style], out: &Path, jobs: usize) -> Result<Report> {
+/// Synthetic files are kept to `max_synthetic_share` of each style's hours.
+pub fn build(
+    candidates: &[Candidate],
+    styles: &[Style],
+    out: &Path,
+    jobs: usize,
+    max_synthetic_share: f64,
+) -> Result<Report> {
     let mut seen: BTreeSet<(Style, &Path)> = BTreeSet::new();
     for c in candidates {
         if !seen.insert((c.style, c.rel_path.as_path())) {
@@ -385,19 +434,23 @@ pub fn build(candidates: &[Candidate], styles: &[Style], out: &Path, jobs: usize
             }
         }
         if style == Style::Classical {
-            let items: Vec<(bool, usize, &str)> =
-                kept.iter().map(|(r, c, _)| (c.family == PALESTRINA_FAMILY, r.notes, r.sha256.as_str())).collect();
-            let keep = cap_family_share(&items, PALESTRINA_MAX_SHARE);
-            let mut i = 0;
-            kept.retain(|(_, c, _)| {
-                let k = keep[i];
-                i += 1;
-                if !k {
-                    dropped.push((c, DropReason::Capped { share_limit: PALESTRINA_MAX_SHARE }));
-                }
-                k
-            });
+            apply_cap(
+                &mut kept,
+                &mut dropped,
+                |_, c| c.family == PALESTRINA_FAMILY,
+                |r| r.notes as f64,
+                PALESTRINA_MAX_SHARE,
+                DropReason::Capped { share_limit: PALESTRINA_MAX_SHARE },
+            );
         }
+        apply_cap(
+            &mut kept,
+            &mut dropped,
+            |r, _| r.provenance == Provenance::Synthetic,
+            |r| r.seconds,
+            max_synthetic_share,
+            DropReason::SyntheticCapped { share_limit: max_synthetic_share },
+        );
         kept.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         dropped.sort_by(|a, b| (&a.0.family, &a.0.source_path).cmp(&(&b.0.family, &b.0.source_path)));
         for (c, reason) in &dropped {
@@ -656,15 +709,69 @@ mod tests {
     fn palestrina_cap_keeps_its_share_under_the_limit() {
         // 1000 other notes; family items of 100 notes each: at most 15% means
         // p <= 0.15 (1000 + p), so p <= 176 -> one item of 100 fits, two do not.
-        let items = [(false, 600, "f"), (true, 100, "b"), (false, 400, "e"), (true, 100, "a"), (true, 100, "c")];
+        let items =
+            [(false, 600.0, "f"), (true, 100.0, "b"), (false, 400.0, "e"), (true, 100.0, "a"), (true, 100.0, "c")];
         let keep = cap_family_share(&items, 0.15);
         assert_eq!(keep, vec![true, false, true, true, false]);
-        let p: usize = items.iter().zip(&keep).filter(|(i, k)| i.0 && **k).map(|(i, _)| i.1).sum();
-        let all: usize = items.iter().zip(&keep).filter(|(_, k)| **k).map(|(i, _)| i.1).sum();
-        assert!(p as f64 <= 0.15 * all as f64);
+        let p: f64 = items.iter().zip(&keep).filter(|(i, k)| i.0 && **k).map(|(i, _)| i.1).sum();
+        let all: f64 = items.iter().zip(&keep).filter(|(_, k)| **k).map(|(i, _)| i.1).sum();
+        assert!(p <= 0.15 * all);
         // Without a family nothing is dropped; with only the family nothing fits.
-        assert_eq!(cap_family_share(&[(false, 10, "x")], 0.15), vec![true]);
-        assert_eq!(cap_family_share(&[(true, 10, "x")], 0.15), vec![false]);
+        assert_eq!(cap_family_share(&[(false, 10.0, "x")], 0.15), vec![true]);
+        assert_eq!(cap_family_share(&[(true, 10.0, "x")], 0.15), vec![false]);
+    }
+
+    /// Issue 10: synthetic files are kept to the share of a style's hours, a
+    /// prefix of them in SHA-256 order, each left out listed in dropped.csv.
+    #[test]
+    fn synthetic_cap_keeps_synthetic_hours_under_the_share() {
+        let dir = std::env::temp_dir().join(format!("cadenza-data-synth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mk = |name: &str, n: usize, provenance: Provenance| {
+            let path = dir.join(format!("{name}.mid"));
+            midi::write_performance_file(&path, &notes(n, 0.0), &WriteOptions::default()).expect("write");
+            Candidate {
+                style: Style::Pop,
+                family: "test".into(),
+                source: "test".into(),
+                source_version: "1".into(),
+                source_path: format!("{name}.mid"),
+                licence: "CC0".into(),
+                provenance,
+                comment: String::new(),
+                rel_path: PathBuf::from(format!("midi/{name}.mid")),
+                origin: Origin::Midi(path),
+            }
+        };
+        // 60 s composed; synthetic files of 15-18 s each (60-72 notes of 0.25 s), 98 s in all.
+        let mut cands = vec![mk("real", 240, Provenance::Composed)];
+        cands.extend((0..6).map(|i| mk(&format!("synth{i}"), 60 + 2 * i, Provenance::Synthetic)));
+        let out = dir.join("out");
+        let report = build(&cands, &[Style::Pop], &out, 2, 0.5).expect("build");
+        let t = &report.styles[&Style::Pop];
+        assert!(t.synthetic_seconds <= 0.5 * t.seconds, "{} of {} s", t.synthetic_seconds, t.seconds);
+        // Three files (45-51 s) fit under the composed minute, four (>= 66 s) do not.
+        assert_eq!((t.files, t.synthetic_files), (4, 3));
+        assert_eq!(t.dropped.get("synthetic cap"), Some(&3));
+        let rows = read_manifest(&out.join("pop").join(MANIFEST_FILE)).expect("manifest");
+        let mut shas: Vec<(String, bool)> = cands[1..]
+            .iter()
+            .map(|c| {
+                let Origin::Midi(p) = &c.origin else { unreachable!() };
+                let sha = sha256_hex(&std::fs::read(p).expect("read"));
+                (sha.clone(), rows.iter().any(|r| r.sha256 == sha))
+            })
+            .collect();
+        shas.sort();
+        let kept: Vec<bool> = shas.iter().map(|s| s.1).collect();
+        assert_eq!(kept, [true, true, true, false, false, false], "the first files in SHA-256 order stay");
+        let dropped = std::fs::read_to_string(out.join("pop").join(DROPPED_FILE)).expect("dropped");
+        assert_eq!(dropped.matches(",synthetic cap,synthetic files kept to at most 50%").count(), 3, "{dropped}");
+        // A share of 1 keeps every synthetic file.
+        let report = build(&cands, &[Style::Pop], &out, 1, 1.0).expect("build");
+        assert_eq!(report.styles[&Style::Pop].synthetic_files, 6);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
@@ -706,7 +813,7 @@ mod tests {
         let out = dir.join("out");
         std::fs::create_dir_all(out.join("folk/midi/test")).expect("dir");
         std::fs::write(out.join("folk/midi/test/old.mid"), b"stale").expect("write");
-        build(std::slice::from_ref(&cand), &[Style::Folk], &out, 1).expect("first build");
+        build(std::slice::from_ref(&cand), &[Style::Folk], &out, 1, MAX_SYNTHETIC_SHARE).expect("first build");
         assert!(!out.join("folk/midi/test/old.mid").exists(), "stale files are removed");
         let manifest = out.join("folk").join(MANIFEST_FILE);
         let rows = read_manifest(&manifest).expect("manifest");
@@ -716,7 +823,7 @@ mod tests {
         let before =
             [stamp(&manifest), stamp(&out.join("folk/midi/test/src.mid")), stamp(&out.join("folk/dropped.csv"))];
         std::thread::sleep(std::time::Duration::from_millis(20));
-        build(std::slice::from_ref(&cand), &[Style::Folk], &out, 2).expect("second build");
+        build(std::slice::from_ref(&cand), &[Style::Folk], &out, 2, MAX_SYNTHETIC_SHARE).expect("second build");
         let after =
             [stamp(&manifest), stamp(&out.join("folk/midi/test/src.mid")), stamp(&out.join("folk/dropped.csv"))];
         assert_eq!(before, after);
@@ -746,7 +853,7 @@ mod tests {
         };
         let cands = [mk("a.mid", &src), mk("b.mid", &src), mk("short.mid", &short)];
         let out = dir.join("out");
-        let report = build(&cands, &[Style::Jazz], &out, 2).expect("build");
+        let report = build(&cands, &[Style::Jazz], &out, 2, 1.0).expect("build");
         let t = &report.styles[&Style::Jazz];
         assert_eq!((t.files, t.synthetic_files, t.faithful), (1, 1, 1));
         assert_eq!(t.dropped.get("duplicate"), Some(&1));
