@@ -107,6 +107,11 @@ pub struct Args {
     /// banned. --key, --lowest-pitch/--highest-pitch and --density override their part.
     #[arg(long, default_value_t = Steering::default().follow)]
     pub follow: f32,
+    /// How much the style's own voice leads a continuation, from 0 (the model imitates the
+    /// primer as it sounds) to 1 (it hears only what it has played since; --follow still
+    /// keeps key, register and beat). Higher keeps jazz jazz over a nursery-rhyme primer.
+    #[arg(long, default_value_t = Steering::default().own_voice)]
+    pub own_voice: f32,
     /// ONNX Runtime threads (0 = one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -220,6 +225,7 @@ pub fn run(args: &Args) -> Result<()> {
                 allow_end: !args.no_end,
                 max_note_s: args.max_note_seconds,
                 follow: args.follow,
+                own_voice: args.own_voice,
             },
         },
     };

@@ -116,6 +116,7 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         allow_end: false,
         max_note_s: 3.0,
         follow: 0.0,
+        own_voice: 0.0,
     };
     let req = GenerateRequest {
         primer: Some(primer),
@@ -178,6 +179,37 @@ fn generation_slides_past_the_window_and_can_be_cancelled() {
         n < 50
     });
     assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
+}
+
+#[test]
+fn the_own_voice_reads_the_continuation_without_the_primer() {
+    let fx = exported();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let window = e.info().config.max_seq_len;
+    let run = |e: &mut Engine, primer: &str, own_voice: f32, events: usize| {
+        let req = GenerateRequest {
+            primer: Some(chorale(primer)),
+            settings: GenerationSettings {
+                length: Length::Events(events),
+                variations: 2,
+                sampling: Sampling { seed: 11, ..Default::default() },
+                steering: Steering { follow: 0.0, own_voice, allow_end: false, ..Default::default() },
+            },
+            ..Default::default()
+        };
+        e.generate_variations(&req, &mut |_| true).expect("generate").into_iter().map(|v| v.tokens).collect::<Vec<_>>()
+    };
+    // The primed stream decides alone at 0, so the primer matters.
+    assert_ne!(run(&mut e, "bwv66_6.mid", 0.0, 60), run(&mut e, "bwv1_6.mid", 0.0, 60));
+    // At 1 only the own voice decides, and it never reads the primer: two primers, one continuation.
+    assert_eq!(run(&mut e, "bwv66_6.mid", 1.0, 60), run(&mut e, "bwv1_6.mid", 1.0, 60));
+    // Half way both count: unlike either alone.
+    let half = run(&mut e, "bwv66_6.mid", 0.5, 60);
+    assert_ne!(half, run(&mut e, "bwv66_6.mid", 0.0, 60));
+    assert_ne!(half, run(&mut e, "bwv66_6.mid", 1.0, 60));
+    // Both streams slide their windows past the model's.
+    let long = run(&mut e, "bwv66_6.mid", 0.5, window + 200);
+    assert!(long.iter().all(|t| t.len() == window + 200));
 }
 
 /// Write `fx`'s model with one metadata entry changed.

@@ -259,6 +259,10 @@ pub struct CadenzaParams {
     /// figures: 0 (free) to 1 (strict). Key, pitch range and density, when set, win over it.
     #[id = "follow"]
     pub follow: FloatParam,
+    /// How much the style's own voice leads a continuation: 0 imitates the primer as it
+    /// sounds, 1 hears only what the continuation has played (Follow still keeps key and beat).
+    #[id = "ownvoice"]
+    pub own_voice: FloatParam,
 
     /// How many of the most recent bars the capture keeps as the primer.
     #[id = "capbar"]
@@ -357,6 +361,12 @@ impl CadenzaParams {
                     }
                     s.trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
                 })),
+            own_voice: FloatParam::new("Style voice", steering.own_voice, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_step_size(0.01)
+                .with_value_to_string(Arc::new(|v| format!("{:.0}%", v * 100.0)))
+                .with_string_to_value(Arc::new(|s| {
+                    s.trim().trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
+                })),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
@@ -413,6 +423,7 @@ impl CadenzaParams {
                 allow_end: false,
                 max_note_s: self.max_note_s(),
                 follow: self.follow.value().clamp(0.0, 1.0),
+                own_voice: self.own_voice.value().clamp(0.0, 1.0),
             },
         }
     }
@@ -470,7 +481,10 @@ mod tests {
         assert_eq!(p.max_note_s(), DEFAULT_MAX_NOTE_S, "the default is the engine's default");
         let s = p.generation_settings(Length::Seconds(4.0));
         let engine = Steering::default();
-        assert_eq!((s.steering.max_note_s, s.steering.follow), (engine.max_note_s, engine.follow));
+        assert_eq!(
+            (s.steering.max_note_s, s.steering.follow, s.steering.own_voice),
+            (engine.max_note_s, engine.follow, engine.own_voice)
+        );
         assert_eq!(s.sampling, Sampling { seed: 1, ..Sampling::default() }, "the seed parameter starts at 1");
         assert!(s.validate().is_ok());
         let steering = cadenza_core::sampling::Steering { max_note_s: max_note_s(0.3), ..Default::default() };

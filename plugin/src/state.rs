@@ -74,8 +74,9 @@ impl SettingsV1 {
                 density_bias: self.density * V1_DENSITY_NATS,
                 allow_end: false,
                 max_note_s: self.max_note_s,
-                // Format 1 had no following.
+                // Format 1 had no following, and no second voice.
                 follow: 0.0,
+                own_voice: 0.0,
             },
         }
     }

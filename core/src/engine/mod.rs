@@ -18,6 +18,10 @@
 //! goes on. With relative attention and no absolute positions the model sees
 //! exactly what it saw in training, a window of recent events.
 //!
+//! With a primer and [`crate::sampling::Steering::own_voice`] above 0, a
+//! second stream per variation reads only the continuation ([`OwnVoice`]),
+//! and its prediction is mixed into the primed one before steering.
+//!
 //! A note held for [`crate::sampling::Steering::max_note_s`] is released by the engine: it
 //! emits the note-off (shortening a time shift that would carry the note
 //! further) and feeds it to the model like a sampled event.
@@ -32,7 +36,7 @@ use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
 use crate::follow::{FollowState, Follower};
 use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
-use crate::sampling::Sampler;
+use crate::sampling::{mix_log_probs, Sampler};
 
 use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
@@ -230,6 +234,11 @@ impl Engine {
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
         cache.repeat(batch).map_err(|m| self.model.error(m))?;
 
+        // The style's own voice: the same model reading each continuation without the primer.
+        let own_weight = settings.steering.own_voice;
+        let mut own =
+            if own_weight > 0.0 && prefix.len() > 1 { Some(OwnVoice::new(&mut self.model, batch)?) } else { None };
+
         let max_note_steps = settings.steering.max_note_steps();
         // Batch row -> variation; finished variations leave the batch.
         let mut active: Vec<usize> = (0..batch).collect();
@@ -244,6 +253,9 @@ impl Engine {
                     Some(off) => off,
                     None => {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
+                        if let Some(o) = &own {
+                            mix_log_probs(&mut row, &o.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], own_weight);
+                        }
                         settings.steering.apply(&mut row, &voice.sounding);
                         if let Some(f) = &follower {
                             f.apply(&mut row, &voice.follow, voice.decoder.now_steps());
@@ -254,6 +266,9 @@ impl Engine {
                 };
                 voice.accept(token);
                 voice.history.push(token);
+                if let Some(o) = &mut own {
+                    o.history[i].push(token);
+                }
                 next[r] = i64::from(token);
             }
             events += 1;
@@ -269,6 +284,9 @@ impl Engine {
                 // Finished variations stop costing compute: drop their rows.
                 let rows: Vec<usize> = (0..active.len()).filter(|&r| !voices[active[r]].done).collect();
                 cache.retain(&rows).map_err(|m| self.model.error(m))?;
+                if let Some(o) = &mut own {
+                    o.cache.retain(&rows).map_err(|m| self.model.error(m))?;
+                }
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
             }
@@ -280,8 +298,46 @@ impl Engine {
             } else {
                 logits = self.model.forward(&next, &mut cache)?;
             }
+            if let Some(o) = &mut own {
+                o.step(&mut self.model, &next, &active, keep)?;
+            }
         }
         Ok(voices.into_iter().map(Voice::finish).collect())
+    }
+}
+
+/// The style's own voice ([`crate::sampling::Steering::own_voice`]): a
+/// second stream per variation through the same model whose context is
+/// START and the continuation, never the primer, with its own KV cache.
+struct OwnVoice {
+    cache: KvCache,
+    /// Its prediction of the next event, per active variation.
+    logits: Vec<f32>,
+    /// What it has read, per variation (for a window slide).
+    history: Vec<Vec<u16>>,
+}
+
+impl OwnVoice {
+    fn new(model: &mut Model, batch: usize) -> Result<Self, EngineError> {
+        let mut cache = model.empty_cache(1);
+        let last = model.prefill(&[&[START][..]], &mut cache)?;
+        cache.repeat(batch).map_err(|m| model.error(m))?;
+        Ok(Self {
+            cache,
+            logits: (0..batch).flat_map(|_| last.iter().copied()).collect(),
+            history: vec![vec![START]; batch],
+        })
+    }
+
+    /// Read the tokens `next` of the `active` variations, sliding its window like the primed stream's.
+    fn step(&mut self, model: &mut Model, next: &[i64], active: &[usize], keep: usize) -> Result<(), EngineError> {
+        self.logits = if self.cache.len() + 1 > model.info().config.max_seq_len {
+            let rows: Vec<&[u16]> = active.iter().map(|&i| &self.history[i][self.history[i].len() - keep..]).collect();
+            model.prefill(&rows, &mut self.cache)?
+        } else {
+            model.forward(next, &mut self.cache)?
+        };
+        Ok(())
     }
 }
 
