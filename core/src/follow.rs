@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::analysis::{Meter, PrimerAnalysis, Rhythm, MOTIF_INTERVALS, PHASE_BINS};
 use crate::codec::{self, Event, NOTE_ON_OFFSET, NUM_VELOCITY_BINS, TIME_SHIFT_OFFSET, VELOCITY_OFFSET};
 use crate::performance::{PIANO_HIGHEST, PIANO_LOWEST};
-use crate::sampling::Steering;
+use crate::sampling::{log_sum_exp, Steering};
 
 /// Nats of pull, per unit of strength, of each measure. Chosen with
 /// `cargo xtask eval continuation` against the held-out pieces.
@@ -176,16 +176,6 @@ impl FollowState {
         let elapsed_s = codec::steps_to_seconds(now_steps.saturating_sub(self.begin_steps.unwrap_or(now_steps)));
         (self.onsets_since_begin as f64 + prior_rate * DENSITY_PRIOR_S) / (elapsed_s + DENSITY_PRIOR_S)
     }
-}
-
-/// log(sum(exp(x))) over the finite entries; `None` when there are none.
-fn log_sum_exp(xs: &[f32]) -> Option<f32> {
-    let max = xs.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return None;
-    }
-    let sum: f32 = xs.iter().filter(|x| x.is_finite()).map(|x| (x - max).exp()).sum();
-    Some(max + sum.ln())
 }
 
 /// Add `bias(i)` to the finite entries of `block`, then shift the block so its

@@ -178,10 +178,14 @@ fn parse_pitch_class(word: &str) -> Option<u8> {
     crate::performance::semitones_above_c(word).map(|pc| pc.rem_euclid(12) as u8)
 }
 
-/// log(sum(exp(x))) of a row of finite logits.
-fn log_sum_exp(xs: &[f32]) -> f32 {
-    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + xs.iter().map(|x| (x - max).exp()).sum::<f32>().ln()
+/// log(sum(exp(x))) over the finite entries; `None` when there are none.
+pub(crate) fn log_sum_exp(xs: &[f32]) -> Option<f32> {
+    let max = xs.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return None;
+    }
+    let sum: f32 = xs.iter().filter(|x| x.is_finite()).map(|x| (x - max).exp()).sum();
+    Some(max + sum.ln())
 }
 
 /// Mix two predictions of the next event: `into` becomes
@@ -193,7 +197,7 @@ pub fn mix_log_probs(into: &mut [f32], other: &[f32], weight: f32) {
     if weight <= 0.0 {
         return;
     }
-    let (a, b) = (log_sum_exp(into), log_sum_exp(other));
+    let (Some(a), Some(b)) = (log_sum_exp(into), log_sum_exp(other)) else { return };
     for (x, y) in into.iter_mut().zip(other).filter(|(x, _)| x.is_finite()) {
         *x = (1.0 - weight) * (*x - a) + weight * (y - b);
     }
@@ -559,7 +563,7 @@ mod tests {
 
     /// Probabilities of a row of logits.
     fn probs(logits: &[f32]) -> Vec<f32> {
-        let lse = log_sum_exp(logits);
+        let lse = log_sum_exp(logits).expect("finite");
         logits.iter().map(|l| (l - lse).exp()).collect()
     }
 
