@@ -229,10 +229,7 @@ impl Engine {
 
         // One prefill of the shared context, copied to every variation.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
-        let mut cache = self.model.empty_cache(1);
-        let last = self.model.prefill(&[window], &mut cache)?;
-        let mut logits: Vec<f32> = (0..batch).flat_map(|_| last.iter().copied()).collect();
-        cache.repeat(batch).map_err(|m| self.model.error(m))?;
+        let (mut cache, mut logits) = prefill_shared(&mut self.model, window, batch)?;
 
         // The style's own voice: the same model reading each continuation without the primer.
         let own_weight = settings.steering.own_voice;
@@ -290,14 +287,9 @@ impl Engine {
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
             }
-            if cache.len() + 1 > max_len {
-                // Slide: prefill the most recent `keep` events of every variation again.
-                let rows: Vec<&[u16]> =
-                    active.iter().map(|&i| &voices[i].history[voices[i].history.len() - keep..]).collect();
-                logits = self.model.prefill(&rows, &mut cache)?;
-            } else {
-                logits = self.model.forward(&next, &mut cache)?;
-            }
+            logits = advance(&mut self.model, &mut cache, &next, || {
+                active.iter().map(|&i| &voices[i].history[voices[i].history.len() - keep..]).collect()
+            })?;
             if let Some(o) = &mut own {
                 o.step(&mut self.model, &next, &active, keep)?;
             }
@@ -319,25 +311,41 @@ struct OwnVoice {
 
 impl OwnVoice {
     fn new(model: &mut Model, batch: usize) -> Result<Self, EngineError> {
-        let mut cache = model.empty_cache(1);
-        let last = model.prefill(&[&[START][..]], &mut cache)?;
-        cache.repeat(batch).map_err(|m| model.error(m))?;
-        Ok(Self {
-            cache,
-            logits: (0..batch).flat_map(|_| last.iter().copied()).collect(),
-            history: vec![vec![START]; batch],
-        })
+        let (cache, logits) = prefill_shared(model, &[START], batch)?;
+        Ok(Self { cache, logits, history: vec![vec![START]; batch] })
     }
 
     /// Read the tokens `next` of the `active` variations, sliding its window like the primed stream's.
     fn step(&mut self, model: &mut Model, next: &[i64], active: &[usize], keep: usize) -> Result<(), EngineError> {
-        self.logits = if self.cache.len() + 1 > model.info().config.max_seq_len {
-            let rows: Vec<&[u16]> = active.iter().map(|&i| &self.history[i][self.history[i].len() - keep..]).collect();
-            model.prefill(&rows, &mut self.cache)?
-        } else {
-            model.forward(next, &mut self.cache)?
-        };
+        let history = &self.history;
+        self.logits = advance(model, &mut self.cache, next, || {
+            active.iter().map(|&i| &history[i][history[i].len() - keep..]).collect()
+        })?;
         Ok(())
+    }
+}
+
+/// One prefill of `window`, its cache and last logits copied to `batch` rows.
+fn prefill_shared(model: &mut Model, window: &[u16], batch: usize) -> Result<(KvCache, Vec<f32>), EngineError> {
+    let mut cache = model.empty_cache(1);
+    let last = model.prefill(&[window], &mut cache)?;
+    let logits = (0..batch).flat_map(|_| last.iter().copied()).collect();
+    cache.repeat(batch).map_err(|m| model.error(m))?;
+    Ok((cache, logits))
+}
+
+/// The next logits of every row after `next`; when the window is full, it
+/// slides instead: the rows' most recent events (`recent`) are prefilled again.
+fn advance<'h>(
+    model: &mut Model,
+    cache: &mut KvCache,
+    next: &[i64],
+    recent: impl FnOnce() -> Vec<&'h [u16]>,
+) -> Result<Vec<f32>, EngineError> {
+    if cache.len() + 1 > model.info().config.max_seq_len {
+        model.prefill(&recent(), cache)
+    } else {
+        model.forward(next, cache)
     }
 }
 
