@@ -332,10 +332,35 @@ impl Follower {
 /// Most continuations of one figure prefix the motif pull considers.
 const MAX_MOTIF_CONTINUATIONS: usize = 16;
 
-/// ln(PHASE_BINS p) per bin, scaled by how well the primer fits a grid at all.
+/// Share of the rhythm pull's profile that is the beat's own grid
+/// ([`metrical_grid`]) rather than the phases the primer happened to use: a
+/// primer in quarter notes sets the tempo and the beat, not a ban on 8ths,
+/// 16ths or a swing (its profile alone took about 15 nats from every 8th).
+const METRICAL_SHARE: f64 = 0.5;
+
+/// Where a beat's onsets may fall whatever the primer played, as a
+/// probability per phase bin: the beat, then its 8th, its 16ths and its
+/// triplets (which hold swung 8ths), each spread over a bin either side.
+fn metrical_grid() -> [f64; PHASE_BINS] {
+    let b = PHASE_BINS;
+    let positions = [(0, 4.0), (b / 2, 2.0), (b / 4, 1.0), (3 * b / 4, 1.0), (b / 3, 1.0), (2 * b / 3, 1.0)];
+    let mut g = [0.0; PHASE_BINS];
+    for (centre, w) in positions {
+        for (d, k) in [(0usize, 1.0), (1, 0.5), (b - 1, 0.5)] {
+            g[(centre + d) % b] += w * k;
+        }
+    }
+    let total: f64 = g.iter().sum();
+    g.map(|x| x / total)
+}
+
+/// ln(PHASE_BINS p) per bin of the primer's profile mixed with the beat's
+/// grid, scaled by how well the primer fits a grid at all.
 fn rhythm_bias(r: &Rhythm) -> [f32; PHASE_BINS] {
+    let grid = metrical_grid();
     let mut out = [0.0f32; PHASE_BINS];
-    for (o, p) in out.iter_mut().zip(&r.profile) {
+    for ((o, p), g) in out.iter_mut().zip(&r.profile).zip(grid) {
+        let p = (1.0 - METRICAL_SHARE) * p + METRICAL_SHARE * g;
         *o = (weight::RHYTHM * r.grid_fit as f32 * (PHASE_BINS as f64 * p).ln() as f32)
             .clamp(-MAX_RHYTHM_PULL, MAX_RHYTHM_PULL);
     }
@@ -444,6 +469,30 @@ mod tests {
         let mut off = vec![0.0f32; VOCAB_SIZE];
         f.apply(&mut off, &FollowState::default(), 413);
         assert!((off[on(62)] - l[on(62)]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_primer_in_quarter_notes_keeps_the_grid_not_its_note_values() {
+        // A C major scale in quarter notes at 120 BPM: onsets on the beat only.
+        let notes = (0..16)
+            .map(|i| Note {
+                pitch: 60 + [0, 2, 4, 5, 7, 9, 11, 12][i % 8],
+                velocity: 70,
+                start_s: i as f64 * 0.5,
+                end_s: i as f64 * 0.5 + 0.45,
+            })
+            .collect();
+        let m = Meter::new(120.0);
+        let a = PrimerAnalysis::new(&Performance::new(notes), Some(8.0), Some(&m)).expect("notes");
+        let f = Follower::new(&a, &Steering::default(), Some(&m), 1.0).expect("follows");
+        let mut l = vec![0.0f32; VOCAB_SIZE];
+        f.apply(&mut l, &FollowState::default(), 800);
+        let shift = |k: u8| l[usize::from(Event::TimeShift(k).to_token())];
+        // From a beat: 50 steps is the next beat, 25 its 8th, 17 a triplet (a swung
+        // 8th's partner), 19 on no grid line.
+        assert!(shift(50) - shift(25) < 4.0, "an 8th stays playable: {} {}", shift(50), shift(25));
+        assert!(shift(25) > shift(19) + 4.0, "off the grid stays unlikely: {} {}", shift(25), shift(19));
+        assert!(shift(17) > shift(19) + 2.0, "a triplet is on a grid: {} {}", shift(17), shift(19));
     }
 
     #[test]
