@@ -118,11 +118,22 @@ pub fn run(args: &Args) -> Result<()> {
     }
 
     let chain = records::run_chain(&run)?;
-    let lineage: Vec<String> = chain
+    // A chain whose first run started from a checkpoint outside any run here
+    // (a shipped style, continued on a fresh machine) does not go back to scratch.
+    let outside_parent = chain.last().and_then(|(_, r)| r.parent.clone());
+    let mut lineage: Vec<String> = outside_parent
         .iter()
-        .rev()
-        .map(|(d, r)| format!("{} (`{}`)", r.style, d.strip_prefix(&root).unwrap_or(d).display()))
+        .map(|p| {
+            format!(
+                "{} (the checkpoint `{}` as an earlier session shipped it; its own lineage is in that version's card)",
+                p.style,
+                p.checkpoint.strip_prefix(&root).unwrap_or(&p.checkpoint).display()
+            )
+        })
         .collect();
+    lineage.extend(
+        chain.iter().rev().map(|(d, r)| format!("{} (`{}`)", r.style, d.strip_prefix(&root).unwrap_or(d).display())),
+    );
 
     let (gen_s, gen_events, provider) = speed(&model)?;
     let cfg = meta.model;
@@ -144,7 +155,7 @@ pub fn run(args: &Args) -> Result<()> {
     let tc = train.map_or(Value::Null, |t| t.config);
     let g = |k: &str| tc.get(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     md.push_str(&format!(
-        "## Training\n\n- {} optimizer steps ({:.1} epochs), batch {} × {} events, AdamW (weight decay {}), learning rate {} → {} ({} schedule, {} warm-up steps), gradient clipping {}, augmentation (transpose ±3, stretch ±5%): {}\n- Best checkpoint at step {} (epoch {}); the card's numbers are that checkpoint's\n- {:.1} hours of training on this project's CPU machine (2 cores, AMD EPYC with AVX512-BF16), {precision} matrix products with fp32 master weights; median {median_tok_s:.0} tokens/s\n\n",
+        "## Training\n\n- {} optimizer steps ({:.1} epochs), batch {} × {} events, AdamW (weight decay {}), learning rate {} → {} ({} schedule, {} warm-up steps), gradient clipping {}, augmentation (transpose ±3, stretch ±5%): {}\n- Best checkpoint at step {} (epoch {}); the card's numbers are that checkpoint's\n- {:.1} hours of training on a 2-core CPU, {precision} matrix products with fp32 master weights; median {median_tok_s:.0} tokens/s\n\n",
         last.map_or(0, |r| r.step),
         last.map_or(0.0, |r| r.epoch),
         g("batch_size"),
@@ -163,8 +174,9 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some((steps, hours, runs)) = lineage_totals(&chain).filter(|t| t.2 > 1) {
         // Replace the blank line that ends the list with this item and a blank line.
         md.truncate(md.len() - 1);
+        let what = if outside_parent.is_some() { "after that checkpoint" } else { "from scratch" };
         md.push_str(&format!(
-            "- The whole lineage from scratch ({runs} runs): {steps} optimizer steps, {hours:.1} hours of training\n\n"
+            "- The whole lineage {what} ({runs} runs): {steps} optimizer steps, {hours:.1} hours of training\n\n"
         ));
     }
     md.push_str(
@@ -177,7 +189,8 @@ pub fn run(args: &Args) -> Result<()> {
         md.push_str(&format!("| best (step {step}) | {l:.3} | {:.1}% |\n", 100.0 * a));
     }
     md.push_str(&format!(
-        "\n## Generation speed\n\n30 seconds of improvised music ({gen_events} events) in {gen_s:.2} s on ONNX Runtime {provider}, 1 stream, this 2-core machine ({:.2} ms per event).\n\n",
+        "\n## Generation speed\n\n30 seconds of improvised music ({gen_events} events) in {gen_s:.2} s on ONNX Runtime {provider}, 1 stream, on the machine that wrote this card ({}; {:.2} ms per event).\n\n",
+        cpu_summary(),
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
     md.push_str("## Known limits\n\n");
@@ -190,6 +203,32 @@ pub fn run(args: &Args) -> Result<()> {
     cadenza_core::fsutil::write_atomic(&path, md.as_bytes())?;
     println!("card: wrote {}", path.display());
     Ok(())
+}
+
+/// This machine's CPU in a few words, from /proc/cpuinfo: cores, model and
+/// its widest vector extension (speed differs about threefold between AVX2
+/// and AVX-512 machines of this project); "an unknown CPU" elsewhere.
+fn cpu_summary() -> String {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else { return "an unknown CPU".into() };
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    let cores = info.lines().filter(|l| l.starts_with("processor")).count();
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let vector = if has("avx512_bf16") {
+        "AVX-512 with BF16"
+    } else if has("avx512f") {
+        "AVX-512"
+    } else if has("avx2") {
+        "AVX2, no AVX-512"
+    } else {
+        "no AVX2"
+    };
+    format!("{cores} cores, {}, {vector}", field("model name").unwrap_or_else(|| "unnamed CPU".into()))
 }
 
 /// Optimizer steps and hours of training over a run's chain, as [`records::run_chain`]
