@@ -199,6 +199,9 @@ pub mod onnx_names {
     pub const META_STYLE: &str = "cadenza.style";
     /// Metadata: one line about the training data (files, hours, manifest hash).
     pub const META_DATA_SUMMARY: &str = "cadenza.data_summary";
+    /// Metadata: how the weight products are stored, [`crate::export::Precision::name`];
+    /// absent in files exported before int8 (all float32).
+    pub const META_PRECISION: &str = "cadenza.precision";
 }
 
 #[cfg(test)]

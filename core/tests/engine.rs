@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use cadenza_core::dataset::CheckpointMeta;
 use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
-use cadenza_core::export::{build_model, random_weights, synthetic_meta, Weights};
+use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Key, Sampling, Steering};
@@ -49,7 +49,7 @@ fn exported() -> &'static Exported {
         let weights = random_weights(&cfg, 5);
         let meta = synthetic_meta(&cfg, STYLE, "random weights");
         let onnx = dir.path().join(format!("{STYLE}.onnx"));
-        cadenza_core::export::export_weights(&weights, &meta, &onnx).expect("export");
+        cadenza_core::export::export_weights(&weights, &meta, Precision::Float32, &onnx).expect("export");
         Exported { _dir: dir, weights, meta, onnx }
     })
 }
@@ -214,7 +214,7 @@ fn the_own_voice_reads_the_continuation_without_the_primer() {
 
 /// Write `fx`'s model with one metadata entry changed.
 fn with_metadata(fx: &Exported, key: &str, value: &str, out: &Path) {
-    let mut m = build_model(&fx.weights, &fx.meta).expect("model");
+    let mut m = build_model(&fx.weights, &fx.meta, Precision::Float32).expect("model");
     for p in &mut m.metadata_props {
         if p.key == key {
             p.value = value.to_string();
@@ -256,7 +256,7 @@ fn bad_model_files_are_typed_errors_naming_the_file() {
     assert!(matches!(e, EngineError::Metadata { .. }) && e.to_string().contains("something-else-v9"), "{e}");
 
     let old_graph = dir.path().join("old-graph.onnx");
-    let mut m = build_model(&fx.weights, &fx.meta).expect("model");
+    let mut m = build_model(&fx.weights, &fx.meta, Precision::Float32).expect("model");
     // A file from before graph version 2 has no version entry.
     m.metadata_props.retain(|p| p.key != onnx_names::META_GRAPH_VERSION);
     std::fs::write(&old_graph, m.encode_to_vec()).expect("write");

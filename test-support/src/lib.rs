@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cadenza_core::engine::{EngineOptions, Provider};
-use cadenza_core::export::export_random;
+use cadenza_core::export::{export_random, Precision};
 use cadenza_core::{codec, midi, ModelConfig, Performance};
 
 /// The workspace root.
@@ -71,7 +71,7 @@ pub fn engine_options() -> EngineOptions {
 /// libtorch: cadenza-core's exporter). Returns the file.
 pub fn random_model(dir: &Path, cfg: &ModelConfig, seed: u64, style: &str) -> PathBuf {
     let out = dir.join(format!("{style}.onnx"));
-    export_random(cfg, style, seed, &out).expect("export random weights");
+    export_random(cfg, style, seed, Precision::Float32, &out).expect("export random weights");
     out
 }
 

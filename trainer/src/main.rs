@@ -180,7 +180,7 @@ fn run(cli: Cli) -> Result<()> {
                 match cadenza_trainer::export::export_onnx(
                     best,
                     &onnx,
-                    &cadenza_trainer::export::ExportOptions { style: Some(a.style.clone()) },
+                    &cadenza_trainer::export::ExportOptions { style: Some(a.style.clone()), ..Default::default() },
                 ) {
                     Ok(r) => println!("exported {} ({:.1} MB)", r.path.display(), r.bytes as f64 / 1e6),
                     Err(e) => eprintln!("warning: no ONNX export: {e}"),

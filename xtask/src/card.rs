@@ -139,10 +139,11 @@ pub fn run(args: &Args) -> Result<()> {
     let cfg = meta.model;
     let mut md = format!("# Cadenza style: {}\n\n", args.style);
     md.push_str(&format!(
-        "A Music Transformer with relative attention (`{}`), {} parameters, exported to `models/{}.onnx` ({model_mb:.1} MB, fp32 weights, ONNX graph with a KV cache). Git holds it as the float16 checkpoint `models/checkpoints/{}.safetensors`, from which setup makes the model. Written by `cargo xtask card --style {}`.\n\n",
+        "A Music Transformer with relative attention (`{}`), {} parameters, exported to `models/{}.onnx` ({model_mb:.1} MB, {} weight products, ONNX graph with a KV cache). Git holds it as the float16 checkpoint `models/checkpoints/{}.safetensors`, from which setup makes the model. Written by `cargo xtask card --style {}`.\n\n",
         cadenza_core::model::ARCHITECTURE,
         cfg.num_params(),
         args.style,
+        cadenza_core::export::model_precision(&model).unwrap_or_default().name(),
         args.style,
         args.style
     ));

@@ -68,7 +68,7 @@ pub struct Args {
 pub fn tool_env() -> Result<ToolEnv> {
     match ToolEnv::load() {
         Ok(env) => {
-            crate::shipped::ensure_models()?;
+            crate::shipped::ensure_models(env.cuda)?;
             Ok(env)
         }
         // Setup makes the models too.
@@ -87,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
     let json = serde_json::to_string_pretty(&env)?;
     cadenza_core::fsutil::write_atomic(&env_file(), json.as_bytes())
         .with_context(|| format!("{}: cannot write", env_file().display()))?;
-    crate::shipped::ensure_models()?;
+    crate::shipped::ensure_models(env.cuda)?;
     eprintln!("setup: ready ({})", env_file().display());
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use cadenza_core::export::{build_model, random_weights, synthetic_meta};
+use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::{midi, Performance};
 use cadenza_test_support::{random_model, repo_root};
@@ -143,7 +143,8 @@ fn bad_inputs_fail_clearly_without_output() {
 
     let old = dir.join("old-codec.onnx");
     let cfg = ModelConfig::TINY;
-    let mut m = build_model(&random_weights(&cfg, 3), &synthetic_meta(&cfg, "test", "")).expect("model");
+    let mut m =
+        build_model(&random_weights(&cfg, 3), &synthetic_meta(&cfg, "test", ""), Precision::Float32).expect("model");
     for p in &mut m.metadata_props {
         if p.key == onnx_names::META_CODEC_VERSION {
             p.value = "999".into();

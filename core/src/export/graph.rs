@@ -77,6 +77,28 @@ impl GraphBuilder {
         output.to_string()
     }
 
+    /// Add a node with several outputs, each named fresh; returns their names.
+    pub fn op_outputs(&mut self, op_type: &str, inputs: &[&str], outputs: usize) -> Vec<String> {
+        let names: Vec<String> = (0..outputs).map(|_| self.fresh(op_type)).collect();
+        self.op_named(op_type, inputs, &names[0], vec![]);
+        if let Some(node) = self.nodes.last_mut() {
+            node.output = names.clone();
+        }
+        names
+    }
+
+    /// An int8 initializer (a quantized weight or its zero points).
+    pub fn init_i8(&mut self, name: &str, dims: &[usize], data: &[i8]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len(), "{name}");
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::INT8,
+            name: name.to_string(),
+            raw_data: data.iter().map(|&v| v as u8).collect(),
+        });
+        name.to_string()
+    }
+
     /// A float32 initializer (a weight).
     pub fn init_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len(), "{name}");

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use cadenza_core::export::{export_onnx, export_random, ExportOptions};
+use cadenza_core::export::{export_onnx, export_random, ExportOptions, Precision};
 use cadenza_core::records::run_checkpoint;
 use cadenza_core::ModelConfig;
 
@@ -46,7 +46,7 @@ fn run(cli: &Cli) -> Result<()> {
             cfg.max_seq_len = l;
         }
         let style = cli.style.clone().unwrap_or_else(|| format!("random-{preset}"));
-        export_random(&cfg, &style, cli.seed, &cli.out)?
+        export_random(&cfg, &style, cli.seed, Precision::Float32, &cli.out)?
     } else {
         let checkpoint = match (&cli.checkpoint, &cli.run) {
             (Some(c), _) => c.clone(),
@@ -55,7 +55,7 @@ fn run(cli: &Cli) -> Result<()> {
             }
             (None, None) => bail!("give --checkpoint, --run or --random"),
         };
-        export_onnx(&checkpoint, &cli.out, &ExportOptions { style: cli.style.clone() })?
+        export_onnx(&checkpoint, &cli.out, &ExportOptions { style: cli.style.clone(), ..Default::default() })?
     };
     println!(
         "exported {} parameters ({} style, {} layers x d_model {}, window {}) to {} ({:.1} MB)",

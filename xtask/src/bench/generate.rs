@@ -4,9 +4,11 @@
 //! with the KV cache (median step: these machines are shared and noisy), the
 //! same model recomputing the whole sequence for every event (as the study's
 //! generator did), their ratio, and the memory-traffic bound of a cached step
-//! (fp32 weights + KV cache read once, at this machine's read bandwidth,
-//! measured just before each model's timings). Then the wall time for 30
-//! seconds of music from the `small` model.
+//! (weights + KV cache read once, at this machine's read bandwidth, measured
+//! just before each model's timings); each preset at every precision asked
+//! for (float32 and int8 weight products). Then the wall time for 30 seconds
+//! of music from the shipped `small` model, at each precision, from its
+//! checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::engine::{median, Engine, EngineOptions, Provider};
-use cadenza_core::export::export_random;
+use cadenza_core::export::{export_onnx, export_random, model_precision, ExportOptions, Precision};
 use cadenza_core::model::ModelConfig;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering};
@@ -58,6 +60,9 @@ pub struct GenerateArgs {
     /// Execution provider: auto, cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub provider: String,
+    /// Precisions of the weight products to time, comma-separated: float32, int8.
+    #[arg(long, value_delimiter = ',', default_value = "float32,int8")]
+    pub precisions: Vec<Precision>,
     /// Internal: time one model in this process and print one JSON line.
     #[arg(long, hide = true)]
     pub worker: Option<PathBuf>,
@@ -171,6 +176,18 @@ fn read_bandwidth_gb_s(threads: usize) -> f64 {
     (n * 8) as f64 / best / 1e9
 }
 
+/// Bytes of weights a cached step reads: the weight products (q/k/v, output,
+/// feed-forward, head) at `precision`, every other weight float32.
+fn weight_bytes(cfg: &ModelConfig, precision: Precision) -> f64 {
+    let (v, d, f, l) = (cfg.vocab_size, cfg.d_model, cfg.d_ff, cfg.n_layers);
+    let products = l * (4 * d * d + 2 * d * f) + d * v;
+    let product_bytes = match precision {
+        Precision::Float32 => 4.0,
+        Precision::Int8 => 1.0,
+    };
+    products as f64 * product_bytes + (cfg.num_params() - products) as f64 * 4.0
+}
+
 fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
     let read_gb_s = a.read_gb_s;
     let mut engine = Engine::load(model, &engine_options(a)?)?;
@@ -215,7 +232,7 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
-    let weight_bytes = cfg.num_params() as f64 * 4.0;
+    let weight_bytes = weight_bytes(&cfg, model_precision(model).unwrap_or_default());
     let contexts: Vec<usize> = a.contexts.iter().copied().filter(|&c| c <= cfg.max_seq_len).collect();
     // Deterministic pseudo-random events (the content does not change the time).
     let tokens: Vec<i64> = (0..cfg.max_seq_len as i64).map(|i| (i * 7919 + 13) % 388).collect();
@@ -266,18 +283,48 @@ fn worker(a: &GenerateArgs, model: &Path) -> Result<()> {
 /// Export random weights for `preset` (window `max_len`) once into
 /// target/bench/, with core's exporter (no libtorch); again whenever this
 /// program, which holds the exporter, is newer than the file.
-fn random_model(preset: &str, max_len: usize) -> Result<PathBuf> {
+fn random_model(preset: &str, max_len: usize, precision: Precision) -> Result<PathBuf> {
     let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
-    let dir = repo_root().join("target").join("bench");
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let path = dir.join(format!("random-{preset}-{max_len}.onnx"));
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let me = std::env::current_exe().ok();
-    if !path.is_file() || me.as_deref().and_then(modified) > modified(&path) {
+    let path = bench_dir()?.join(format!("random-{preset}-{max_len}-{}.onnx", precision.name()));
+    if stale(&path, &[]) {
         let cfg = ModelConfig { max_seq_len: max_len, ..base };
-        export_random(&cfg, &format!("random-{preset}"), RANDOM_SEED, &path)?;
+        export_random(&cfg, &format!("random-{preset}"), RANDOM_SEED, precision, &path)?;
     }
     Ok(path)
+}
+
+/// target/bench/, where the benchmarks' models are exported.
+fn bench_dir() -> Result<PathBuf> {
+    let dir = repo_root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(dir)
+}
+
+/// Whether `path` is missing or older than this program (which holds the
+/// exporter) or any of `sources`.
+fn stale(path: &Path, sources: &[PathBuf]) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(made) = modified(path) else { return true };
+    let me = std::env::current_exe().ok();
+    me.iter().chain(sources).any(|p| modified(p) > Some(made))
+}
+
+/// The shipped model `model` (`models/STYLE.onnx`) exported from its
+/// checkpoint (`models/checkpoints/STYLE`) at `precision` into target/bench/;
+/// `None` for a model without one.
+fn shipped_at(model: &Path, precision: Precision) -> Result<Option<PathBuf>> {
+    let (Some(dir), Some(style)) = (model.parent(), model.file_stem().and_then(|s| s.to_str())) else {
+        return Ok(None);
+    };
+    let weights = dir.join("checkpoints").join(format!("{style}.safetensors"));
+    if !weights.is_file() {
+        return Ok(None);
+    }
+    let path = bench_dir()?.join(format!("{style}-{}.onnx", precision.name()));
+    if stale(&path, &[weights.clone(), weights.with_extension("json")]) {
+        export_onnx(&weights, &path, &ExportOptions { style: Some(style.to_string()), precision })?;
+    }
+    Ok(Some(path))
 }
 
 /// Seed of the benchmarks' random weights (the timings do not depend on it).
@@ -350,23 +397,24 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     };
 
     println!(
-        "generation speed, batch 1, {} threads, fp32, provider {}: cached = KV-cache step (buffers read in place, \
+        "generation speed, batch 1, {} threads, provider {}: cached = KV-cache step (buffers read in place, \
          `cap` positions); recompute = whole sequence per event",
         a.threads, a.provider
     );
     println!(
-        "memory-traffic bound = (fp32 weights + KV cache) / this machine's {}-thread read bandwidth, measured just \
-         before each model's timings (other processes share it)",
+        "memory-traffic bound = (weights + float32 KV cache) / this machine's {}-thread read bandwidth, measured \
+         just before each model's timings (other processes share it); int8 = int8 weight products",
         a.threads
     );
     println!(
-        "{:<7} {:>8} {:>6} {:>11} {:>14} {:>9} {:>11} {:>9} {:>16}",
+        "{:<13} {:>8} {:>6} {:>11} {:>14} {:>9} {:>11} {:>9} {:>16}",
         "model", "context", "cap", "cached ms", "recompute ms", "speed-up", "bound ms", "x bound", "peak MB (cached)"
     );
-    for preset in &a.presets {
+    for (preset, &precision) in a.presets.iter().flat_map(|p| a.precisions.iter().map(move |q| (p, q))) {
         let base = ModelConfig::preset(preset).with_context(|| format!("unknown preset `{preset}`"))?;
         let max_len = base.max_seq_len.max(longest);
-        let model = random_model(preset, max_len)?;
+        let model = random_model(preset, max_len, precision)?;
+        let label = format!("{preset} {}", precision.name());
         let read_gb_s = read_bandwidth_gb_s(a.threads);
         let mut cmd = Command::new(&me);
         common(&mut cmd, read_gb_s);
@@ -374,8 +422,8 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         let r: WorkerReport = json_line(&mut cmd, &format!("bench worker {preset}"))?;
         for row in &r.rows {
             println!(
-                "{:<7} {:>8} {:>6} {:>11.2} {:>14.1} {:>8.0}x {:>11.2} {:>9.2} {:>16.0}",
-                preset,
+                "{:<13} {:>8} {:>6} {:>11.2} {:>14.1} {:>8.0}x {:>11.2} {:>9.2} {:>16.0}",
+                label,
                 row.context,
                 row.capacity,
                 row.cached_ms,
@@ -387,8 +435,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             );
         }
         println!(
-            "        ({} on {}; read bandwidth {read_gb_s:.1} GB/s; peak {:.0} MB with the full recomputations; window {}{})",
-            preset,
+            "        ({label} on {}; read bandwidth {read_gb_s:.1} GB/s; peak {:.0} MB with the full recomputations; window {}{})",
             r.provider,
             r.peak_rss_mb,
             r.config.max_seq_len,
@@ -403,12 +450,12 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let (music_model, trained) = match (&a.music_model, shipped_small()) {
         (Some(p), _) => (p.clone(), true),
         (None, Some(p)) => (p, true),
-        (None, None) => (random_model("small", ModelConfig::SMALL.max_seq_len)?, false),
+        (None, None) => (random_model("small", ModelConfig::SMALL.max_seq_len, Precision::default())?, false),
     };
-    let music_with = |events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
+    let music_with = |model: &Path, events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
         let mut cmd = Command::new(&me);
         common(&mut cmd, 0.0);
-        cmd.arg("--worker").arg(&music_model).arg("--worker-music");
+        cmd.arg("--worker").arg(model).arg("--worker-music");
         cmd.args(["--variations", &a.variations.to_string()]);
         if let Some(n) = events {
             cmd.args(["--events", &n.to_string()]);
@@ -418,11 +465,10 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         }
         json_line(&mut cmd, "bench worker music")
     };
-    let music = |events: Option<usize>| music_with(events, None);
-    let line = |m: &MusicReport, what: &str| {
+    let line = |model: &Path, m: &MusicReport, what: &str| {
         println!(
             "{what} from {} ({}, {} variation(s)): {} events in {:.2} s ({:.2} ms per event, window slides included), peak {:.0} MB",
-            music_model.display(),
+            model.display(),
             m.style,
             a.variations,
             m.events,
@@ -431,19 +477,48 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             m.peak_rss_mb
         )
     };
+    let per_event = |m: &MusicReport| m.wall_s * 1e3 / m.events.max(1) as f64;
     if trained {
-        let m = music(None)?;
-        line(&m, &format!("{:.0} s of music", m.music_s));
+        // A shipped model at each precision, from its checkpoint, so one run shows their ratio.
+        let mut at = Vec::new();
+        for &p in &a.precisions {
+            if let Some(model) = shipped_at(&music_model, p)? {
+                at.push((p, model));
+            }
+        }
+        if at.is_empty() {
+            let m = music_with(&music_model, None, None)?;
+            line(&music_model, &m, &format!("{:.0} s of music", m.music_s));
+        }
+        let mut timed = Vec::new();
+        for (p, model) in &at {
+            let m = music_with(model, None, None)?;
+            line(model, &m, &format!("{:.0} s of music, {},", m.music_s, p.name()));
+            timed.push((*p, m));
+        }
+        if let [(p0, m0), (p1, m1), ..] = timed.as_slice() {
+            println!(
+                "{} takes {:.2}x the time per event of {} ({:.3} against {:.3} ms)",
+                p1.name(),
+                per_event(m1) / per_event(m0),
+                p0.name(),
+                per_event(m1),
+                per_event(m0)
+            );
+        }
         // Following a primer adds work to every step: timed against the same primer, free.
         let primer = repo_root().join("models/primers/twinkle.mid");
         // The same number of events both ways: a followed continuation is sparser, and fixed costs
         // (prefilling the primer, the first run of the graph) would weigh more per event.
-        let free = music_with(None, Some((&primer, 0.0)))?;
+        let free = music_with(&music_model, None, Some((&primer, 0.0)))?;
         let follow = cadenza_core::sampling::DEFAULT_FOLLOW;
-        let followed = music_with(Some(free.events), Some((&primer, follow)))?;
-        let per_event = |m: &MusicReport| m.wall_s * 1e3 / m.events.max(1) as f64;
-        line(&free, &format!("{:.0} s continuing {}, follow 0,", free.music_s, primer.display()));
-        line(&followed, &format!("as many events continuing it, follow {follow} ({:.0} s),", followed.music_s));
+        let followed = music_with(&music_model, Some(free.events), Some((&primer, follow)))?;
+        line(&music_model, &free, &format!("{:.0} s continuing {}, follow 0,", free.music_s, primer.display()));
+        line(
+            &music_model,
+            &followed,
+            &format!("as many events continuing it, follow {follow} ({:.0} s),", followed.music_s),
+        );
         println!(
             "following the primer costs {:.2}x the time of generating free ({:.3} against {:.3} ms per event)",
             per_event(&followed) / per_event(&free),
@@ -454,8 +529,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         // Random weights move time at random; time the number of events real music of this length has.
         let (rate, files) = real_events_per_second().context("no MIDI fixtures to measure a real event rate")?;
         let n = (rate * a.seconds).round() as usize;
-        let m = music(Some(n))?;
+        let m = music_with(&music_model, Some(n), None)?;
         line(
+            &music_model,
             &m,
             &format!(
                 "{} s of music at the real event rate ({rate:.1} events/s over {files} MIDI files), random small weights,",

@@ -1,5 +1,5 @@
 //! `cargo xtask eval nll`: the validation loss of exported models, through
-//! the engine the plugin runs (ONNX Runtime, float32), on a data folder's
+//! the engine the plugin runs (ONNX Runtime, at the model's precision), on a data folder's
 //! validation split cut into the trainer's windows
 //! ([`cadenza_core::corpus::validation_windows`]). It needs no checkpoint, so
 //! a model that shipped only as `.onnx` can be measured on a split that has
@@ -98,7 +98,10 @@ pub fn run(a: &Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadenza_core::export::{export_weights, random_weights, synthetic_meta};
+    use cadenza_core::export::{
+        export_onnx, export_weights, model_precision, random_weights, synthetic_meta, ExportOptions, Precision,
+        INT8_NLL_TOLERANCE,
+    };
     use cadenza_core::model::ModelConfig;
 
     /// Padding is not counted, and the model is causal: a window padded after its
@@ -109,8 +112,13 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let cfg = ModelConfig { max_seq_len: 32, dropout: 0.0, ..ModelConfig::TINY };
         let onnx = dir.join("nll.onnx");
-        export_weights(&random_weights(&cfg, 9), &synthetic_meta(&cfg, "nll", "random weights"), &onnx)
-            .expect("export");
+        export_weights(
+            &random_weights(&cfg, 9),
+            &synthetic_meta(&cfg, "nll", "random weights"),
+            Precision::Float32,
+            &onnx,
+        )
+        .expect("export");
         let opts = EngineOptions { ort_library: crate::env::ort_library(), intra_threads: 1, provider: Provider::Cpu };
         let mut engine = Engine::load(&onnx, &opts).expect("engine");
         let music: Vec<i64> = std::iter::once(i64::from(codec::START)).chain((1..21).map(|i| i * 37 % 300)).collect();
@@ -123,6 +131,44 @@ mod tests {
         // Random weights guess: about ln(vocabulary) nats per event.
         let uniform = (cfg.vocab_size as f64).ln();
         assert!((short.nats_per_event - uniform).abs() < 1.5, "{short:?} against ln(vocab) {uniform:.2}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The shipped jazz checkpoint exported with int8 weight products scores
+    /// real music (two fixtures, one it never trained on) within
+    /// [`INT8_NLL_TOLERANCE`] of its float32 export, from under a third of the bytes.
+    #[test]
+    fn the_int8_export_of_a_shipped_model_scores_real_music_like_float32() {
+        let root = crate::env::repo_root();
+        let checkpoint = root.join("models/checkpoints/jazz.safetensors");
+        let dir = std::env::temp_dir().join(format!("cadenza-eval-int8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let opts = EngineOptions { ort_library: crate::env::ort_library(), intra_threads: 1, provider: Provider::Cpu };
+        let mut scores = Vec::new();
+        for precision in [Precision::Float32, Precision::Int8] {
+            let onnx = dir.join(format!("jazz-{}.onnx", precision.name()));
+            let options = ExportOptions { style: None, precision };
+            let report = export_onnx(&checkpoint, &onnx, &options).expect("export");
+            assert_eq!(model_precision(&onnx), Some(precision));
+            let mut engine = Engine::load(&onnx, &opts).expect("engine");
+            let window = engine.info().config.max_seq_len + 1;
+            let mut windows = Vec::new();
+            for fixture in ["mma-swing-ii-v-i-major_C.mid", "npm-maple-leaf-rag.mid"] {
+                let perf =
+                    cadenza_core::midi::read_file(&root.join("tests/fixtures").join(fixture), &Default::default())
+                        .expect("fixture");
+                let mut tokens = vec![i64::from(codec::START)];
+                tokens.extend(codec::encode(&perf).into_iter().map(|e| i64::from(e.to_token())));
+                tokens.resize(window, i64::from(codec::PAD));
+                windows.push(tokens);
+            }
+            scores.push((report.bytes, nll(&mut engine, &windows).expect("nll")));
+        }
+        let ((f_bytes, f), (q_bytes, q)) = (&scores[0], &scores[1]);
+        assert!(f.events > 900 && f.nats_per_event < 3.0, "the fixtures are real music to this model: {f:?}");
+        let cost = q.nats_per_event - f.nats_per_event;
+        assert!(cost.abs() < INT8_NLL_TOLERANCE, "int8 {q:?} against float32 {f:?}");
+        assert!(q_bytes * 3 < *f_bytes, "int8 {q_bytes} bytes against float32 {f_bytes}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
