@@ -112,6 +112,12 @@ pub struct Args {
     /// keeps key, register and beat). Higher keeps jazz jazz over a nursery-rhyme primer.
     #[arg(long, default_value_t = Steering::default().own_voice)]
     pub own_voice: f32,
+    /// Let the style lead a primer foreign to it (a nursery rhyme continued as jazz): the
+    /// further the primer lies from the style, the more the style's own voice and its rhythm
+    /// and figures take over; key, register and density still follow. A primer in the
+    /// style's own idiom changes nothing.
+    #[arg(long)]
+    pub style_lead: bool,
     /// ONNX Runtime threads (0 = one per physical core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -226,6 +232,7 @@ pub fn run(args: &Args) -> Result<()> {
                 max_note_s: args.max_note_seconds,
                 follow: args.follow,
                 own_voice: args.own_voice,
+                style_leads_foreign: args.style_lead,
             },
         },
     };

@@ -91,6 +91,9 @@ pub struct Follower {
     rhythm: Option<(Meter, [f32; PHASE_BINS])>,
     /// The primer's figures, sorted.
     motifs: Arc<[[i8; MOTIF_INTERVALS]]>,
+    /// How much of the primer's manner (rhythm, figures, dynamics) is
+    /// followed, 0 to 1: 1 unless the style leads a foreign primer.
+    manner: f32,
 }
 
 /// One variation's recent past, as the pulls need it.
@@ -237,7 +240,15 @@ impl Follower {
             velocity_bin,
             rhythm,
             motifs: analysis.motifs.clone().into(),
+            manner: 1.0,
         })
+    }
+
+    /// The same pulls with the primer's manner (rhythm, figures, dynamics)
+    /// followed only `manner` (0..=1) as strongly; its key, register and
+    /// density as before. The engine softens it for a foreign primer.
+    pub fn with_manner(self, manner: f32) -> Self {
+        Self { manner: manner.clamp(0.0, 1.0), ..self }
     }
 
     /// Add the pulls to `logits` (already masked by [`Steering::apply`]) for
@@ -253,7 +264,8 @@ impl Follower {
         let (motif_next, motif_count) = self.motif_continuations(state);
         let motif_next = &motif_next[..motif_count];
         // Well below the most reuse, figures are pulled in; above it, pushed away.
-        let motif_pull = weight::MOTIF * ((3.0 * (MAX_REUSE - state.reuse()) / MAX_REUSE).clamp(-1.0, 1.0) as f32);
+        let motif_pull =
+            self.manner * weight::MOTIF * ((3.0 * (MAX_REUSE - state.reuse()) / MAX_REUSE).clamp(-1.0, 1.0) as f32);
         let heard: f32 = state.recent_pitch_classes.iter().sum();
         redistribute(&mut logits[ons.clone()], |pitch| {
             let mut b = 0.0;
@@ -283,17 +295,19 @@ impl Follower {
             logits[ons].iter_mut().filter(|l| l.is_finite()).for_each(|l| *l += s * pull);
         }
         // How loud: tilt back towards the primer's level when recent notes have drifted.
-        if let Some(recent) = state.recent_velocity_bin {
+        if let Some(recent) = state.recent_velocity_bin.filter(|_| self.manner > 0.0) {
             let drift = (recent - self.velocity_bin).clamp(-8.0, 8.0);
             let vels = usize::from(VELOCITY_OFFSET)..usize::from(VELOCITY_OFFSET) + NUM_VELOCITY_BINS as usize;
+            let s = s * self.manner;
             redistribute(&mut logits[vels], |bin| {
                 -s * weight::VELOCITY * (drift * (bin as f64 - self.velocity_bin) / 4.0) as f32
             });
         }
         // When: shifts that land on the primer's grid.
-        if let Some((meter, phase_bias)) = &self.rhythm {
+        if let Some((meter, phase_bias)) = self.rhythm.as_ref().filter(|_| self.manner > 0.0) {
             let shifts =
                 usize::from(TIME_SHIFT_OFFSET)..usize::from(TIME_SHIFT_OFFSET) + codec::MAX_SHIFT_STEPS as usize;
+            let s = s * self.manner;
             redistribute(&mut logits[shifts], |k| {
                 let land_s = codec::steps_to_seconds(now_steps + k as u64 + 1);
                 s * phase_bias_at(meter, phase_bias, land_s)
@@ -454,6 +468,23 @@ mod tests {
         };
         // The primer plays 4 notes/s: busier playing is pulled down, sparser up.
         assert!(pull(20) < pull(4) && pull(4) < pull(1), "{} {} {}", pull(20), pull(4), pull(1));
+    }
+
+    /// Without the primer's manner, rhythm and loudness pull no more, and
+    /// the key and register pull as before.
+    #[test]
+    fn a_follower_without_manner_keeps_key_and_register_only() {
+        let f = follower(&Steering::default(), 1.0);
+        let state = FollowState { recent_velocity_bin: Some(30.0), ..FollowState::default() };
+        let (mut full, mut keyed) = (vec![0.0f32; VOCAB_SIZE], vec![0.0f32; VOCAB_SIZE]);
+        f.apply(&mut full, &state, 400);
+        f.clone().with_manner(0.0).apply(&mut keyed, &state, 400);
+        let shift = |l: &[f32], k: u8| l[usize::from(Event::TimeShift(k).to_token())];
+        let vel = |l: &[f32], b: u8| l[usize::from(Event::Velocity(b).to_token())];
+        assert!(shift(&full, 25) > shift(&full, 13) + 1.0 && vel(&full, 10) > vel(&full, 30) + 1.0);
+        assert_eq!((shift(&keyed, 25), shift(&keyed, 13)), (0.0, 0.0), "no grid");
+        assert_eq!((vel(&keyed, 10), vel(&keyed, 30)), (0.0, 0.0), "no loudness");
+        assert!((keyed[on(62)] - keyed[on(63)] - (full[on(62)] - full[on(63)])).abs() < 1e-4, "the key as before");
     }
 
     #[test]

@@ -202,6 +202,11 @@ pub mod onnx_names {
     /// Metadata: how the weight products are stored, [`crate::export::Precision::name`];
     /// absent in files exported before int8 (all float32).
     pub const META_PRECISION: &str = "cadenza.precision";
+    /// Metadata: the checkpoint's validation loss on its own style's split,
+    /// in nats per event; absent when the run recorded none.
+    pub const META_VALIDATION_NLL: &str = "cadenza.validation_nll";
+    /// Metadata: [`crate::export::EXPORT_REVISION`] as a decimal string.
+    pub const META_EXPORT_REVISION: &str = "cadenza.export_revision";
 }
 
 #[cfg(test)]

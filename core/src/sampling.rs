@@ -243,6 +243,17 @@ pub struct Steering {
     /// second model step per event when there is a primer.
     #[serde(default = "default_own_voice")]
     pub own_voice: f32,
+    /// Whether the style leads a primer foreign to it: the further the
+    /// primer's cost to the model (nats per event) lies above the model's
+    /// own validation loss, the more the own voice rises towards 1 and the
+    /// less Follow pulls towards the primer's rhythm, figures and dynamics;
+    /// its key, register and density pulls stay. A primer in the model's
+    /// own style changes nothing. See [`crate::engine::foreignness`]. Off by
+    /// default: on nursery primers it names 80% of continuations in their
+    /// style against 44%, but it loosens how cross-style continuations keep
+    /// the primer's density and key (models/README.md).
+    #[serde(default)]
+    pub style_leads_foreign: bool,
 }
 
 fn default_own_voice() -> f32 {
@@ -269,6 +280,7 @@ impl Default for Steering {
             max_note_s: DEFAULT_MAX_NOTE_S,
             follow: DEFAULT_FOLLOW,
             own_voice: DEFAULT_OWN_VOICE,
+            style_leads_foreign: false,
         }
     }
 }
@@ -489,6 +501,7 @@ mod tests {
             max_note_s: 4.0,
             follow: 0.0,
             own_voice: 0.0,
+            style_leads_foreign: false,
         };
         let mut sounding = [false; 128];
         sounding[60] = true;

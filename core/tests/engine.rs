@@ -117,6 +117,7 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         max_note_s: 3.0,
         follow: 0.0,
         own_voice: 0.0,
+        style_leads_foreign: false,
     };
     let req = GenerateRequest {
         primer: Some(primer),
@@ -283,6 +284,34 @@ fn a_chunked_prefill_gives_the_logits_of_a_single_one() {
     let a = m.forward(&[60], &mut c1).expect("step");
     let b = m.forward(&[60], &mut c2).expect("step");
     assert!(max_abs_diff(&a, &b) < PARITY_TOLERANCE);
+}
+
+/// A scored prefill is the same prefill, and its cost is the mean of each
+/// token's -log p under the logits one full forward pass gives.
+#[test]
+fn a_scored_prefill_costs_what_the_logits_say() {
+    let fx = exported();
+    let tokens: Vec<u16> = chorale_tokens(300).iter().take(300).map(|&t| t as u16).collect();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let m = e.model();
+    let (mut c1, mut c2) = (m.empty_cache(1), m.empty_cache(1));
+    let plain = m.prefill(&[&tokens], &mut c1).expect("prefill");
+    let (scored, nll) = m.prefill_scored(&tokens, &mut c2).expect("scored prefill");
+    assert!(max_abs_diff(&plain, &scored) < PARITY_TOLERANCE);
+    let all: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+    let logits = m.forward(&all, &mut m.empty_cache(1)).expect("forward");
+    let vocab = logits.len() / tokens.len();
+    let mut sum = 0.0f64;
+    for (row, &next) in logits.chunks(vocab).zip(&tokens[1..]) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let z = f64::from(max) + row.iter().map(|&x| f64::from(x - max).exp()).sum::<f64>().ln();
+        sum += z - f64::from(row[usize::from(next)]);
+    }
+    let expected = sum / (tokens.len() - 1) as f64;
+    let nll = nll.expect("299 tokens scored");
+    assert!((nll - expected).abs() < 1e-3, "{nll} against {expected}");
+    let (_, single) = m.prefill_scored(&tokens[..1], &mut c2).expect("one token");
+    assert_eq!(single, None, "a lone START has nothing to score");
 }
 
 /// A cache reused for a shorter prefill (as after a window slide) holds the

@@ -424,6 +424,8 @@ impl CadenzaParams {
                 max_note_s: self.max_note_s(),
                 follow: self.follow.value().clamp(0.0, 1.0),
                 own_voice: self.own_voice.value().clamp(0.0, 1.0),
+                // Not in the editor yet: measured only from the command line (models/README.md).
+                style_leads_foreign: false,
             },
         }
     }

@@ -77,6 +77,7 @@ impl SettingsV1 {
                 // Format 1 had no following, and no second voice.
                 follow: 0.0,
                 own_voice: 0.0,
+                style_leads_foreign: false,
             },
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use cadenza_core::export::{export_onnx, model_precision, ExportOptions, Precision};
+use cadenza_core::export::{export_is_current, export_onnx, ExportOptions, Precision};
 
 use crate::env::repo_root;
 
@@ -39,8 +39,8 @@ fn modified(p: &Path) -> Option<SystemTime> {
 }
 
 /// Export `models/STYLE.onnx` at `precision` for every shipped style whose
-/// model is missing, older than its checkpoint or sidecar, or of another
-/// precision; returns the models written.
+/// model is missing, older than its checkpoint or sidecar, of another
+/// precision or from an older exporter; returns the models written.
 pub fn ensure_models_in(models: &Path, precision: Precision) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for style in shipped_styles(models)? {
@@ -49,7 +49,7 @@ pub fn ensure_models_in(models: &Path, precision: Precision) -> Result<Vec<PathB
         let sidecar = base.with_extension("json");
         let onnx = models.join(format!("{style}.onnx"));
         let newest_source = modified(&weights).max(modified(&sidecar));
-        if modified(&onnx).is_some_and(|m| Some(m) >= newest_source) && model_precision(&onnx) == Some(precision) {
+        if modified(&onnx).is_some_and(|m| Some(m) >= newest_source) && export_is_current(&onnx, precision) {
             continue;
         }
         let options = ExportOptions { style: Some(style.clone()), precision };
@@ -86,7 +86,7 @@ pub fn ensure_models(cuda: bool) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadenza_core::export::{random_weights, synthetic_meta};
+    use cadenza_core::export::{model_precision, random_weights, synthetic_meta};
     use cadenza_core::model::ModelConfig;
 
     /// A card and a checkpoint make a style; its model is made once, again when the

@@ -102,6 +102,10 @@ pub struct ModelInfo {
     pub provider: &'static str,
     /// The ONNX Runtime library in use.
     pub library: PathBuf,
+    /// Its validation loss on its own style, nats per event, when the export
+    /// recorded one: what music of its style costs it, against which a
+    /// primer's cost says how foreign the primer is ([`foreignness`]).
+    pub validation_nll: Option<f64>,
 }
 
 /// Reported after every generated event.
@@ -211,11 +215,20 @@ impl Engine {
         let batch = settings.variations;
 
         let prefix = prefix_tokens(req);
+        // One prefill of the shared context, copied to every variation; what
+        // the primer cost the model says how foreign it is to this style.
+        let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
+        let (mut cache, mut logits, primer_nll) = prefill_shared(&mut self.model, window, batch)?;
+        let foreign = match (settings.steering.style_leads_foreign && prefix.len() > 1, primer_nll) {
+            (true, Some(nll)) => foreignness(nll, self.info().validation_nll),
+            _ => 0.0,
+        };
         // A free request (follow 0) has nothing to follow: its primer is not analysed.
         let follower = (settings.steering.follow > 0.0)
             .then(|| req.analysis())
             .flatten()
-            .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow));
+            .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow))
+            .map(|f| f.with_manner(1.0 - foreign));
         let (target_steps, budget) = match settings.length {
             Length::Seconds(s) => {
                 let steps = codec::seconds_to_steps(s).max(1);
@@ -227,12 +240,9 @@ impl Engine {
             .map(|i| Voice::new(&prefix, settings.sampling.seed, i as u64, target_steps, budget, follower.as_ref()))
             .collect();
 
-        // One prefill of the shared context, copied to every variation.
-        let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
-        let (mut cache, mut logits) = prefill_shared(&mut self.model, window, batch)?;
-
-        // The style's own voice: the same model reading each continuation without the primer.
-        let own_weight = settings.steering.own_voice;
+        // The style's own voice: the same model reading each continuation
+        // without the primer; a foreign primer raises it towards 1.
+        let own_weight = settings.steering.own_voice + (1.0 - settings.steering.own_voice) * foreign;
         let mut own =
             if own_weight > 0.0 && prefix.len() > 1 { Some(OwnVoice::new(&mut self.model, batch)?) } else { None };
 
@@ -311,7 +321,7 @@ struct OwnVoice {
 
 impl OwnVoice {
     fn new(model: &mut Model, batch: usize) -> Result<Self, EngineError> {
-        let (cache, logits) = prefill_shared(model, &[START], batch)?;
+        let (cache, logits, _) = prefill_shared(model, &[START], batch)?;
         Ok(Self { cache, logits, history: vec![vec![START]; batch] })
     }
 
@@ -325,13 +335,31 @@ impl OwnVoice {
     }
 }
 
-/// One prefill of `window`, its cache and last logits copied to `batch` rows.
-fn prefill_shared(model: &mut Model, window: &[u16], batch: usize) -> Result<(KvCache, Vec<f32>), EngineError> {
+/// One prefill of `window`, its cache and last logits copied to `batch`
+/// rows, and the window's cost to the model in nats per event.
+fn prefill_shared(
+    model: &mut Model,
+    window: &[u16],
+    batch: usize,
+) -> Result<(KvCache, Vec<f32>, Option<f64>), EngineError> {
     let mut cache = model.empty_cache(1);
-    let last = model.prefill(&[window], &mut cache)?;
+    let (last, nll) = model.prefill_scored(window, &mut cache)?;
     let logits = (0..batch).flat_map(|_| last.iter().copied()).collect();
     cache.repeat(batch).map_err(|m| model.error(m))?;
-    Ok((cache, logits))
+    Ok((cache, logits, nll))
+}
+
+/// A primer's cost to the model (nats per event) at most this far above
+/// the model's validation loss is its own style: nothing changes.
+pub const FOREIGN_FROM_NATS: f64 = 0.5;
+/// ... and this much further up, it is wholly foreign: the style leads.
+pub const FOREIGN_SPAN_NATS: f64 = 1.0;
+
+/// How foreign a primer that cost the model `primer_nll` nats per event is
+/// to a model whose validation loss is `home_nll`, 0 (its own style) to 1;
+/// 0 when the model recorded no validation loss.
+pub fn foreignness(primer_nll: f64, home_nll: Option<f64>) -> f32 {
+    home_nll.map_or(0.0, |home| ((primer_nll - home - FOREIGN_FROM_NATS) / FOREIGN_SPAN_NATS).clamp(0.0, 1.0) as f32)
 }
 
 /// The next logits of every row after `next`; when the window is full, it
@@ -528,6 +556,17 @@ impl Voice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A primer costing the model what its own style does is not foreign; one
+    /// costing 2 nats more (a nursery rhyme to the classical model) is wholly
+    /// foreign; a model without a recorded validation loss never judges.
+    #[test]
+    fn foreignness_rises_with_the_primers_cost_above_the_models_own() {
+        assert_eq!(foreignness(1.2, Some(1.13)), 0.0);
+        assert_eq!(foreignness(1.13 + FOREIGN_FROM_NATS + FOREIGN_SPAN_NATS / 2.0, Some(1.13)), 0.5);
+        assert_eq!(foreignness(3.2, Some(1.13)), 1.0);
+        assert_eq!(foreignness(9.0, None), 0.0);
+    }
 
     #[test]
     fn prefix_is_start_primer_and_trailing_silence() {

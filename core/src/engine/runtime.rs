@@ -424,6 +424,11 @@ impl Model {
     /// no attention-score tensor much exceeds [`MAX_PREFILL_SCORES`]; returns
     /// the logits after each row's last event (`[batch, vocab]`).
     pub fn prefill(&mut self, rows: &[&[u16]], cache: &mut KvCache) -> Result<Vec<f32>, EngineError> {
+        self.prefill_inner(rows, None, cache, None)
+    }
+
+    /// The largest prefill chunk whose scores stay within [`MAX_PREFILL_SCORES`].
+    fn prefill_chunk(&self, rows: &[&[u16]]) -> usize {
         let batch = rows.len().max(1);
         let len = rows.first().map_or(0, |r| r.len());
         // The scores of a chunk of c after a cache of capacity cap are
@@ -432,7 +437,16 @@ impl Model {
         let cap = cache_capacity((len + 1).min(max_len), max_len) as f64;
         let per_row = (MAX_PREFILL_SCORES / (batch * self.info.config.n_heads)) as f64;
         let chunk = ((-cap + (cap * cap + 4.0 * per_row).sqrt()) / 2.0) as usize;
-        self.prefill_chunked(rows, chunk.clamp(1, len.max(1)), cache)
+        chunk.clamp(1, len.max(1))
+    }
+
+    /// [`Model::prefill`] of one row, and how surprised the model was by it:
+    /// the mean negative log-likelihood, in nats per event, of each of its
+    /// tokens after the first (`None` for a single token).
+    pub fn prefill_scored(&mut self, row: &[u16], cache: &mut KvCache) -> Result<(Vec<f32>, Option<f64>), EngineError> {
+        let mut nats = (0.0, 0usize);
+        let last = self.prefill_inner(&[row], None, cache, Some(&mut nats))?;
+        Ok((last, (nats.1 > 0).then(|| nats.0 / nats.1 as f64)))
     }
 
     /// [`Model::prefill`] in chunks of `chunk` events.
@@ -442,6 +456,23 @@ impl Model {
         chunk: usize,
         cache: &mut KvCache,
     ) -> Result<Vec<f32>, EngineError> {
+        self.prefill_inner(rows, Some(chunk), cache, None)
+    }
+
+    /// A prefill in chunks of `chunk` events (`None`: as large as the
+    /// scores' bound allows); with `nats`, adds row 0's negative
+    /// log-likelihood of each token after its first, and counts them.
+    fn prefill_inner(
+        &mut self,
+        rows: &[&[u16]],
+        chunk: Option<usize>,
+        cache: &mut KvCache,
+        mut nats: Option<&mut (f64, usize)>,
+    ) -> Result<Vec<f32>, EngineError> {
+        let chunk = match chunk {
+            Some(c) => c,
+            None => self.prefill_chunk(rows),
+        };
         let batch = rows.len();
         let len = rows.first().map_or(0, |r| r.len());
         if batch == 0 || len == 0 || chunk == 0 || rows.iter().any(|r| r.len() != len) {
@@ -457,6 +488,16 @@ impl Model {
             let end = (start + chunk).min(len);
             let tokens: Vec<i64> = rows.iter().flat_map(|r| r[start..end].iter().map(|&t| i64::from(t))).collect();
             let logits = self.forward(&tokens, cache)?;
+            if let Some((sum, count)) = nats.as_deref_mut() {
+                // Row 0's predictions of its own next tokens within this chunk.
+                for (pos, &next) in rows[0][start + 1..(end + 1).min(len)].iter().enumerate() {
+                    let row = &logits[pos * vocab..(pos + 1) * vocab];
+                    if let Some(z) = crate::sampling::log_sum_exp(row) {
+                        *sum += f64::from(z - row[usize::from(next)]);
+                        *count += 1;
+                    }
+                }
+            }
             if end == len {
                 let n = end - start;
                 return Ok((0..batch)
@@ -566,6 +607,7 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         codec_version,
         provider,
         library: library.to_path_buf(),
+        validation_nll: meta.custom(onnx_names::META_VALIDATION_NLL).and_then(|v| v.trim().parse().ok()),
     })
 }
 

@@ -227,15 +227,35 @@ impl std::str::FromStr for Precision {
 /// validation split; the parity tests and `cargo xtask eval nll` hold it to this.
 pub const INT8_NLL_TOLERANCE: f64 = 0.005;
 
+/// Bumped whenever the exporter writes a different model from the same
+/// checkpoint, so that setup makes the shipped models again (2: int8 weight
+/// products and the validation loss in the metadata).
+pub const EXPORT_REVISION: u32 = 2;
+
+/// An exported model file's metadata; `None` when it cannot be read as a model.
+fn metadata(path: &Path) -> Option<HashMap<String, String>> {
+    let model = ModelProto::decode(std::fs::read(path).ok()?.as_slice()).ok()?;
+    Some(model.metadata_props.into_iter().map(|p| (p.key, p.value)).collect())
+}
+
+fn precision_of(meta: &HashMap<String, String>) -> Option<Precision> {
+    meta.get(onnx_names::META_PRECISION).map_or(Some(Precision::Float32), |v| v.parse().ok())
+}
+
 /// The precision an exported model file declares: `None` when it cannot be
 /// read as a model or declares an unknown one; float32 when it predates the
 /// entry.
 pub fn model_precision(path: &Path) -> Option<Precision> {
-    let model = ModelProto::decode(std::fs::read(path).ok()?.as_slice()).ok()?;
-    match model.metadata_props.iter().find(|p| p.key == onnx_names::META_PRECISION) {
-        Some(entry) => entry.value.parse().ok(),
-        None => Some(Precision::Float32),
-    }
+    precision_of(&metadata(path)?)
+}
+
+/// Whether `path` is a model this exporter would write at `precision`
+/// (same [`EXPORT_REVISION`]), so a shipped model need not be made again.
+pub fn export_is_current(path: &Path, precision: Precision) -> bool {
+    metadata(path).is_some_and(|m| {
+        precision_of(&m) == Some(precision)
+            && m.get(onnx_names::META_EXPORT_REVISION).is_some_and(|r| r == &EXPORT_REVISION.to_string())
+    })
 }
 
 /// How [`export_onnx`] exports.
@@ -299,7 +319,11 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
         ),
         ("cadenza.manifest_hash", meta.manifest_hash.clone()),
         (onnx_names::META_PRECISION, precision.name().to_string()),
+        (onnx_names::META_EXPORT_REVISION, EXPORT_REVISION.to_string()),
     ];
+    let props = props
+        .into_iter()
+        .chain(meta.best_val_loss.filter(|v| v.is_finite()).map(|v| (onnx_names::META_VALIDATION_NLL, v.to_string())));
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
@@ -310,10 +334,7 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
         model_version: 1,
         doc_string: format!("Cadenza Music Transformer, style {}", meta.style),
         graph: Some(graph),
-        metadata_props: props
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto { key: key.to_string(), value })
-            .collect(),
+        metadata_props: props.map(|(key, value)| StringStringEntryProto { key: key.to_string(), value }).collect(),
     })
 }
 
