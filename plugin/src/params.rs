@@ -263,6 +263,11 @@ pub struct CadenzaParams {
     /// sounds, 1 hears only what the continuation has played (Follow still keeps key and beat).
     #[id = "ownvoice"]
     pub own_voice: FloatParam,
+    /// Let the style lead a phrase foreign to it (a nursery tune continued as jazz): the
+    /// further the model finds the phrase from its style, the more its own voice, rhythm and
+    /// figures take over; key, register and density still follow. Off by default.
+    #[id = "stylelead"]
+    pub style_lead: BoolParam,
 
     /// How many of the most recent bars the capture keeps as the primer.
     #[id = "capbar"]
@@ -367,6 +372,7 @@ impl CadenzaParams {
                 .with_string_to_value(Arc::new(|s| {
                     s.trim().trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
                 })),
+            style_lead: BoolParam::new("Style leads foreign phrases", steering.style_leads_foreign),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
@@ -424,8 +430,7 @@ impl CadenzaParams {
                 max_note_s: self.max_note_s(),
                 follow: self.follow.value().clamp(0.0, 1.0),
                 own_voice: self.own_voice.value().clamp(0.0, 1.0),
-                // Not in the editor yet: measured only from the command line (models/README.md).
-                style_leads_foreign: false,
+                style_leads_foreign: self.style_lead.value(),
             },
         }
     }
@@ -484,8 +489,8 @@ mod tests {
         let s = p.generation_settings(Length::Seconds(4.0));
         let engine = Steering::default();
         assert_eq!(
-            (s.steering.max_note_s, s.steering.follow, s.steering.own_voice),
-            (engine.max_note_s, engine.follow, engine.own_voice)
+            (s.steering.max_note_s, s.steering.follow, s.steering.own_voice, s.steering.style_leads_foreign),
+            (engine.max_note_s, engine.follow, engine.own_voice, engine.style_leads_foreign)
         );
         assert_eq!(s.sampling, Sampling { seed: 1, ..Sampling::default() }, "the seed parameter starts at 1");
         assert!(s.validate().is_ok());

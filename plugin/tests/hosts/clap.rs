@@ -16,8 +16,33 @@ const CLAP_ID: &str = "org.cadenza-music.cadenza";
 
 /// Every parameter id Cadenza ships with. Changing one breaks saved projects and automation.
 pub(crate) const PARAM_IDS: &[&str] = &[
-    "gen", "bars", "vars", "choice", "temp", "topp", "seed", "plo", "phi", "key", "scale", "poly", "dens", "maxnote",
-    "follow", "ownvoice", "capbar", "thru", "outch", "answer", "auto", "loop", "qgrid", "qstr", "piano", "pgain",
+    "gen",
+    "bars",
+    "vars",
+    "choice",
+    "temp",
+    "topp",
+    "seed",
+    "plo",
+    "phi",
+    "key",
+    "scale",
+    "poly",
+    "dens",
+    "maxnote",
+    "follow",
+    "ownvoice",
+    "stylelead",
+    "capbar",
+    "thru",
+    "outch",
+    "answer",
+    "auto",
+    "loop",
+    "qgrid",
+    "qstr",
+    "piano",
+    "pgain",
 ];
 
 pub(crate) fn transport_at(beats: f64) -> Transport {
