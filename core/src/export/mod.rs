@@ -223,8 +223,10 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// The most an int8 export may add to a model's NLL (nats per event) on its
-/// validation split; the parity tests and `cargo xtask eval nll` hold it to this.
+/// The most an int8 export may add to a model's NLL (nats per event): the
+/// xtask test `the_int8_export_of_a_shipped_model_scores_real_music_like_float32`
+/// holds the shipped jazz model to it on real MIDI. `cargo xtask eval nll`
+/// measured +0.0001 to +0.0007 on the shipped styles' validation splits.
 pub const INT8_NLL_TOLERANCE: f64 = 0.005;
 
 /// Bumped whenever the exporter writes a different model from the same
