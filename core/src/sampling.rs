@@ -246,12 +246,12 @@ pub struct Steering {
     /// Whether the style leads a primer foreign to it: the further the
     /// primer's cost to the model (nats per event) lies above the model's
     /// own validation loss, the more the own voice rises towards 1 and the
-    /// less Follow pulls towards the primer's rhythm, figures and dynamics;
-    /// its key, register and density pulls stay. A primer in the model's
+    /// less Follow pulls towards the primer's rhythm, density, figures and
+    /// dynamics; its key and register pulls stay. A primer in the model's
     /// own style changes nothing. See [`crate::engine::foreignness`]. Off by
-    /// default: on nursery primers it names 80% of continuations in their
+    /// default: on nursery primers it names 90% of continuations in their
     /// style against 44%, but it loosens how cross-style continuations keep
-    /// the primer's density and key (models/README.md).
+    /// the primer's density, key and register (models/README.md).
     #[serde(default)]
     pub style_leads_foreign: bool,
 }
