@@ -226,11 +226,21 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 /// Draw the chain figures of `runs/pop` (learning rate, accuracies, loss) with
-/// the trainer and copy them into `out` as `chain-*.png`; returns their Markdown.
+/// the trainer and copy them into `out` as `chain-*.png`; returns their Markdown,
+/// or `None` when there is no chain here to draw.
 fn chain_figures(out: &Path) -> Result<Option<String>> {
     let root = repo_root();
     let run = root.join("runs/pop");
     if !run.join(RUN_FILE).exists() {
+        return Ok(None);
+    }
+    // Finetuned from a shipped checkpoint, the run's ancestors are not on this
+    // machine: a one-run figure would replace the chain's, so leave those as they are.
+    if cadenza_core::records::run_chain(&run)?.len() < 2 {
+        println!(
+            "transfer: {} starts from a checkpoint whose runs are not here; the chain figures are left as they are",
+            run.display()
+        );
         return Ok(None);
     }
     let env = crate::setup::tool_env()?;
