@@ -113,9 +113,9 @@ pub struct Args {
     #[arg(long, default_value_t = Steering::default().own_voice)]
     pub own_voice: f32,
     /// Let the style lead a primer foreign to it (a nursery rhyme continued as jazz): the
-    /// further the primer lies from the style, the more the style's own voice and its rhythm,
-    /// figures and density take over; key and register still follow. A primer in the
-    /// style's own idiom changes nothing.
+    /// further the primer lies from the style, the more the style's own voice and its feel
+    /// (straight or swung), figures and density take over; key, register and beat still
+    /// follow. A primer in the style's own idiom changes nothing.
     #[arg(long)]
     pub style_lead: bool,
     /// ONNX Runtime threads (0 = one per physical core).

@@ -264,8 +264,8 @@ pub struct CadenzaParams {
     #[id = "ownvoice"]
     pub own_voice: FloatParam,
     /// Let the style lead a phrase foreign to it (a nursery tune continued as jazz): the
-    /// further the model finds the phrase from its style, the more its own voice, rhythm,
-    /// figures and density take over; key and register still follow. Off by default.
+    /// further the model finds the phrase from its style, the more its own voice, feel,
+    /// figures and density take over; key, register and beat still follow. Off by default.
     #[id = "stylelead"]
     pub style_lead: BoolParam,
 
