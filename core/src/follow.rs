@@ -414,11 +414,15 @@ fn rhythm_bias(r: &Rhythm) -> [f32; PHASE_BINS] {
     let grid = metrical_grid();
     let mut out = [0.0f32; PHASE_BINS];
     for ((o, p), g) in out.iter_mut().zip(&r.profile).zip(grid) {
-        let p = (1.0 - METRICAL_SHARE) * p + METRICAL_SHARE * g;
-        *o = (weight::RHYTHM * r.grid_fit as f32 * (PHASE_BINS as f64 * p).ln() as f32)
-            .clamp(-MAX_RHYTHM_PULL, MAX_RHYTHM_PULL);
+        *o = phase_pull((1.0 - METRICAL_SHARE) * p + METRICAL_SHARE * g, r.grid_fit);
     }
     out
+}
+
+/// The pull on landing in a phase bin of probability `p`: ln(PHASE_BINS p)
+/// nats of [`weight::RHYTHM`] at full grid fit, scaled by `grid_fit`.
+fn phase_pull(p: f64, grid_fit: f64) -> f32 {
+    (weight::RHYTHM * grid_fit as f32 * (PHASE_BINS as f64 * p).ln() as f32).clamp(-MAX_RHYTHM_PULL, MAX_RHYTHM_PULL)
 }
 
 /// Share of the lead's grid spread evenly over the beat: off the grid is
@@ -433,11 +437,7 @@ const LEAD_GRID_FLOOR: f64 = 0.6;
 /// are the style's to choose), scaled like [`rhythm_bias`] by how well the
 /// primer fits a grid.
 fn lead_grid_bias(grid_fit: f64) -> [f32; PHASE_BINS] {
-    beat_grid([1.0; 4]).map(|g| {
-        let p = (1.0 - LEAD_GRID_FLOOR) * g + LEAD_GRID_FLOOR / PHASE_BINS as f64;
-        (weight::RHYTHM * grid_fit as f32 * (PHASE_BINS as f64 * p).ln() as f32)
-            .clamp(-MAX_RHYTHM_PULL, MAX_RHYTHM_PULL)
-    })
+    beat_grid([1.0; 4]).map(|g| phase_pull((1.0 - LEAD_GRID_FLOOR) * g + LEAD_GRID_FLOOR / PHASE_BINS as f64, grid_fit))
 }
 
 fn phase_bias_at(meter: &Meter, bias: &[f32; PHASE_BINS], t_s: f64) -> f32 {
