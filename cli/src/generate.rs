@@ -278,6 +278,10 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / events.max(1) as f64
     );
 
+    if let Some(advice) = engine.primer_fit().and_then(|f| f.advice(&info.style, "--style-lead")) {
+        eprintln!("generate: {advice}.");
+    }
+
     // Where the continuation starts: the primer's end on the codec's grid.
     let primer_end_s = primer.as_ref().map_or(0.0, |p| codec::tokens_duration_s(&codec::encode_tokens(p)));
     let mut written = Written(Vec::new());

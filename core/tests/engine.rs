@@ -213,6 +213,56 @@ fn the_own_voice_reads_the_continuation_without_the_primer() {
     assert!(long.iter().all(|t| t.len() == window + 200));
 }
 
+#[test]
+fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
+    let fx = exported();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same random weights, recorded as finding their own music cheap or as dear as anything.
+    let load = |home: f64, name: &str| {
+        let meta = CheckpointMeta { best_val_loss: Some(home), ..fx.meta.clone() };
+        let path = dir.path().join(format!("{name}.onnx"));
+        cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+        Engine::load(&path, &engine_options()).expect("engine")
+    };
+    let req = |primer: Option<Performance>, lead: bool| GenerateRequest {
+        primer,
+        settings: GenerationSettings {
+            length: Length::Events(16),
+            steering: Steering { style_leads_foreign: lead, ..Default::default() },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let generate = |e: &mut Engine, r: &GenerateRequest| {
+        e.generate_variations(r, &mut |_| true).expect("generate");
+        e.primer_fit()
+    };
+    // Random weights pay about ln 391 = 6 nats for each of a chorale's events.
+    let mut cheap_home = load(2.0, "cheap");
+    let fit = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), false)).expect("a primer's fit");
+    assert!((5.0..7.0).contains(&fit.nats_per_event), "{fit:?}");
+    assert_eq!((fit.home_nats_per_event, fit.foreignness, fit.led), (Some(2.0), 1.0, false));
+    let advice = fit.advice("tiny", "--style-lead").expect("a foreign primer is worth a word");
+    assert!(advice.contains("foreign to tiny") && advice.contains("--style-lead"), "{advice}");
+    // Let the style lead, and it says it did, with no advice to turn the lead on.
+    let led = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), true)).expect("a primer's fit");
+    assert!(led.led && led.nats_per_event == fit.nats_per_event, "{led:?}");
+    let advice = led.advice("tiny", "--style-lead").expect("a word on the lead");
+    assert!(advice.starts_with("Led by tiny: your phrase") && !advice.contains("--style-lead"), "{advice}");
+    // Improvising has no primer to weigh, and a failed request leaves no fit behind.
+    assert_eq!(generate(&mut cheap_home, &req(None, false)), None);
+    generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), false));
+    let mut bad = req(Some(chorale("bwv1_6.mid")), false);
+    bad.settings.steering.follow = 2.0;
+    assert!(cheap_home.generate_variations(&bad, &mut |_| true).is_err());
+    assert_eq!(cheap_home.primer_fit(), None);
+    // A model whose own music costs as much finds the chorale its own: nothing to say, nothing led.
+    let mut dear_home = load(6.5, "dear");
+    let own = generate(&mut dear_home, &req(Some(chorale("bwv1_6.mid")), true)).expect("a primer's fit");
+    assert_eq!((own.foreignness, own.led), (0.0, false));
+    assert_eq!(own.advice("tiny", "--style-lead"), None);
+}
+
 /// Write `fx`'s model with one metadata entry changed.
 fn with_metadata(fx: &Exported, key: &str, value: &str, out: &Path) {
     let mut m = build_model(&fx.weights, &fx.meta, Precision::Float32).expect("model");

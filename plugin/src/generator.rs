@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use cadenza_core::engine::PrimerFit;
 use cadenza_core::request::GenerateRequest;
 use cadenza_core::Performance;
 use crossbeam::channel::{Receiver, Sender};
@@ -55,6 +56,8 @@ pub struct Finished {
     /// What did not run as the settings asked, in words (a library that did not load, CUDA
     /// that did not start, a change that needs a restart of the host); empty when all did.
     pub notices: Vec<String>,
+    /// What the primer cost the style and whether the style led it; `None` when improvising.
+    pub primer_fit: Option<PrimerFit>,
 }
 
 /// Something that continues a primer. One implementation exists: ONNX Runtime via the engine.
@@ -67,6 +70,8 @@ pub trait Generator: Send {
         request: &GenerateRequest,
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> Result<Vec<Performance>, GenError>;
+    /// The last generation's [`PrimerFit`]; `None` after an improvisation or a failure.
+    fn primer_fit(&self) -> Option<PrimerFit>;
 }
 
 /// A loaded generator and what did not go as `ort` asked (see [`Finished::notices`]).
@@ -228,6 +233,10 @@ mod engine_impl {
             let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);
             self.engine.generate(request, &mut report).map_err(|e| to_gen_error(e, &self.model))
         }
+
+        fn primer_fit(&self) -> Option<PrimerFit> {
+            self.engine.primer_fit()
+        }
     }
 }
 
@@ -251,8 +260,12 @@ pub fn spawn(
             let started = Instant::now();
             shared.progress.permille.store(0, Ordering::Release);
             let (result, engine, notices) = run_job(&shared, &job, &mut cache);
-            let finished =
-                Finished { id: job.id, result, elapsed_ms: started.elapsed().as_millis() as u64, engine, notices };
+            let primer_fit = match (&result, cache.as_ref()) {
+                (Ok(_), Some(c)) => c.loaded.generator.primer_fit(),
+                _ => None,
+            };
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let finished = Finished { id: job.id, result, elapsed_ms, engine, notices, primer_fit };
             shared.progress.running.store(false, Ordering::Release);
             if done.send(finished).is_err() {
                 break;

@@ -22,6 +22,8 @@ pub const DEFAULT_VARIATIONS: i32 = 4;
 pub const MAX_BARS: i32 = 32;
 /// Longest capture window, in bars.
 pub const MAX_CAPTURE_BARS: i32 = 16;
+/// The name of the parameter that lets a style lead a phrase foreign to it.
+pub const STYLE_LEAD_NAME: &str = "Style leads foreign phrases";
 /// The `answer` parameter's default for instances created from now on: the
 /// standalone's `--answer` flag sets it (a host never does).
 pub static ANSWER_BY_DEFAULT: AtomicBool = AtomicBool::new(false);
@@ -372,7 +374,7 @@ impl CadenzaParams {
                 .with_string_to_value(Arc::new(|s| {
                     s.trim().trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
                 })),
-            style_lead: BoolParam::new("Style leads foreign phrases", steering.style_leads_foreign),
+            style_lead: BoolParam::new(STYLE_LEAD_NAME, steering.style_leads_foreign),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),

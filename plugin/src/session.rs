@@ -691,8 +691,14 @@ impl Session {
                         job.style
                     ))
                 } else {
+                    // A phrase foreign to the style: say what was done with it, and how to let the style lead.
+                    let advice = f
+                        .primer_fit
+                        .and_then(|fit| fit.advice(&job.style, &format!("\"{}\"", crate::params::STYLE_LEAD_NAME)))
+                        .map(|a| format!(" {a}."))
+                        .unwrap_or_default();
                     Status::success(format!(
-                        "{count} variation{} ready in {:.1} s ({}, seed {}); {when}.",
+                        "{count} variation{} ready in {:.1} s ({}, seed {}); {when}.{advice}",
                         if count == 1 { "" } else { "s" },
                         elapsed_ms as f64 / 1000.0,
                         job.style,

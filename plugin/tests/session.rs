@@ -167,6 +167,13 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     let v = wait_view(&r, "a generation", |v| v.generation.is_some() && v.status.level != Level::Info);
     eprintln!("generated     -> {} [{}]", v.status.text, v.engine);
     assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
+    // A nursery tune is foreign to every shipped style (each pays over 3 nats an event for it, twice
+    // its own music's cost or more): the status line says so and names the parameter that lets the
+    // style lead. The stand-in random model records no validation loss to weigh it against.
+    if style != "tinytest" {
+        let says = [format!("foreign to {style}"), format!("\"{}\"", cadenza_plugin::params::STYLE_LEAD_NAME)];
+        assert!(says.iter().all(|s| v.status.text.contains(s.as_str())), "{}", v.status.text);
+    }
     assert!(v.engine.contains(&ort.file_name().expect("name").to_string_lossy().into_owned()), "{}", v.engine);
     let g = v.generation.as_ref().expect("generation");
     assert_eq!(g.variations.len(), 4);

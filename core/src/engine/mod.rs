@@ -175,16 +175,69 @@ fn list(paths: &[PathBuf]) -> String {
 /// A loaded model, ready to generate.
 pub struct Engine {
     model: Model,
+    /// What the last request's primer cost the model ([`Engine::primer_fit`]).
+    last_fit: Option<PrimerFit>,
+}
+
+/// How a primer sat with the model that continued it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrimerFit {
+    /// What the primer cost the model, nats per event.
+    pub nats_per_event: f64,
+    /// What the model's own music costs it (its validation loss), when recorded.
+    pub home_nats_per_event: Option<f64>,
+    /// 0 (the model's own style) to 1 (wholly foreign to it): see [`foreignness`].
+    pub foreignness: f32,
+    /// Whether the style led the primer (the request let it, and the primer was foreign).
+    pub led: bool,
+}
+
+/// From this foreignness on, a primer that the style did not lead is worth a word to the musician.
+pub const FOREIGN_ADVICE_FROM: f32 = 0.5;
+
+impl PrimerFit {
+    /// A sentence for the musician when the primer was foreign to `style`:
+    /// what was done with it, and `control` (the setting that lets the style
+    /// lead) when the style did not lead. `None` for a primer in the style.
+    pub fn advice(&self, style: &str, control: &str) -> Option<String> {
+        let cost = match self.home_nats_per_event {
+            Some(home) => {
+                format!("{:.1} nats per event against {:.1} for {style}'s own music", self.nats_per_event, home)
+            }
+            None => format!("{:.1} nats per event", self.nats_per_event),
+        };
+        if self.led {
+            Some(format!(
+                "Led by {style}: your phrase is {:.0}% foreign to it ({cost}), so its key, register and beat were followed \
+                 and the manner is {style}'s",
+                100.0 * self.foreignness
+            ))
+        } else if self.foreignness >= FOREIGN_ADVICE_FROM {
+            Some(format!(
+                "Your phrase is foreign to {style} ({cost}), so the continuation sounds more like your phrase than like \
+                 {style}; turn on {control} to let {style} lead it"
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl Engine {
     /// Load `model`, checking its metadata against this build's codec and architecture.
     pub fn load(model: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
-        Ok(Engine { model: Model::load(model, opts)? })
+        Ok(Engine { model: Model::load(model, opts)?, last_fit: None })
     }
 
     pub fn info(&self) -> &ModelInfo {
         self.model.info()
+    }
+
+    /// What the last generation's primer cost the model and whether the
+    /// style led it; `None` after an improvisation (no primer) or a failed
+    /// request.
+    pub fn primer_fit(&self) -> Option<PrimerFit> {
+        self.last_fit
     }
 
     /// The session underneath, for parity tests and benchmarks that drive the graph directly.
@@ -208,6 +261,7 @@ impl Engine {
         req: &GenerateRequest,
         progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<Vec<Variation>, EngineError> {
+        self.last_fit = None;
         req.validate().map_err(EngineError::Request)?;
         let settings = &req.settings;
         let max_len = self.info().config.max_seq_len;
@@ -219,10 +273,13 @@ impl Engine {
         // the primer cost the model says how foreign it is to this style.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
         let (mut cache, mut logits, primer_nll) = prefill_shared(&mut self.model, window, batch)?;
-        let foreign = match (settings.steering.style_leads_foreign && prefix.len() > 1, primer_nll) {
-            (true, Some(nll)) => foreignness(nll, self.info().validation_nll),
-            _ => 0.0,
-        };
+        let home = self.info().validation_nll;
+        let fit = primer_nll.filter(|_| prefix.len() > 1).map(|nll| {
+            let foreignness = foreignness(nll, home);
+            let led = settings.steering.style_leads_foreign && foreignness > 0.0;
+            PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led }
+        });
+        let foreign = fit.filter(|f| f.led).map_or(0.0, |f| f.foreignness);
         // A free request (follow 0) has nothing to follow: its primer is not analysed.
         let follower = (settings.steering.follow > 0.0)
             .then(|| req.analysis())
@@ -304,6 +361,7 @@ impl Engine {
                 o.step(&mut self.model, &next, &active, keep)?;
             }
         }
+        self.last_fit = fit;
         Ok(voices.into_iter().map(Voice::finish).collect())
     }
 }
