@@ -243,6 +243,27 @@ struct Outcome {
     style_right: usize,
     style_all: usize,
     seconds: f64,
+    /// What the primers cost the model (nats per event) and how foreign it found them, per piece.
+    primer_cost: Mean1,
+    foreignness: Mean1,
+}
+
+/// A running mean of one number.
+#[derive(Default)]
+struct Mean1 {
+    sum: f64,
+    n: usize,
+}
+
+impl Mean1 {
+    fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.n += 1;
+    }
+
+    fn get(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
 }
 
 impl Outcome {
@@ -271,6 +292,8 @@ fn run_case(
         style_right: 0,
         style_all: 0,
         seconds: 0.0,
+        primer_cost: Mean1::default(),
+        foreignness: Mean1::default(),
     };
     for (i, p) in pieces.iter().enumerate() {
         let meter = p.steady.then_some(&p.meter);
@@ -308,6 +331,10 @@ fn run_case(
             },
         };
         let conts = engine.generate(&req, &mut |_| true).with_context(|| format!("{}: generation failed", p.name))?;
+        if let Some(fit) = engine.primer_fit() {
+            o.primer_cost.add(fit.nats_per_event);
+            o.foreignness.add(f64::from(fit.foreignness));
+        }
         let mut per_piece = Mean::default();
         for c in &conts {
             o.style_all += 1;
@@ -398,7 +425,7 @@ pub fn run(args: &Args) -> Result<()> {
             let o = run_case(&mut engine, set, case, &classifier, args, strength)?;
             println!(
                 "eval continuation: {} continuing {} at follow {strength:.2}: key {} register {} density {} motif {} \
-                 beat {} style {:.0}% ({:.0} s)",
+                 beat {} style {:.0}%, primer cost {} foreign {} ({:.0} s)",
                 case.model,
                 case.primers,
                 fmt(o.grounding(0)),
@@ -407,6 +434,8 @@ pub fn run(args: &Args) -> Result<()> {
                 fmt(o.generated.get(4)),
                 fmt(o.grounding(5)),
                 100.0 * o.style_right as f64 / o.style_all.max(1) as f64,
+                fmt(o.primer_cost.get()),
+                fmt(o.foreignness.get()),
                 o.seconds
             );
             results.push((strength, ci, o));
@@ -441,15 +470,15 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)]) -> Str
     r.push_str(&format!("## At follow strength {:.2}\n\n", args.strength));
     r.push_str(
         "| model | primers | pieces (steady) | key r: gen / truth / floor (grounding) | in scale | register gap \
-         (st) | density \\|log ratio\\| | motif reuse | on the beat (grounding) | style named |\n|---|---|---|---|---|\
-         ---|---|---|---|---|\n",
+         (st) | density \\|log ratio\\| | motif reuse | on the beat (grounding) | style named | primer cost \
+         (foreign) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (_, ci, o) in results.iter().filter(|(s, _, _)| *s == args.strength) {
         let c = &cases[*ci];
         let trio =
             |i: usize| format!("{} / {} / {}", fmt(o.generated.get(i)), fmt(o.truth.get(i)), fmt(o.floor.get(i)));
         r.push_str(&format!(
-            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {:.1}% |\n",
+            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {:.1}% | {} ({}) |\n",
             c.model,
             c.primers,
             o.pieces,
@@ -462,10 +491,16 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)]) -> Str
             trio(4),
             trio(5),
             fmt(o.grounding(5)),
-            100.0 * o.style_right as f64 / o.style_all.max(1) as f64
+            100.0 * o.style_right as f64 / o.style_all.max(1) as f64,
+            fmt(o.primer_cost.get()),
+            fmt(o.foreignness.get())
         ));
     }
-    r.push_str("\nEach cell: generated / truth / floor.\n\n## Follow strength against grounding\n\n");
+    r.push_str(
+        "\nEach cell: generated / truth / floor. Primer cost: what the primers cost the model, nats per event \
+         (its own music's cost is its validation loss, on its card); foreign: how far above that they lie, 0 \
+         (its own style) to 1 (`Steering::style_leads_foreign`).\n\n## Follow strength against grounding\n\n",
+    );
     r.push_str("| model | primers | strength |");
     for (name, _) in MEASURES {
         r.push_str(&format!(" {name} |"));
@@ -589,6 +624,8 @@ mod tests {
             style_right: 0,
             style_all: 0,
             seconds: 0.0,
+            primer_cost: Mean1::default(),
+            foreignness: Mean1::default(),
         };
         let at = |key: f64| Scores { key, ..Scores::default() };
         o.generated.add(&at(0.6));

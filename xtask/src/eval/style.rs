@@ -82,11 +82,24 @@ fn real_windows(data: &Path, style: &str, split: Split, max_pieces: usize) -> Re
     Ok(out)
 }
 
-fn generate(model: &Path, pieces: usize, seed: u64, steering: Steering) -> Result<(Vec<Performance>, f64)> {
+/// What the primed pieces' primers cost a model, on average: nats per event, its own music's, and foreignness.
+struct PrimedCost {
+    nats_per_event: f64,
+    home: Option<f64>,
+    foreignness: f64,
+}
+
+fn generate(
+    model: &Path,
+    pieces: usize,
+    seed: u64,
+    steering: Steering,
+) -> Result<(Vec<Performance>, f64, Option<PrimedCost>)> {
     let mut engine =
         Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
     let t0 = std::time::Instant::now();
     let mut out = Vec::new();
+    let mut fits = Vec::new();
     for i in 0..pieces {
         // even pieces improvise, odd ones continue a bundled primer
         let primer = (i % 2 == 1).then(|| &PRIMERS[(i / 2) % PRIMERS.len()]);
@@ -103,8 +116,15 @@ fn generate(model: &Path, pieces: usize, seed: u64, steering: Steering) -> Resul
         };
         let mut variations = engine.generate(&req, &mut |_| true)?;
         out.push(variations.remove(0));
+        fits.extend(engine.primer_fit());
     }
-    Ok((out, t0.elapsed().as_secs_f64()))
+    let n = fits.len() as f64;
+    let cost = (!fits.is_empty()).then(|| PrimedCost {
+        nats_per_event: fits.iter().map(|f| f.nats_per_event).sum::<f64>() / n,
+        home: fits[0].home_nats_per_event,
+        foreignness: fits.iter().map(|f| f64::from(f.foreignness)).sum::<f64>() / n,
+    });
+    Ok((out, t0.elapsed().as_secs_f64(), cost))
 }
 
 fn mean_stats(perfs: &[Performance]) -> [f64; 8] {
@@ -175,6 +195,7 @@ pub fn run(args: &Args) -> Result<()> {
     println!("real test split: accuracy {:.1}%\n{}", 100.0 * real_cm.accuracy(), real_cm.markdown());
 
     let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
+    let mut primed_costs: Vec<String> = Vec::new();
     if !args.real_only {
         crate::setup::tool_env()?;
         for (c, style) in styles.iter().enumerate() {
@@ -183,7 +204,7 @@ pub fn run(args: &Args) -> Result<()> {
                 println!("eval style: no model {} — skipped", path.display());
                 continue;
             }
-            let (perfs, secs) = generate(
+            let (perfs, secs, cost) = generate(
                 &path,
                 args.pieces,
                 args.seed,
@@ -195,6 +216,13 @@ pub fn run(args: &Args) -> Result<()> {
                 },
             )?;
             println!("eval style: generated {} {style} pieces in {secs:.1} s", perfs.len());
+            if let Some(c) = cost {
+                let home = c.home.map_or(String::new(), |h| format!(", its own music {h:.2}"));
+                primed_costs.push(format!(
+                    "{style} {:.2} nats per event{home}, foreignness {:.2}",
+                    c.nats_per_event, c.foreignness
+                ));
+            }
             generated.push((c, perfs));
         }
         if !generated.is_empty() {
@@ -222,6 +250,12 @@ pub fn run(args: &Args) -> Result<()> {
             report.push_str(&format!(
                 "The primed pieces alone (each style continuing the nursery primers, which belong to no style):\n\n{}\n",
                 by_mode[1].markdown()
+            ));
+            report.push_str(&format!(
+                "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
+                 own style) to 1; with the style lead on, that much of the manner is the style's \
+                 (`Steering::style_leads_foreign`).\n\n",
+                primed_costs.join("; ")
             ));
             println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
             println!("primed: accuracy {:.1}%\n{}", 100.0 * by_mode[1].accuracy(), by_mode[1].markdown());
