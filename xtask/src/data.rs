@@ -19,6 +19,7 @@ mod music21;
 mod packages;
 mod qrc;
 mod rosegarden;
+mod tracker;
 mod xml;
 
 use std::collections::BTreeMap;
@@ -179,6 +180,7 @@ pub fn run(args: &Args) -> Result<()> {
         candidates.extend(musescore::candidates(&dir, &cache, styles)?);
         let dir = fetch::ensure(&fetch::LMMS_COMMON, &cache, &env.python)?;
         candidates.extend(lmms::candidates(&dir, &cache, styles, args.band_reduction)?);
+        candidates.extend(tracker::candidates(&cache, &env.python, styles, args.band_reduction)?);
     }
     let mma_runner = if wants(Style::Jazz) || wants(Style::Pop) {
         let dir = fetch::ensure(&fetch::MMA, &cache, &env.python)?;

@@ -104,6 +104,39 @@ pub const LMMS_COMMON: Pin = Pin {
     kind: PinKind::Deb,
 };
 
+/// Tracker modules (see `data/tracker.rs`): four game packages.
+pub const HEROES_SOUND_TRACKS: Pin = Pin {
+    source: "debian:heroes-sound-tracks",
+    version: "1.0-6",
+    archive: "heroes-sound-tracks_1.0-6_all.deb",
+    sha256: "b80a11d6bf5e3e7322e4bb511afa4f5d8b4dbea5b157408d1dede161c336371a",
+    kind: PinKind::Deb,
+};
+
+pub const PINGUS_DATA: Pin = Pin {
+    source: "debian:pingus-data",
+    version: "0.7.6-5.1",
+    archive: "pingus-data_0.7.6-5.1_all.deb",
+    sha256: "db503fdc34a7f86a02f2f1a77219b5cf4d813224cd4b13b5f0aad3af3d213805",
+    kind: PinKind::Deb,
+};
+
+pub const TECNOBALLZ_DATA: Pin = Pin {
+    source: "debian:tecnoballz-data",
+    version: "0.93.1-10",
+    archive: "tecnoballz-data_0.93.1-10_all.deb",
+    sha256: "e65cefe2182a2d4f33b3dab39706b2258c79ec068996701e16a525e63570c522",
+    kind: PinKind::Deb,
+};
+
+pub const TUXMATH_DATA: Pin = Pin {
+    source: "debian:tuxmath-data",
+    version: "2.0.3-9",
+    archive: "tuxmath-data_2.0.3-9_all.deb",
+    sha256: "7b928f122983074e06aee51a0b6f333926a3a475c1fc12485a8c040ca1cb9e75",
+    kind: PinKind::Deb,
+};
+
 impl Pin {
     /// The package name its registry knows.
     pub fn name(&self) -> &'static str {
@@ -334,6 +367,10 @@ mod tests {
             ROSEGARDEN,
             MUSESCORE3_COMMON,
             LMMS_COMMON,
+            HEROES_SOUND_TRACKS,
+            PINGUS_DATA,
+            TECNOBALLZ_DATA,
+            TUXMATH_DATA,
         ] {
             assert_eq!(p.sha256.len(), 64);
             // apt writes an epoch's colon as %3a in the file name.
