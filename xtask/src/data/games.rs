@@ -231,6 +231,16 @@ pub(super) fn lookup<'a>(table: &'a [GameTrack], name: &str, package: &str, tabl
         .with_context(|| format!("{package}: no genre on record for {name}; look at it and file it in {table_file}"))
 }
 
+/// Whether a hand-made table files each name once.
+#[cfg(test)]
+pub(super) fn filed_once(table: &[GameTrack]) -> bool {
+    let mut names: Vec<&str> = table.iter().map(|t| t.name).collect();
+    let n = names.len();
+    names.sort_unstable();
+    names.dedup();
+    names.len() == n
+}
+
 /// The GM family names of programs 0-127, eight at a time, with the
 /// distorted guitars (29-30) named apart from the clean ones.
 fn family(program: u8) -> &'static str {
