@@ -13,7 +13,7 @@ use cadenza_core::engine::{Engine, EngineOptions};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
 use cadenza_core::records::{self, CheckpointPaths, RunRecord, TrainMeta, BEST};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::Sampling;
+use cadenza_core::sampling::{Sampling, Steering};
 use serde_json::Value;
 
 use crate::env::repo_root;
@@ -39,6 +39,8 @@ fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
         settings: GenerationSettings {
             length: Length::Seconds(30.0),
             sampling: Sampling { seed: 1, ..Sampling::default() },
+            // The full 30 s, timed: a model that ends its piece early would time less music.
+            steering: Steering { allow_end: false, ..Steering::default() },
             ..Default::default()
         },
         ..GenerateRequest::default()
