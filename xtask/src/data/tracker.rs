@@ -124,7 +124,9 @@ pub struct Module {
     /// Pattern numbers in play order, the skip markers (254) removed; 255 ends the song.
     pub orders: Vec<u8>,
     pub patterns: Vec<Pattern>,
+    /// Ticks a row at the song's start.
     pub speed: u8,
+    /// Tempo at the song's start: a tick lasts 2.5 / tempo seconds.
     pub tempo: u8,
 }
 
