@@ -296,6 +296,11 @@ impl Decoder {
     pub fn finished_notes(&self) -> &[Note] {
         &self.notes
     }
+
+    /// Notes sounding now: pitch, onset in steps and velocity.
+    pub fn sounding_notes(&self) -> impl Iterator<Item = (u8, u64, u8)> + '_ {
+        self.active.iter().enumerate().filter_map(|(p, a)| a.map(|(onset, v)| (p as u8, onset, v)))
+    }
 }
 
 /// Decode events to a performance; reading stops at END, and notes still

@@ -103,6 +103,79 @@ fn same_seed_same_events_and_seeds_and_variations_differ() {
     assert_ne!(a[0].tokens, c[0].tokens, "another seed, other music");
 }
 
+/// The plugin's way: the chosen variation alone, its first seconds handed
+/// over as soon as they are made and then all of it, the rest in one batch
+/// after it. Each variation is the one a single batch gives, also with the
+/// own voice and past the window.
+#[test]
+fn the_chosen_variation_comes_early_and_every_variation_is_the_batchs() {
+    let fx = exported();
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let window = e.info().config.max_seq_len;
+    for (one, own_voice, length) in [(0, 0.0, Length::Seconds(6.0)), (2, 0.5, Length::Events(window + 100))] {
+        let req = GenerateRequest {
+            primer: Some(chorale("bwv66_6.mid")),
+            settings: GenerationSettings {
+                length,
+                variations: 4,
+                sampling: Sampling { seed: 9, ..Default::default() },
+                steering: Steering { own_voice, allow_end: false, ..Default::default() },
+            },
+            ..Default::default()
+        };
+        let batch = e.generate_variations(&req, &mut |_| true).expect("one batch");
+        let done_now = std::cell::Cell::new(0);
+        let (mut handed, mut last_fraction) = (Vec::new(), 0.0);
+        let early = e
+            .generate_one_early(
+                &req,
+                one,
+                &mut |p| {
+                    assert!(p.fraction >= last_fraction && p.fraction <= 1.0, "{} after {last_fraction}", p.fraction);
+                    last_fraction = p.fraction;
+                    done_now.set(p.variations_done);
+                    true
+                },
+                &mut |v, complete| handed.push((v.clone(), complete, done_now.get())),
+            )
+            .expect("chosen early");
+        assert_eq!(early, batch, "own voice {own_voice}: the same variations as one batch");
+        assert_eq!((done_now.get(), last_fraction), (4, 1.0));
+        let [(start, false, 0), (all, true, 1)] = &handed[..] else {
+            panic!(
+                "its start, then all of it when it alone was done: {:?}",
+                handed.iter().map(|h| (h.1, h.2)).collect::<Vec<_>>()
+            )
+        };
+        assert_eq!(all, &early[one]);
+        // The start holds the notes made so far: each is in the variation, those still sounding
+        // then held to the end asked for (6 s) or to the moment it was handed over.
+        assert!(!start.performance.is_empty() && start.performance.notes.len() < all.performance.notes.len());
+        let end_s = start.performance.notes.iter().map(|n| n.end_s).fold(0.0, f64::max);
+        assert!(end_s >= cadenza_core::engine::EARLY_START_S, "handed over after {end_s} s of music");
+        if let Length::Seconds(asked) = length {
+            assert_eq!(end_s, asked, "notes sounding when it was handed over are held to the end asked for");
+        }
+        for n in &start.performance.notes {
+            let same =
+                |m: &&cadenza_core::Note| m.pitch == n.pitch && m.start_s == n.start_s && m.velocity == n.velocity;
+            let m = all.performance.notes.iter().find(same).unwrap_or_else(|| panic!("{n:?} is not in the variation"));
+            assert!(m.end_s == n.end_s || n.end_s == end_s, "{n:?} against {m:?}");
+        }
+    }
+    // One variation: its start, then all of it.
+    let req = GenerateRequest {
+        settings: GenerationSettings { variations: 1, length: Length::Seconds(8.0), ..Default::default() },
+        ..Default::default()
+    };
+    let mut handed = Vec::new();
+    let one = e
+        .generate_one_early(&req, 3, &mut |_| true, &mut |v, complete| handed.push((v.clone(), complete)))
+        .expect("one");
+    assert_eq!(handed.iter().map(|h| h.1).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(handed[1].0, one[0]);
+}
+
 #[test]
 fn a_real_primer_is_continued_within_the_steering_and_length() {
     let fx = exported();

@@ -380,14 +380,19 @@ impl CadenzaEditor {
                         Some(k) => format!(" · {}", k.name()),
                         None => String::new(),
                     };
+                    // The chosen variation plays while the others are made: say when each was ready.
+                    let took = if g.first_ms > 0 && g.first_ms < g.elapsed_ms {
+                        format!("chosen {:.1} s, all {:.1} s", g.first_ms as f64 / 1000.0, g.elapsed_ms as f64 / 1000.0)
+                    } else {
+                        format!("{:.1} s", g.elapsed_ms as f64 / 1000.0)
+                    };
                     ui.label(
                         RichText::new(format!(
-                            "{} · seed {} · temp {:.2} · top-p {:.2}{key} · {:.1} s",
+                            "{} · seed {} · temp {:.2} · top-p {:.2}{key} · {took}",
                             g.style,
                             g.settings.sampling.seed,
                             g.settings.sampling.temperature,
                             g.settings.sampling.top_p,
-                            g.elapsed_ms as f64 / 1000.0
                         ))
                         .weak(),
                     );

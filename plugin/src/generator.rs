@@ -28,6 +28,9 @@ pub struct Job {
     pub model: PathBuf,
     pub request: GenerateRequest,
     pub ort: OrtChoice,
+    /// The variation the musician has chosen (0-based): made first, alone, and sent as soon as
+    /// it is done, so that it plays while the others are made.
+    pub first: usize,
 }
 
 /// Why a generation produced nothing.
@@ -44,10 +47,15 @@ pub enum GenError {
     Cancelled,
 }
 
-/// The result of a job, sent back to the session thread.
+/// The result of a job, sent back to the session thread: early with the
+/// chosen variation alone (`early`), its start as soon as it is made and then
+/// all of it, and at the end with all the variations.
 #[derive(Debug)]
 pub struct Finished {
     pub id: u64,
+    /// Some: the result holds the chosen variation alone, made before the others so that it can
+    /// play while they are made; the job goes on. `None`: the job's end.
+    pub early: Option<Early>,
     pub result: Result<Vec<Performance>, GenError>,
     /// Wall time the inference thread spent (model load included), in milliseconds.
     pub elapsed_ms: u64,
@@ -60,15 +68,29 @@ pub struct Finished {
     pub primer_fit: Option<PrimerFit>,
 }
 
+/// What an early [`Finished`] holds of the chosen variation
+/// ([`cadenza_core::engine::Engine::generate_one_early`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Early {
+    /// Which variation (0-based).
+    pub index: usize,
+    /// All of it; false: its start, notes still sounding held to the end.
+    pub complete: bool,
+}
+
 /// Something that continues a primer. One implementation exists: ONNX Runtime via the engine.
 pub trait Generator: Send {
     /// Which library and execution provider run it.
     fn describe(&self) -> String;
-    /// Generate the request's variations; `progress(fraction)` returns false to cancel.
+    /// Generate the request's variations; `progress(fraction)` returns false to cancel, and
+    /// `ready(variation, complete)` receives variation `first` as it is made, before the others:
+    /// its start, then all of it.
     fn generate(
         &mut self,
         request: &GenerateRequest,
+        first: usize,
         progress: &mut dyn FnMut(f32) -> bool,
+        ready: &mut dyn FnMut(Performance, bool),
     ) -> Result<Vec<Performance>, GenError>;
     /// The last generation's [`PrimerFit`]; `None` after an improvisation or a failure.
     fn primer_fit(&self) -> Option<PrimerFit>;
@@ -228,10 +250,17 @@ mod engine_impl {
         fn generate(
             &mut self,
             request: &GenerateRequest,
+            first: usize,
             progress: &mut dyn FnMut(f32) -> bool,
+            ready: &mut dyn FnMut(Performance, bool),
         ) -> Result<Vec<Performance>, GenError> {
             let mut report = |p: cadenza_core::engine::Progress| progress(p.fraction as f32);
-            self.engine.generate(request, &mut report).map_err(|e| to_gen_error(e, &self.model))
+            let mut early = |v: &cadenza_core::engine::Variation, complete| ready(v.performance.clone(), complete);
+            let variations = self
+                .engine
+                .generate_one_early(request, first, &mut report, &mut early)
+                .map_err(|e| to_gen_error(e, &self.model))?;
+            Ok(variations.into_iter().map(|v| v.performance).collect())
         }
 
         fn primer_fit(&self) -> Option<PrimerFit> {
@@ -259,13 +288,29 @@ pub fn spawn(
         while let Ok(job) = jobs.recv() {
             let started = Instant::now();
             shared.progress.permille.store(0, Ordering::Release);
-            let (result, engine, notices) = run_job(&shared, &job, &mut cache);
+            // The chosen variation goes to the session as it is made: its start, then (when others
+            // follow) all of it.
+            let variations = job.request.settings.variations;
+            let mut ready = |p: Performance, complete: bool| {
+                if !complete || variations > 1 {
+                    let _ = done.send(Finished {
+                        id: job.id,
+                        early: Some(Early { index: job.first.min(variations - 1), complete }),
+                        result: Ok(vec![p]),
+                        elapsed_ms: started.elapsed().as_millis() as u64,
+                        engine: String::new(),
+                        notices: Vec::new(),
+                        primer_fit: None,
+                    });
+                }
+            };
+            let (result, engine, notices) = run_job(&shared, &job, &mut cache, &mut ready);
             let primer_fit = match (&result, cache.as_ref()) {
                 (Ok(_), Some(c)) => c.loaded.generator.primer_fit(),
                 _ => None,
             };
             let elapsed_ms = started.elapsed().as_millis() as u64;
-            let finished = Finished { id: job.id, result, elapsed_ms, engine, notices, primer_fit };
+            let finished = Finished { id: job.id, early: None, result, elapsed_ms, engine, notices, primer_fit };
             shared.progress.running.store(false, Ordering::Release);
             if done.send(finished).is_err() {
                 break;
@@ -278,6 +323,7 @@ fn run_job(
     shared: &Shared,
     job: &Job,
     cache: &mut Option<Cached>,
+    ready: &mut dyn FnMut(Performance, bool),
 ) -> (Result<Vec<Performance>, GenError>, String, Vec<String>) {
     let modified = match std::fs::metadata(&job.model).and_then(|m| m.modified()) {
         Ok(t) => t,
@@ -313,9 +359,10 @@ fn run_job(
         !shared.progress.cancel.load(Ordering::Acquire)
     };
     // A panic inside the engine must not take the host down: it becomes an error.
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate(&job.request, &mut progress)))
-            .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        generator.generate(&job.request, job.first, &mut progress, ready)
+    }))
+    .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
     if result.is_err() && shared.progress.cancel.load(Ordering::Acquire) {
         return (Err(GenError::Cancelled), engine, notices);
     }

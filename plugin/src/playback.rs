@@ -48,6 +48,10 @@ pub enum StartMode {
     Start,
     /// The same music re-rendered (quantize changed): keep playing if it was.
     Keep,
+    /// The variation playing, unchanged, with the others beside it (those
+    /// of a generation whose chosen one came early): keep playing, and let
+    /// sounding notes ring to their ends.
+    Extend,
     /// A project loaded: with Loop on, the chosen variation plays from the bar line after the
     /// transport rolls, as the loop did before the project was saved.
     Restored,
@@ -211,7 +215,7 @@ impl Player {
         match start {
             StartMode::Start => self.mode = Mode::Armed,
             StartMode::Restored => self.mode = Mode::Cued,
-            StartMode::Keep => {
+            StartMode::Keep | StartMode::Extend => {
                 if let Mode::Playing { anchor } = self.mode {
                     self.mode = Mode::Playing { anchor };
                 }
@@ -219,7 +223,8 @@ impl Player {
         }
         // Position within the new material is found again on the next block.
         self.cursor = usize::MAX;
-        self.flush_notes = true;
+        // Sounding notes end in the new material only when it is the same.
+        self.flush_notes = start != StartMode::Extend;
         old
     }
 
@@ -529,6 +534,47 @@ mod tests {
         assert_eq!(player.variation(), 1);
         // Variation 2's long note (72 at beat 2) already started, so it is not replayed mid-way.
         assert!(!out.events.iter().any(|e| e.velocity > 0));
+    }
+
+    /// The other variations arrive while the first plays (its notes unchanged):
+    /// nothing is cut or struck again, and the first plays on to its end.
+    /// Re-rendered material (Keep) ends sounding notes instead.
+    #[test]
+    fn the_others_join_the_first_without_cutting_its_notes() {
+        for (mode, cut) in [(StartMode::Extend, false), (StartMode::Keep, true)] {
+            let mut player = Player::default();
+            player.install(set_of(&[two_note_clip(60)], 8.0, StartMode::Start));
+            let mut clock = Clock::default();
+            let mut out = OutBuffer::default();
+            let stopped = HostTime {
+                playing: false,
+                tempo_bpm: Some(120.0),
+                time_sig: None,
+                pos_beats: None,
+                bar_start_beats: None,
+            };
+            let mut events = Vec::new();
+            // Into beat 2.5: the long note 62 (beats 2 to 6) sounds when the others arrive.
+            for b in 0..(8 * 24_000 / 500) {
+                if b == (2.5 * 24_000.0) as usize / 500 {
+                    assert!(player.install(set_of(&[two_note_clip(60), two_note_clip(70)], 8.0, mode)).is_some());
+                }
+                let c = clock.advance(&stopped, 48_000.0, 500);
+                out.clear();
+                player.process(&c, 500, 0, false, &mut out);
+                events.extend(out.events.iter().map(|e| (b * 500 + e.timing as usize, *e)));
+            }
+            let offs: Vec<usize> =
+                events.iter().filter(|(_, e)| e.pitch == 62 && e.velocity == 0).map(|x| x.0).collect();
+            let ons = events.iter().filter(|(_, e)| e.pitch == 62 && e.velocity > 0).count();
+            assert_eq!(ons, 1, "{mode:?}: struck once");
+            if cut {
+                assert_eq!(offs, vec![(2.5 * 24_000.0) as usize / 500 * 500], "{mode:?}: cut when the set arrived");
+            } else {
+                assert_eq!(offs, vec![6 * 24_000], "{mode:?}: rings to its end at beat 6");
+            }
+            assert_eq!(player.variation(), 0);
+        }
     }
 
     /// A host at 120 BPM in 4/4 at `pos_beats`, rolling or not.

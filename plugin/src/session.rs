@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use cadenza_core::analysis::Meter;
 use cadenza_core::midi::{read_file, ReadOptions, WriteOptions};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::Clip;
+use cadenza_core::{Clip, Performance};
 use crossbeam::channel::{Receiver, Select, Sender};
 use parking_lot::Mutex;
 
 use crate::capture::{Capture, CaptureEvent, MAX_CAPTURE_EVENTS_IN_FLIGHT};
-use crate::generator::{Finished, GenError, Job};
+use crate::generator::{Early, Finished, GenError, Job};
 use crate::locate::{self, Style};
 use crate::params::CadenzaParams;
 use crate::playback::{PlaySet, StartMode, PLAY_SET_POOL};
@@ -114,6 +114,10 @@ struct Pending {
     style: String,
     bars: u32,
     settings: GenerationSettings,
+    /// When the chosen variation's start came early ([`Finished::early`]): it is playing.
+    first_ms: Option<u64>,
+    /// Whether all of the chosen variation came early, not only its start.
+    chosen_complete: bool,
 }
 
 struct Session {
@@ -589,12 +593,15 @@ impl Session {
             primer.as_ref().map_or(0.0, |c| ((c.length_beats / bar_len_beats) - 1e-6).ceil().max(1.0) * bar_len_beats);
         let bars = p.bars.value().max(1) as u32;
         let settings = p.generation_settings(Length::Seconds(f64::from(bars) * bar_len_beats * 60.0 / tempo_bpm));
+        let first = (p.choice.value().max(1) as usize - 1).min(settings.variations - 1);
         // Another instance (or the user) may have changed this machine's settings since.
         self.read_machine_settings();
         let job = Job {
             id: self.next_job_id,
             model: style.path.clone(),
             ort: OrtChoice::current(&self.machine),
+            // The chosen variation is made first and plays while the others are made.
+            first,
             request: GenerateRequest {
                 primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
                 primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
@@ -635,6 +642,8 @@ impl Session {
             style: style.name.clone(),
             bars,
             settings,
+            first_ms: None,
+            chosen_complete: false,
         });
         let sent = self.jobs_tx.as_ref().is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
@@ -644,7 +653,99 @@ impl Session {
         }
     }
 
+    /// The job's generation from `performances`, each fitted to the job's length.
+    fn generation_of(job: &Pending, performances: &[Performance], elapsed_ms: u64) -> Generation {
+        let length_beats = f64::from(job.bars) * job.bar_len_beats;
+        Generation {
+            primer: job.primer.clone().unwrap_or_default(),
+            primer_len_beats: job.primer_len_beats,
+            variations: performances
+                .iter()
+                .map(|p| fit_to_length(Clip::from_performance(p, job.tempo_bpm), length_beats))
+                .collect(),
+            tempo_bpm: job.tempo_bpm,
+            bar_len_beats: job.bar_len_beats,
+            time_signature: job.time_signature,
+            style: job.style.clone(),
+            bars: job.bars,
+            settings: job.settings,
+            elapsed_ms,
+            first_ms: job.first_ms.unwrap_or(elapsed_ms),
+        }
+    }
+
+    /// Where playback of `what` stands, in words, after a result arrived.
+    fn when_playing(&self, what: &str) -> String {
+        if !self.params.autoplay.value() {
+            format!("press Play to hear {what}")
+        } else if self.shared.clock.host_playing.load(Ordering::Acquire) {
+            "playing from the next bar line".into()
+        } else {
+            "playing now".into()
+        }
+    }
+
+    /// The chosen variation (`index`), made alone ahead of the others: its start (the first
+    /// message), then all of it. It plays from its start, and what follows joins it without a
+    /// break; until the others come, their places hold empty clips of the job's length.
+    fn early_ready(&mut self, f: Finished, Early { index, complete }: Early) {
+        let Some(job) = self.job.as_mut().filter(|j| j.id == f.id) else { return };
+        let Ok(performances) = f.result else { return };
+        let elapsed_ms = job.started.elapsed().as_millis() as u64;
+        let (style, variations, seed) = (job.style.clone(), job.settings.variations, job.settings.sampling.seed);
+        let index = index.min(variations - 1);
+        let started = job.first_ms.is_some();
+        job.first_ms.get_or_insert(elapsed_ms);
+        job.chosen_complete = complete;
+        let mut generation = Self::generation_of(job, &performances, elapsed_ms);
+        let chosen = generation.variations.pop().unwrap_or_default();
+        match self.state.generation.as_mut().filter(|_| started) {
+            Some(g) => g.variations[index] = chosen,
+            None => {
+                let empty = Clip { notes: Vec::new(), length_beats: f64::from(job.bars) * job.bar_len_beats };
+                generation.variations = vec![empty; variations];
+                generation.variations[index] = chosen;
+                self.state.generation = Some(generation);
+            }
+        }
+        self.store();
+        let mode = if started && self.rendered_quantize == self.params.quantize() {
+            StartMode::Extend
+        } else if started || !self.params.autoplay.value() {
+            StartMode::Keep
+        } else {
+            StartMode::Start
+        };
+        self.render(mode);
+        let others = match variations - 1 {
+            0 => String::new(),
+            1 => " and the other one".into(),
+            n => format!(" and the other {n}"),
+        };
+        let which = if variations == 1 {
+            "The variation".to_string()
+        } else {
+            format!("Variation {} of {variations}", index + 1)
+        };
+        self.status = Status::info(if started {
+            format!(
+                "{which} ready in {:.1} s; the other{} follow…",
+                elapsed_ms as f64 / 1000.0,
+                if variations == 2 { "" } else { "s" }
+            )
+        } else {
+            format!(
+                "{which} starts after {elapsed_ms} ms ({style}, seed {seed}); {}; the rest of it{others} follow…",
+                self.when_playing("it")
+            )
+        });
+        self.dirty = true;
+    }
+
     fn finish(&mut self, f: Finished) {
+        if let Some(early) = f.early {
+            return self.early_ready(f, early);
+        }
         if !f.engine.is_empty() {
             self.engine = f.engine.clone();
         }
@@ -653,37 +754,34 @@ impl Session {
         if let Some(e) = &self.machine_error {
             notices.insert(0, e.clone());
         }
+        // The chosen variation came early and is playing: what follows must not drop it.
+        let kept = match job.first_ms {
+            Some(_) if !job.chosen_complete => {
+                " The start of the chosen variation is kept; the rest of it and the others were not made.".to_string()
+            }
+            Some(_) => " The chosen variation is kept; the others were not made.".to_string(),
+            None => String::new(),
+        };
         match f.result {
             Ok(performances) => {
-                let length_beats = f64::from(job.bars) * job.bar_len_beats;
-                let variations: Vec<Clip> = performances
-                    .iter()
-                    .map(|p| fit_to_length(Clip::from_performance(p, job.tempo_bpm), length_beats))
-                    .collect();
-                let notes: usize = variations.iter().map(|v| v.notes.len()).sum();
                 let elapsed_ms = job.started.elapsed().as_millis() as u64;
-                let count = variations.len();
-                self.state.generation = Some(Generation {
-                    primer: job.primer.unwrap_or_default(),
-                    primer_len_beats: job.primer_len_beats,
-                    variations,
-                    tempo_bpm: job.tempo_bpm,
-                    bar_len_beats: job.bar_len_beats,
-                    time_signature: job.time_signature,
-                    style: job.style.clone(),
-                    bars: job.bars,
-                    settings: job.settings,
-                    elapsed_ms,
-                });
+                let generation = Self::generation_of(&job, &performances, elapsed_ms);
+                let notes: usize = generation.variations.iter().map(|v| v.notes.len()).sum();
+                let count = generation.variations.len();
+                self.state.generation = Some(generation);
                 self.store();
-                let autoplay = self.params.autoplay.value();
-                self.render(if autoplay { StartMode::Start } else { StartMode::Keep });
-                let when = if !autoplay {
-                    "press Play to hear them"
-                } else if self.shared.clock.host_playing.load(Ordering::Acquire) {
-                    "playing from the next bar line"
+                let mode = if job.first_ms.is_some() && self.rendered_quantize == self.params.quantize() {
+                    // The chosen variation is already playing as rendered: the others join it.
+                    StartMode::Extend
+                } else if job.first_ms.is_some() || !self.params.autoplay.value() {
+                    StartMode::Keep
                 } else {
-                    "playing now"
+                    StartMode::Start
+                };
+                self.render(mode);
+                let when = match job.first_ms.filter(|_| self.params.autoplay.value()) {
+                    Some(ms) => format!("the chosen one started after {ms} ms"),
+                    None => self.when_playing("them"),
                 };
                 self.status = if notes == 0 {
                     Status::warning(format!(
@@ -702,14 +800,17 @@ impl Session {
                         if count == 1 { "" } else { "s" },
                         elapsed_ms as f64 / 1000.0,
                         job.style,
-                        self.state.generation.as_ref().map_or(0, |g| g.settings.sampling.seed)
+                        job.settings.sampling.seed
                     ))
                 };
             }
-            Err(GenError::Cancelled) => self.status = Status::info("Generation cancelled; nothing changed."),
+            Err(GenError::Cancelled) if kept.is_empty() => {
+                self.status = Status::info("Generation cancelled; nothing changed.")
+            }
+            Err(GenError::Cancelled) => self.status = Status::info(format!("Generation cancelled.{kept}")),
             Err(e) => {
                 let e = e.to_string();
-                self.status = Status::error(format!("{}. MIDI still passes through.", e.trim_end_matches('.')));
+                self.status = Status::error(format!("{}. MIDI still passes through.{kept}", e.trim_end_matches('.')));
             }
         }
         // What did not run as this machine's settings asked: said after the result, never hidden.
@@ -861,6 +962,7 @@ impl Session {
                 style: g.style.clone(),
                 settings: g.settings,
                 elapsed_ms: g.elapsed_ms,
+                first_ms: g.first_ms,
             }
         });
         let primer_source = match &self.state.primer_file {

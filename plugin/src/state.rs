@@ -118,6 +118,10 @@ pub struct Generation {
     pub settings: GenerationSettings,
     /// Wall time from the press to the result, in milliseconds.
     pub elapsed_ms: u64,
+    /// Wall time from the press to the chosen variation, which plays while the others are made;
+    /// equal to `elapsed_ms` for one variation, 0 in projects saved before it was kept.
+    #[serde(default)]
+    pub first_ms: u64,
 }
 
 /// Everything the session keeps beyond parameters.
@@ -293,6 +297,7 @@ mod tests {
                     },
                 },
                 elapsed_ms: 1200,
+                first_ms: 300,
             }),
             ..SessionState::default()
         }

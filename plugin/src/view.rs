@@ -62,6 +62,8 @@ pub struct GenerationView {
     pub style: String,
     pub settings: GenerationSettings,
     pub elapsed_ms: u64,
+    /// When the chosen variation was ready (see [`crate::state::Generation::first_ms`]).
+    pub first_ms: u64,
 }
 
 /// Where the next primer comes from.

@@ -180,7 +180,7 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert_eq!(g.length_beats, 32.0, "eight bars of 4/4");
     assert!(g.primer.notes.len() >= 8, "the captured phrase is the primer: {:?}", g.primer);
     assert!(g.variations.iter().all(|v| v.notes.iter().all(|n| n.start_beats < 32.0)));
-    let set = {
+    let mut next_set = || {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Ok(set) = r.audio.sets_rx.pop() {
@@ -190,15 +190,32 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    assert_eq!(set.count, 4);
-    assert_eq!(set.start, cadenza_plugin::playback::StartMode::Start, "auto-play starts it");
+    // The chosen variation (the first) is made alone. Its start comes first and starts playing,
+    // the other three places empty; then all of it; then the others join it. What follows the
+    // start must leave its notes sounding.
+    let (start, chosen, all) = (next_set(), next_set(), next_set());
+    use cadenza_plugin::playback::StartMode;
+    assert_eq!((start.count, start.start), (4, StartMode::Start), "auto-play starts it");
+    assert_eq!((chosen.count, chosen.start), (4, StartMode::Extend));
+    assert_eq!((all.count, all.start), (4, StartMode::Extend));
+    for set in [&start, &chosen] {
+        assert!(set.clips[1..4].iter().all(|c| c.events.is_empty()), "the others are still being made");
+    }
+    let ons = |events: &[cadenza_plugin::playback::PlayEvent]| {
+        events.iter().filter(|e| e.velocity > 0).map(|e| (e.pitch, e.beats, e.velocity)).collect::<Vec<_>>()
+    };
+    let (start_ons, chosen_ons) = (ons(&start.clips[0].events), ons(&chosen.clips[0].events));
+    assert!(!start_ons.is_empty() && start_ons.len() < chosen_ons.len(), "{start_ons:?}");
+    assert_eq!(start_ons[..], chosen_ons[..start_ons.len()], "the start is the variation's start");
+    assert_eq!(chosen.clips[0].events, all.clips[0].events, "the chosen variation is unchanged");
+    assert!(0 < g.first_ms && g.first_ms <= g.elapsed_ms, "first {} ms, all {} ms", g.first_ms, g.elapsed_ms);
     let first = g.clone();
 
     // The same phrase, settings and seed again: the same notes.
     r.commands.send(Command::RescanStyles).expect("send");
     wait_view(&r, "the rescan", |v| v.status.text.contains("styles found"));
     r.commands.send(Command::Generate).expect("send");
-    let v = wait_view(&r, "a second generation", |v| v.status.text.contains("ready"));
+    let v = wait_view(&r, "a second generation", |v| v.status.text.contains("variations ready"));
     let second = v.generation.as_ref().expect("generation");
     assert_eq!(second.variations, first.variations, "deterministic for a seed");
 

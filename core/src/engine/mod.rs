@@ -1,7 +1,8 @@
 //! The inference engine the command line and the plugin share: loads a
 //! Cadenza `.onnx` model with ONNX Runtime, then continues a primer (or
 //! improvises from nothing) with a KV cache, steering and seeded sampling,
-//! several variations in one batched run.
+//! several variations in one batched run (or one alone, handed over early,
+//! and the rest in a batch: [`Engine::generate_one_early`]).
 //!
 //! One [`Engine`] belongs to one thread (`generate` takes `&mut self`); the
 //! plugin runs it on its worker thread. ONNX Runtime is loaded once per
@@ -261,6 +262,40 @@ impl Engine {
         req: &GenerateRequest,
         progress: &mut dyn FnMut(Progress) -> bool,
     ) -> Result<Vec<Variation>, EngineError> {
+        self.generate_in_waves(req, progress, None)
+    }
+
+    /// [`Engine::generate_variations`], but variation `one` (0-based; the
+    /// last when out of range) is generated alone and handed to `ready` as
+    /// it is made; the others follow in one batch. `ready(v, false)` comes
+    /// once [`EARLY_START_S`] of it are made, when it is being made at
+    /// least [`EARLY_MIN_SPEED`] times faster than it plays: its notes so
+    /// far, those still sounding held to the requested end (the complete
+    /// variation ends them). `ready(v, true)` follows with all of it. A
+    /// player can start on the first and take the rest as it comes, well
+    /// ahead of the playhead: a dense 8-bar variation takes about half a
+    /// second alone on two cores, four of them about 1.4 s.
+    /// Each variation has the seed, stream and
+    /// context a single batch gives it, so a float model makes the same
+    /// variations; an int8 model quantizes each run's activations over the
+    /// whole batch, so a sample may differ where a batch does.
+    pub fn generate_one_early(
+        &mut self,
+        req: &GenerateRequest,
+        one: usize,
+        progress: &mut dyn FnMut(Progress) -> bool,
+        ready: &mut dyn FnMut(&Variation, bool),
+    ) -> Result<Vec<Variation>, EngineError> {
+        self.generate_in_waves(req, progress, Some((one, ready)))
+    }
+
+    fn generate_in_waves(
+        &mut self,
+        req: &GenerateRequest,
+        progress: &mut dyn FnMut(Progress) -> bool,
+        early: Option<(usize, &mut ReadyFn)>,
+    ) -> Result<Vec<Variation>, EngineError> {
+        let started = std::time::Instant::now();
         self.last_fit = None;
         req.validate().map_err(EngineError::Request)?;
         let settings = &req.settings;
@@ -272,7 +307,8 @@ impl Engine {
         // One prefill of the shared context, copied to every variation; what
         // the primer cost the model says how foreign it is to this style.
         let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
-        let (mut cache, mut logits, primer_nll) = prefill_shared(&mut self.model, window, batch)?;
+        let mut shared = self.model.empty_cache(1);
+        let (last, primer_nll) = self.model.prefill_scored(window, &mut shared)?;
         let home = self.info().validation_nll;
         let fit = primer_nll.filter(|_| prefix.len() > 1).map(|nll| {
             let foreignness = foreignness(nll, home);
@@ -296,19 +332,96 @@ impl Engine {
         let mut voices: Vec<Voice> = (0..batch)
             .map(|i| Voice::new(&prefix, settings.sampling.seed, i as u64, target_steps, budget, follower.as_ref()))
             .collect();
-
         // The style's own voice: the same model reading each continuation
         // without the primer; a foreign primer raises it towards 1.
         let own_weight = settings.steering.own_voice + (1.0 - settings.steering.own_voice) * foreign;
-        let mut own =
-            if own_weight > 0.0 && prefix.len() > 1 { Some(OwnVoice::new(&mut self.model, batch)?) } else { None };
+        let wave = Wave {
+            shared: &shared,
+            last: &last,
+            steering: &settings.steering,
+            sampling: &settings.sampling,
+            follower: follower.as_ref(),
+            own_weight: (own_weight > 0.0 && prefix.len() > 1).then_some(own_weight),
+            keep,
+        };
+        let mut events = 0usize;
+        match early {
+            Some((one, ready)) => {
+                let one = one.min(batch - 1);
+                let start = EarlyStart { ready: &mut *ready, started, sent: false };
+                wave.run(&mut self.model, &mut voices, &[one], &mut events, progress, Some(start))?;
+                ready(&voices[one].variation(), true);
+                let rest: Vec<usize> = (0..batch).filter(|&i| i != one).collect();
+                if !rest.is_empty() {
+                    wave.run(&mut self.model, &mut voices, &rest, &mut events, progress, None)?;
+                }
+            }
+            None => {
+                let all: Vec<usize> = (0..batch).collect();
+                wave.run(&mut self.model, &mut voices, &all, &mut events, progress, None)?;
+            }
+        }
+        self.last_fit = fit;
+        Ok(voices.iter().map(Voice::variation).collect())
+    }
+}
 
-        let max_note_steps = settings.steering.max_note_steps();
+/// What [`Engine::generate_one_early`] hands the chosen variation to: it, and whether it is complete.
+type ReadyFn<'r> = dyn FnMut(&Variation, bool) + 'r;
+
+/// Music made before [`Engine::generate_one_early`] hands over the start of
+/// the chosen variation: one bar of 4/4 at 120 BPM.
+pub const EARLY_START_S: f64 = 2.0;
+/// ... and how many times faster than it plays it must be being made, so
+/// that the rest reaches a player well before its playhead does (on two
+/// cores a small model makes music about 30 times faster than it plays).
+pub const EARLY_MIN_SPEED: f64 = 4.0;
+
+/// The start of the chosen variation, handed over once ([`EARLY_START_S`]).
+struct EarlyStart<'r> {
+    ready: &'r mut dyn FnMut(&Variation, bool),
+    /// When the request began.
+    started: std::time::Instant,
+    sent: bool,
+}
+
+/// What every batch of one request's variations shares: the prefilled
+/// context (batch 1) and its last logits, the steering and the sampling.
+struct Wave<'a> {
+    shared: &'a KvCache,
+    last: &'a [f32],
+    steering: &'a crate::sampling::Steering,
+    sampling: &'a crate::sampling::Sampling,
+    follower: Option<&'a Follower>,
+    /// The style's own voice's weight, when it speaks.
+    own_weight: Option<f32>,
+    keep: usize,
+}
+
+impl Wave<'_> {
+    /// Generate the variations `rows` (ascending indices into `voices`) in one batch until each is done.
+    fn run(
+        &self,
+        model: &mut Model,
+        voices: &mut [Voice],
+        rows: &[usize],
+        events: &mut usize,
+        progress: &mut dyn FnMut(Progress) -> bool,
+        mut early: Option<EarlyStart>,
+    ) -> Result<(), EngineError> {
+        let (keep, batch) = (self.keep, rows.len());
+        let mut cache = self.shared.clone();
+        cache.repeat(batch).map_err(|m| model.error(m))?;
+        let mut logits: Vec<f32> = (0..batch).flat_map(|_| self.last.iter().copied()).collect();
+        let mut own = match self.own_weight {
+            Some(_) => Some(OwnVoice::new(model, batch, voices.len())?),
+            None => None,
+        };
+        let max_note_steps = self.steering.max_note_steps();
         // Batch row -> variation; finished variations leave the batch.
-        let mut active: Vec<usize> = (0..batch).collect();
+        let mut active: Vec<usize> = rows.to_vec();
         let mut row = vec![0.0f32; VOCAB_SIZE];
         let mut next = vec![0i64; batch];
-        let mut events = 0usize;
         loop {
             for (r, &i) in active.iter().enumerate() {
                 let voice = &mut voices[i];
@@ -317,14 +430,14 @@ impl Engine {
                     Some(off) => off,
                     None => {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
-                        if let Some(o) = &own {
-                            mix_log_probs(&mut row, &o.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], own_weight);
+                        if let (Some(o), Some(w)) = (&own, self.own_weight) {
+                            mix_log_probs(&mut row, &o.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
                         }
-                        settings.steering.apply(&mut row, &voice.sounding);
-                        if let Some(f) = &follower {
+                        self.steering.apply(&mut row, &voice.sounding);
+                        if let Some(f) = self.follower {
                             f.apply(&mut row, &voice.follow, voice.decoder.now_steps());
                         }
-                        let t = voice.sampler.sample(&row, &settings.sampling);
+                        let t = voice.sampler.sample(&row, self.sampling);
                         voice.clip_shift(t, max_note_steps)
                     }
                 };
@@ -335,34 +448,42 @@ impl Engine {
                 }
                 next[r] = i64::from(token);
             }
-            events += 1;
+            *events += 1;
+            if let Some(e) = early.as_mut().filter(|e| !e.sent) {
+                let voice = &voices[rows[0]];
+                let made_s = codec::steps_to_seconds(voice.elapsed_steps());
+                if made_s >= EARLY_START_S && !voice.done {
+                    e.sent = true;
+                    if made_s >= EARLY_MIN_SPEED * e.started.elapsed().as_secs_f64() {
+                        (e.ready)(&voice.start_so_far(), false);
+                    }
+                }
+            }
             let done = voices.iter().filter(|v| v.done).count();
-            let fraction = voices.iter().map(Voice::fraction).sum::<f64>() / batch as f64;
-            if !progress(Progress { events, fraction, variations_done: done }) {
+            let fraction = voices.iter().map(Voice::fraction).sum::<f64>() / voices.len() as f64;
+            if !progress(Progress { events: *events, fraction, variations_done: done }) {
                 return Err(EngineError::Cancelled);
             }
-            if done == batch {
-                break;
+            if active.iter().all(|&i| voices[i].done) {
+                return Ok(());
             }
             if active.iter().any(|&i| voices[i].done) {
                 // Finished variations stop costing compute: drop their rows.
                 let rows: Vec<usize> = (0..active.len()).filter(|&r| !voices[active[r]].done).collect();
-                cache.retain(&rows).map_err(|m| self.model.error(m))?;
+                cache.retain(&rows).map_err(|m| model.error(m))?;
                 if let Some(o) = &mut own {
-                    o.cache.retain(&rows).map_err(|m| self.model.error(m))?;
+                    o.cache.retain(&rows).map_err(|m| model.error(m))?;
                 }
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
             }
-            logits = advance(&mut self.model, &mut cache, &next, || {
+            logits = advance(model, &mut cache, &next, || {
                 active.iter().map(|&i| &voices[i].history[voices[i].history.len() - keep..]).collect()
             })?;
             if let Some(o) = &mut own {
-                o.step(&mut self.model, &next, &active, keep)?;
+                o.step(model, &next, &active, keep)?;
             }
         }
-        self.last_fit = fit;
-        Ok(voices.into_iter().map(Voice::finish).collect())
     }
 }
 
@@ -378,9 +499,10 @@ struct OwnVoice {
 }
 
 impl OwnVoice {
-    fn new(model: &mut Model, batch: usize) -> Result<Self, EngineError> {
+    /// `batch` rows of a request of `variations` (its history is indexed by variation).
+    fn new(model: &mut Model, batch: usize, variations: usize) -> Result<Self, EngineError> {
         let (cache, logits, _) = prefill_shared(model, &[START], batch)?;
-        Ok(Self { cache, logits, history: vec![vec![START]; batch] })
+        Ok(Self { cache, logits, history: vec![vec![START]; variations] })
     }
 
     /// Read the tokens `next` of the `active` variations, sliding its window like the primed stream's.
@@ -596,10 +718,34 @@ impl Voice {
         }
     }
 
-    fn finish(self) -> Variation {
+    /// The notes made so far, those still sounding held to the requested
+    /// end (or to now, with no requested length).
+    fn start_so_far(&self) -> Variation {
+        let start_s = codec::steps_to_seconds(self.start_steps);
+        let end_s = codec::steps_to_seconds(self.start_steps + self.target_steps.unwrap_or(self.elapsed_steps()));
+        let sounding = self.decoder.sounding_notes().map(|(pitch, onset, velocity)| Note {
+            pitch,
+            velocity,
+            start_s: codec::steps_to_seconds(onset),
+            end_s,
+        });
+        let notes: Vec<Note> = self
+            .decoder
+            .finished_notes()
+            .iter()
+            .copied()
+            .chain(sounding)
+            .filter(|n| n.start_s >= start_s - 1e-9)
+            .map(|n| Note { start_s: n.start_s - start_s, end_s: n.end_s - start_s, ..n })
+            .collect();
+        Variation { performance: Performance::new(notes), tokens: self.tokens.clone(), ended: false }
+    }
+
+    fn variation(&self) -> Variation {
         let start_s = codec::steps_to_seconds(self.start_steps);
         let notes: Vec<Note> = self
             .decoder
+            .clone()
             .finish()
             .notes
             .into_iter()
@@ -607,7 +753,7 @@ impl Voice {
             .filter(|n| n.start_s >= start_s - 1e-9)
             .map(|n| Note { start_s: n.start_s - start_s, end_s: n.end_s - start_s, ..n })
             .collect();
-        Variation { performance: Performance::new(notes), tokens: self.tokens, ended: self.ended }
+        Variation { performance: Performance::new(notes), tokens: self.tokens.clone(), ended: self.ended }
     }
 }
 
@@ -647,7 +793,7 @@ mod tests {
             v.accept(e.to_token());
         }
         assert!(v.done && !v.ended);
-        let var = v.finish();
+        let var = v.variation();
         assert_eq!(var.performance.notes.len(), 2);
         assert!((var.performance.duration_s() - 1.5).abs() < 1e-9, "{:?}", var.performance);
     }
@@ -672,7 +818,7 @@ mod tests {
         assert_eq!(v.overdue_note_off(max), None, "note 64 has 0.4 s left");
         let shift = v.clip_shift(Event::TimeShift(100).to_token(), max);
         assert_eq!(Event::from_token(shift), Some(Event::TimeShift(40)));
-        let perf = v.finish().performance;
+        let perf = v.variation().performance;
         assert!(perf.notes.iter().all(|n| n.end_s - n.start_s <= 1.0 + 1e-9), "{perf:?}");
     }
 

@@ -194,6 +194,7 @@ pub fn cache_capacity(needed: usize, max_len: usize) -> usize {
 /// `value_0`, `key_1`, ...), each `[batch, heads, capacity, head_dim]`, of
 /// which positions `0..len` are filled. ONNX Runtime reads them in place;
 /// [`Model::forward`] writes the new positions after each run.
+#[derive(Clone)]
 pub struct KvCache {
     batch: usize,
     len: usize,

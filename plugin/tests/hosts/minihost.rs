@@ -112,13 +112,16 @@ fn minihost_plays_the_variation_from_the_bar_line_at_90_and_140_bpm() {
         let (bar, off) = support::played_from_bar(&ons, &variation, samples_per_beat, BAR_BEATS, length_beats, 1.0);
         let press_beats = pressed_at as f64 / samples_per_beat;
         let elapsed_ms = generation["elapsed_ms"].as_u64().expect("elapsed_ms");
-        support::assert_next_bar_line(bar, press_beats, elapsed_ms, tempo_bpm, BAR_BEATS);
+        // The chosen variation plays as soon as it alone is made, before the other.
+        let first_ms = generation["first_ms"].as_u64().expect("first_ms");
+        assert!(first_ms <= elapsed_ms, "chosen after {first_ms} ms, all after {elapsed_ms} ms");
+        support::assert_next_bar_line(bar, press_beats, first_ms, tempo_bpm, BAR_BEATS);
         let end = ((bar + length_beats) * samples_per_beat) as u64;
         assert!(ons.iter().all(|n| n.0 < end), "every note within the {BARS} bars asked (to sample {end}): {ons:?}");
         let offs = events.iter().filter(|e| e.1 & 0xf0 == 0x80 || (e.1 & 0xf0 == 0x90 && e.3 == 0)).count();
         assert_eq!(offs, ons.len(), "every generated note ends");
         eprintln!(
-            "minihost at {tempo_bpm} BPM: pressed at beat {press_beats:.3}, ready in {elapsed_ms} ms, variation \
+            "minihost at {tempo_bpm} BPM: pressed at beat {press_beats:.3}, chosen ready in {first_ms} ms (all {elapsed_ms} ms), variation \
              {CHOICE} from beat {bar} ({} notes, each within {off:.1} samples of its place)",
             ons.len()
         );
