@@ -291,15 +291,15 @@ pub fn spawn(
             // The chosen variation goes to the session as it is made: its start, then (when others
             // follow) all of it.
             let variations = job.request.settings.variations;
-            let mut ready = |p: Performance, complete: bool| {
+            let mut ready = |p: Performance, complete: bool, engine: &str, notices: &[String]| {
                 if !complete || variations > 1 {
                     let _ = done.send(Finished {
                         id: job.id,
                         early: Some(Early { index: job.first.min(variations - 1), complete }),
                         result: Ok(vec![p]),
                         elapsed_ms: started.elapsed().as_millis() as u64,
-                        engine: String::new(),
-                        notices: Vec::new(),
+                        engine: engine.to_string(),
+                        notices: notices.to_vec(),
                         primer_fit: None,
                     });
                 }
@@ -319,11 +319,15 @@ pub fn spawn(
     })
 }
 
+/// Hands the chosen variation on as it is made: it, whether it is complete, and what runs it
+/// (see [`Finished::engine`] and [`Finished::notices`]).
+type ReadyFn<'r> = dyn FnMut(Performance, bool, &str, &[String]) + 'r;
+
 fn run_job(
     shared: &Shared,
     job: &Job,
     cache: &mut Option<Cached>,
-    ready: &mut dyn FnMut(Performance, bool),
+    ready: &mut ReadyFn,
 ) -> (Result<Vec<Performance>, GenError>, String, Vec<String>) {
     let modified = match std::fs::metadata(&job.model).and_then(|m| m.modified()) {
         Ok(t) => t,
@@ -358,9 +362,10 @@ fn run_job(
         shared.progress.permille.store((fraction.clamp(0.0, 1.0) * 1000.0) as u32, Ordering::Release);
         !shared.progress.cancel.load(Ordering::Acquire)
     };
+    let mut ready = |p: Performance, complete: bool| ready(p, complete, &engine, &notices);
     // A panic inside the engine must not take the host down: it becomes an error.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        generator.generate(&job.request, job.first, &mut progress, ready)
+        generator.generate(&job.request, job.first, &mut progress, &mut ready)
     }))
     .unwrap_or_else(|_| Err(GenError::Failed("the engine panicked; see the log".into())));
     if result.is_err() && shared.progress.cancel.load(Ordering::Acquire) {

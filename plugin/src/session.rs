@@ -689,6 +689,9 @@ impl Session {
     /// message), then all of it. It plays from its start, and what follows joins it without a
     /// break; until the others come, their places hold empty clips of the job's length.
     fn early_ready(&mut self, f: Finished, Early { index, complete }: Early) {
+        if !f.engine.is_empty() {
+            self.engine = f.engine.clone();
+        }
         let Some(job) = self.job.as_mut().filter(|j| j.id == f.id) else { return };
         let Ok(performances) = f.result else { return };
         let elapsed_ms = job.started.elapsed().as_millis() as u64;
@@ -739,7 +742,24 @@ impl Session {
                 self.when_playing("it")
             )
         });
+        self.say_notices(f.notices, !started);
         self.dirty = true;
+    }
+
+    /// What did not run as this machine's settings asked (and the machine settings' own error),
+    /// said after the status, never hidden; logged once a job (`log`).
+    fn say_notices(&mut self, mut notices: Vec<String>, log: bool) {
+        if let Some(e) = &self.machine_error {
+            notices.insert(0, e.clone());
+        }
+        if notices.is_empty() {
+            return;
+        }
+        if log {
+            nice_plug::nice_warn!("cadenza: {}", notices.join("; "));
+        }
+        let level = if self.status.level == Level::Error { Level::Error } else { Level::Warning };
+        self.status = Status { level, text: format!("{} {}.", self.status.text, notices.join(". ")) };
     }
 
     fn finish(&mut self, f: Finished) {
@@ -750,10 +770,6 @@ impl Session {
             self.engine = f.engine.clone();
         }
         let Some(job) = self.job.take_if(|j| j.id == f.id) else { return };
-        let mut notices = f.notices;
-        if let Some(e) = &self.machine_error {
-            notices.insert(0, e.clone());
-        }
         // The chosen variation came early and is playing: what follows must not drop it.
         let kept = match job.first_ms {
             Some(_) if !job.chosen_complete => {
@@ -813,12 +829,8 @@ impl Session {
                 self.status = Status::error(format!("{}. MIDI still passes through.{kept}", e.trim_end_matches('.')));
             }
         }
-        // What did not run as this machine's settings asked: said after the result, never hidden.
-        if !notices.is_empty() {
-            nice_plug::nice_warn!("cadenza: {}", notices.join("; "));
-            let level = if self.status.level == Level::Error { Level::Error } else { Level::Warning };
-            self.status = Status { level, text: format!("{} {}.", self.status.text, notices.join(". ")) };
-        }
+        // What did not run as this machine's settings asked: logged already when the start came early.
+        self.say_notices(f.notices, job.first_ms.is_none());
         self.dirty = true;
     }
 

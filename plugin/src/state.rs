@@ -95,6 +95,11 @@ fn migrate_v1(value: &mut serde_json::Value) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Leaves `first_ms` out of projects that have none, so they save again as they were.
+fn is_zero(ms: &u64) -> bool {
+    *ms == 0
+}
+
 /// A finished generation: the primer it continued and its variations, all in beats.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
@@ -120,7 +125,7 @@ pub struct Generation {
     pub elapsed_ms: u64,
     /// Wall time from the press to the chosen variation, which plays while the others are made;
     /// equal to `elapsed_ms` for one variation, 0 in projects saved before it was kept.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub first_ms: u64,
 }
 
