@@ -36,8 +36,8 @@ fn stopped(beats: f64) -> Transport {
     Transport { playing: false, tempo_bpm: 120.0, beats, tsig: (4, 4) }
 }
 
-/// The first bars of Twinkle as note events, fed as fast as the plugin takes them (the capture runs on
-/// the plugin's beat clock, not the wall clock).
+/// The first bars of Twinkle as note events, in real time as a musician plays them (8 s): the
+/// plugin loads the style's model while it listens, as it does in a DAW.
 fn play_phrase(inst: &mut Instance) {
     let beats_per_block = BLOCK_S * 2.0;
     let notes: Vec<(f64, u8)> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60]
@@ -67,8 +67,20 @@ fn play_phrase(inst: &mut Instance) {
             ev
         },
         |_| stopped(0.0),
-        |_, _| true,
+        real_time(),
     );
+}
+
+/// A block callback that paces blocks in real time, as a host's audio thread is.
+fn real_time() -> impl FnMut(usize, &[cadenza_test_support::clap_host::OutNote]) -> bool {
+    let mut next_block = Instant::now();
+    move |_, _| {
+        next_block += Duration::from_secs_f64(BLOCK_S);
+        if let Some(wait) = next_block.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        true
+    }
 }
 
 /// The generation in the session the plugin saved.
@@ -103,20 +115,7 @@ fn press(inst: &mut Instance, variations: i32, seed: u32) -> Press {
     // the two are equal and this gives up after 5 s).
     let started = Instant::now();
     while g["elapsed_ms"] == g["first_ms"] && started.elapsed() < Duration::from_secs(5) {
-        let mut next_block = Instant::now();
-        inst.process_blocks(
-            20,
-            FRAMES,
-            |_| Vec::new(),
-            |_| stopped(0.0),
-            |_, _| {
-                next_block += Duration::from_secs_f64(BLOCK_S);
-                if let Some(wait) = next_block.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                true
-            },
-        );
+        inst.process_blocks(20, FRAMES, |_| Vec::new(), |_| stopped(0.0), real_time());
         g = generation(inst);
     }
     let all_ms = g["elapsed_ms"].as_u64().unwrap_or(0);

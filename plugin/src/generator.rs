@@ -31,6 +31,10 @@ pub struct Job {
     /// The variation the musician has chosen (0-based): made first, alone, and sent as soon as
     /// it is done, so that it plays while the others are made.
     pub first: usize,
+    /// Only load the model, so that its first generation does not wait for that, and answer
+    /// with what runs it (a [`Finished`] without variations, its `id` that of no generation):
+    /// the session sends one when the musician starts playing into a style.
+    pub warm_only: bool,
 }
 
 /// Why a generation produced nothing.
@@ -286,6 +290,19 @@ pub fn spawn(
     std::thread::Builder::new().name("cadenza-inference".into()).spawn(move || {
         let mut cache: Option<Cached> = None;
         while let Ok(job) = jobs.recv() {
+            if job.warm_only {
+                // A failure is said when Generate runs into it.
+                if let (Ok(()), Some(c)) = (load_cached(&job, &mut cache), cache.as_ref()) {
+                    let engine = c.loaded.generator.describe();
+                    let (result, notices) = (Ok(Vec::new()), Vec::new());
+                    let warm =
+                        Finished { id: job.id, early: None, result, elapsed_ms: 0, engine, notices, primer_fit: None };
+                    if done.send(warm).is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
             let started = Instant::now();
             shared.progress.permille.store(0, Ordering::Release);
             // The chosen variation goes to the session as it is made: its start, then (when others
@@ -323,35 +340,32 @@ pub fn spawn(
 /// (see [`Finished::engine`] and [`Finished::notices`]).
 type ReadyFn<'r> = dyn FnMut(Performance, bool, &str, &[String]) + 'r;
 
+/// The job's model in `cache`, loaded unless it is there already (the same file, unchanged,
+/// on the same libraries).
+fn load_cached(job: &Job, cache: &mut Option<Cached>) -> Result<(), GenError> {
+    let modified = std::fs::metadata(&job.model).and_then(|m| m.modified()).map_err(|e| GenError::Model {
+        path: job.model.clone(),
+        message: format!("{}: cannot read the model: {e}", job.model.display()),
+    })?;
+    let fresh = matches!(cache, Some(c) if c.model == job.model && c.modified == modified && c.ort == job.ort);
+    if !fresh {
+        *cache = None;
+        // A panic while loading (inside ONNX Runtime's bindings) must not take the host down either.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_generator(&job.model, &job.ort)))
+            .unwrap_or_else(|_| Err(GenError::Failed("loading the model panicked; see the log".into())))?;
+        *cache = Some(Cached { model: job.model.clone(), modified, ort: job.ort.clone(), loaded });
+    }
+    Ok(())
+}
+
 fn run_job(
     shared: &Shared,
     job: &Job,
     cache: &mut Option<Cached>,
     ready: &mut ReadyFn,
 ) -> (Result<Vec<Performance>, GenError>, String, Vec<String>) {
-    let modified = match std::fs::metadata(&job.model).and_then(|m| m.modified()) {
-        Ok(t) => t,
-        Err(e) => {
-            return (
-                Err(GenError::Model {
-                    path: job.model.clone(),
-                    message: format!("{}: cannot read the model: {e}", job.model.display()),
-                }),
-                String::new(),
-                Vec::new(),
-            )
-        }
-    };
-    let fresh = matches!(cache, Some(c) if c.model == job.model && c.modified == modified && c.ort == job.ort);
-    if !fresh {
-        *cache = None;
-        // A panic while loading (inside ONNX Runtime's bindings) must not take the host down either.
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_generator(&job.model, &job.ort)))
-            .unwrap_or_else(|_| Err(GenError::Failed("loading the model panicked; see the log".into())));
-        match loaded {
-            Ok(loaded) => *cache = Some(Cached { model: job.model.clone(), modified, ort: job.ort.clone(), loaded }),
-            Err(e) => return (Err(e), String::new(), Vec::new()),
-        }
+    if let Err(e) = load_cached(job, cache) {
+        return (Err(e), String::new(), Vec::new());
     }
     let Some(Cached { loaded: Loaded { generator, notices }, .. }) = cache.as_mut() else {
         return (Err(GenError::Failed("no model loaded".into())), String::new(), Vec::new());

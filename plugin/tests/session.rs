@@ -163,6 +163,11 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     // A real model: the result reaches the audio thread and the editor.
     let mut r = start(&resources(&tmp.path().join("d"), true, &[(&style, &model_bytes)]));
     play_phrase(&mut r);
+    // Playing into the style loads its model before Generate is pressed, and the editor says
+    // what will run it.
+    let v = wait_view(&r, "the model loaded ahead", |v| v.engine.contains(&format!("{style} model (")));
+    eprintln!("warmed up     -> {}", v.engine);
+    assert!(v.generation.is_none(), "nothing generated yet");
     r.commands.send(Command::Generate).expect("send");
     let v = wait_view(&r, "a generation", |v| v.generation.is_some() && v.status.level != Level::Info);
     eprintln!("generated     -> {} [{}]", v.status.text, v.engine);
