@@ -31,6 +31,9 @@ pub struct Job {
     /// The variation the musician has chosen (0-based): made first, alone, and sent as soon as
     /// it is done, so that it plays while the others are made.
     pub first: usize,
+    /// Send the chosen variation's start as soon as it is made ([`Early`]); off while the host
+    /// renders faster than real time, whose playhead could overtake the rest of it.
+    pub stream_start: bool,
     /// Only load the model, so that its first generation does not wait for that, and answer
     /// with what runs it (a [`Finished`] without variations, its `id` that of no generation):
     /// the session sends one when the musician starts playing into a style.
@@ -309,7 +312,7 @@ pub fn spawn(
             // follow) all of it.
             let variations = job.request.settings.variations;
             let mut ready = |p: Performance, complete: bool, engine: &str, notices: &[String]| {
-                if !complete || variations > 1 {
+                if (!complete && job.stream_start) || (complete && variations > 1) {
                     let _ = done.send(Finished {
                         id: job.id,
                         early: Some(Early { index: job.first.min(variations - 1), complete }),

@@ -169,6 +169,8 @@ impl Plugin for Cadenza {
     ) -> bool {
         self.sample_rate = f64::from(buffer_config.sample_rate);
         self.shared.clock.sample_rate.store(self.sample_rate);
+        let offline = buffer_config.process_mode == ProcessMode::Offline;
+        self.shared.clock.offline.store(offline, std::sync::atomic::Ordering::Release);
         // The host means to play: now the session and the model get their threads.
         self.workers.start();
         true

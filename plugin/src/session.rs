@@ -488,6 +488,7 @@ impl Session {
             model: key.0.clone(),
             ort: OrtChoice::current(&self.machine),
             first: 0,
+            stream_start: false,
             warm_only: true,
             request: GenerateRequest::default(),
         };
@@ -634,6 +635,7 @@ impl Session {
             ort: OrtChoice::current(&self.machine),
             // The chosen variation is made first and plays while the others are made.
             first,
+            stream_start: !self.shared.clock.offline.load(Ordering::Acquire),
             warm_only: false,
             request: GenerateRequest {
                 primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),

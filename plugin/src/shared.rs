@@ -60,6 +60,9 @@ pub struct ClockInfo {
     pub host_playing: AtomicBool,
     /// Sample rate of the running processor (0 before activation).
     pub sample_rate: AtomicF64,
+    /// The host renders faster than real time (an offline bounce): the start of a chosen
+    /// variation is not played ahead of the rest of it, which the playhead could overtake.
+    pub offline: AtomicBool,
 }
 
 impl Default for ClockInfo {
@@ -73,6 +76,7 @@ impl Default for ClockInfo {
             time_sig: AtomicU32::new(4 << 8 | 4),
             host_playing: AtomicBool::new(false),
             sample_rate: AtomicF64::new(0.0),
+            offline: AtomicBool::new(false),
         }
     }
 }

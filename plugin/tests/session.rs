@@ -185,7 +185,7 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert_eq!(g.length_beats, 32.0, "eight bars of 4/4");
     assert!(g.primer.notes.len() >= 8, "the captured phrase is the primer: {:?}", g.primer);
     assert!(g.variations.iter().all(|v| v.notes.iter().all(|n| n.start_beats < 32.0)));
-    let mut next_set = || {
+    fn next_set(r: &mut Running) -> cadenza_plugin::playback::PlaySet {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Ok(set) = r.audio.sets_rx.pop() {
@@ -194,11 +194,11 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
             assert!(Instant::now() < deadline, "no play set reached the audio thread");
             std::thread::sleep(Duration::from_millis(5));
         }
-    };
+    }
     // The chosen variation (the first) is made alone. Its start comes first and starts playing,
     // the other three places empty; then all of it; then the others join it. What follows the
     // start must leave its notes sounding.
-    let (start, chosen, all) = (next_set(), next_set(), next_set());
+    let (start, chosen, all) = (next_set(&mut r), next_set(&mut r), next_set(&mut r));
     use cadenza_plugin::playback::StartMode;
     assert_eq!((start.count, start.start), (4, StartMode::Start), "auto-play starts it");
     assert_eq!((chosen.count, chosen.start), (4, StartMode::Extend));
@@ -216,13 +216,25 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert!(0 < g.first_ms && g.first_ms <= g.elapsed_ms, "first {} ms, all {} ms", g.first_ms, g.elapsed_ms);
     let first = g.clone();
 
-    // The same phrase, settings and seed again: the same notes.
+    // The same phrase, settings and seed again: the same notes. This time the host renders
+    // offline, faster than real time: no start ahead of the rest, which its playhead could
+    // overtake; the chosen variation comes whole, then the others join it.
+    for set in [start, chosen, all] {
+        r.audio.sets_back_tx.push(set).expect("the pool takes its sets back");
+    }
+    r.shared.clock.offline.store(true, std::sync::atomic::Ordering::Release);
     r.commands.send(Command::RescanStyles).expect("send");
     wait_view(&r, "the rescan", |v| v.status.text.contains("styles found"));
     r.commands.send(Command::Generate).expect("send");
     let v = wait_view(&r, "a second generation", |v| v.status.text.contains("variations ready"));
     let second = v.generation.as_ref().expect("generation");
     assert_eq!(second.variations, first.variations, "deterministic for a seed");
+    let (chosen, all) = (next_set(&mut r), next_set(&mut r));
+    assert_eq!((chosen.count, chosen.start, all.start), (4, StartMode::Start, StartMode::Extend));
+    assert!(chosen.clips[1..4].iter().all(|c| c.events.is_empty()), "the others are still being made");
+    assert_eq!(chosen.clips[0].events, all.clips[0].events, "the chosen variation came whole");
+    assert!(r.audio.sets_rx.pop().is_err(), "and nothing else");
+    r.shared.clock.offline.store(false, std::sync::atomic::Ordering::Release);
 
     // Keep: export with and without the primer into a chosen folder.
     let out = tmp.path().join("exports");

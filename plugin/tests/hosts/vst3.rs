@@ -107,6 +107,7 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
     let pressed_beat = phrase_blocks as f64 * block_beats;
     let pressed_at = Instant::now();
     let mut stop_after = u64::MAX;
+    let mut played_from: Option<(Instant, usize)> = None;
     let start_sample = inst.steady_time;
     let generated = inst.process_blocks(
         200_000,
@@ -122,9 +123,18 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
             if stop_after == u64::MAX {
                 if let Some(n) = notes.iter().find(|n| n.velocity > 0.0) {
                     stop_after = n.sample + (9.0 / BEATS_PER_SAMPLE) as u64;
+                    played_from = Some((Instant::now(), b));
                 }
                 std::thread::sleep(Duration::from_micros(500));
                 assert!(pressed_at.elapsed() < Duration::from_secs(300), "no continuation within 5 minutes");
+            }
+            // From the first note on, blocks come in real time, as this host says (kRealtime): the
+            // rest of the variation joins its start while it plays.
+            if let Some((at, first_block)) = played_from {
+                let due = at + Duration::from_secs_f64((b - first_block) as f64 * f64::from(FRAMES) / SAMPLE_RATE);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
             start_sample + (b as u64 + 1) * u64::from(FRAMES) < stop_after
         },
