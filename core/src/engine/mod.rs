@@ -275,10 +275,11 @@ impl Engine {
     /// player can start on the first and take the rest as it comes, well
     /// ahead of the playhead: a dense 8-bar variation takes about half a
     /// second alone on two cores, four of them about 1.4 s.
-    /// Each variation has the seed, stream and
-    /// context a single batch gives it, so a float model makes the same
-    /// variations; an int8 model quantizes each run's activations over the
-    /// whole batch, so a sample may differ where a batch does.
+    ///
+    /// Each variation has the seed, stream and context a single batch gives
+    /// it, so a float model makes the same variations; an int8 model
+    /// quantizes each run's activations over the whole batch, so a sample
+    /// may differ where a batch does.
     pub fn generate_one_early(
         &mut self,
         req: &GenerateRequest,
@@ -379,7 +380,7 @@ pub const EARLY_MIN_SPEED: f64 = 4.0;
 
 /// The start of the chosen variation, handed over once ([`EARLY_START_S`]).
 struct EarlyStart<'r> {
-    ready: &'r mut dyn FnMut(&Variation, bool),
+    ready: &'r mut ReadyFn<'r>,
     /// When the request began.
     started: std::time::Instant,
     sent: bool,
