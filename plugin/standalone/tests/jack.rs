@@ -252,22 +252,31 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     eprintln!("answer: {} note-ons, first {:?}", answer.len(), answer.first());
     assert!(answer.iter().all(|e| (21..=108).contains(&e.2)), "piano range");
 
-    // Let the editor draw the result, then photograph the screen.
-    std::thread::sleep(Duration::from_millis(1500));
-    let xwd = std::fs::read(fb.join("Xvfb_screen0")).expect("framebuffer dump");
-    let img = read_xwd(&xwd);
+    // The chosen variation plays from its first bar while the rest are made (the progress bar stands
+    // where the Generate button was): photograph the screen once the editor has drawn them all.
+    let pixels = |img: &Image| -> Vec<[u8; 3]> { img.rgb.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect() };
+    let count = |px: &[[u8; 3]], c: [u8; 3]| px.iter().filter(|p| **p == c).count();
+    let before_px = pixels(&before);
+    let drawn = Instant::now();
+    let img = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let img = read_xwd(&std::fs::read(fb.join("Xvfb_screen0")).expect("framebuffer dump"));
+        let px = pixels(&img);
+        let done = count(&px, GENERATED_RGB) > count(&before_px, GENERATED_RGB) + 30
+            && count(&px, PRIMER_RGB) > count(&before_px, PRIMER_RGB) + 30;
+        if done || drawn.elapsed() > Duration::from_secs(30) {
+            break img;
+        }
+    };
     let shots = repo_root().join("target").join("screenshots");
     std::fs::create_dir_all(&shots).expect("screenshots dir");
     let png_path = shots.join("cadenza-editor.png");
     write_png(&img, &png_path);
     eprintln!("editor screenshot: {}", png_path.display());
-
-    let pixels = |img: &Image| -> Vec<[u8; 3]> { img.rgb.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect() };
-    let (after_px, before_px) = (pixels(&img), pixels(&before));
+    let after_px = pixels(&img);
     let mut colours = after_px.clone();
     colours.sort_unstable();
     colours.dedup();
-    let count = |px: &[[u8; 3]], c: [u8; 3]| px.iter().filter(|p| **p == c).count();
     let background = count(&after_px, [0, 0, 0]);
     eprintln!(
         "{} x {}, {} colours, {:.0}% black; primer colour {} -> {} pixels, generated colour {} -> {} pixels",
