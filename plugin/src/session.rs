@@ -709,6 +709,19 @@ impl Session {
         }
     }
 
+    /// How a result starts playing: a fresh one from the next bar line (when auto-play is on);
+    /// more of one already `playing` joins it, letting its notes ring when it is rendered as
+    /// before (the same quantize).
+    fn result_mode(&self, playing: bool) -> StartMode {
+        if playing && self.rendered_quantize == self.params.quantize() {
+            StartMode::Extend
+        } else if playing || !self.params.autoplay.value() {
+            StartMode::Keep
+        } else {
+            StartMode::Start
+        }
+    }
+
     /// Where playback of `what` stands, in words, after a result arrived.
     fn when_playing(&self, what: &str) -> String {
         if !self.params.autoplay.value() {
@@ -747,14 +760,7 @@ impl Session {
             }
         }
         self.store();
-        let mode = if started && self.rendered_quantize == self.params.quantize() {
-            StartMode::Extend
-        } else if started || !self.params.autoplay.value() {
-            StartMode::Keep
-        } else {
-            StartMode::Start
-        };
-        self.render(mode);
+        self.render(self.result_mode(started));
         let others = match variations - 1 {
             0 => String::new(),
             1 => " and the other one".into(),
@@ -823,15 +829,7 @@ impl Session {
                 let count = generation.variations.len();
                 self.state.generation = Some(generation);
                 self.store();
-                let mode = if job.first_ms.is_some() && self.rendered_quantize == self.params.quantize() {
-                    // The chosen variation is already playing as rendered: the others join it.
-                    StartMode::Extend
-                } else if job.first_ms.is_some() || !self.params.autoplay.value() {
-                    StartMode::Keep
-                } else {
-                    StartMode::Start
-                };
-                self.render(mode);
+                self.render(self.result_mode(job.first_ms.is_some()));
                 let when = match job.first_ms.filter(|_| self.params.autoplay.value()) {
                     Some(ms) => format!("the chosen one started after {ms} ms"),
                     None => self.when_playing("them"),
