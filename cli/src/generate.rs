@@ -118,8 +118,9 @@ pub struct Args {
     /// follow. A primer in the style's own idiom changes nothing.
     #[arg(long)]
     pub style_lead: bool,
-    /// ONNX Runtime threads (0 = one per physical core).
-    #[arg(long, default_value_t = 0)]
+    /// ONNX Runtime threads (0 = one per physical core). One is the fastest for
+    /// generating: a step's products are too small to share.
+    #[arg(long, default_value_t = cadenza_core::engine::DEFAULT_INTRA_THREADS)]
     pub threads: usize,
     /// Where the model runs: CUDA when available (auto), the CPU, or CUDA only.
     #[arg(long, value_enum, default_value_t = ProviderArg::Auto)]

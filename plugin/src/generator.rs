@@ -119,10 +119,7 @@ pub fn load_generator(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError>
 mod engine_impl {
     use super::*;
     use crate::settings::{same_file, LibrarySource};
-    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
-
-    /// Most ONNX Runtime threads one generation uses: leave the host's audio threads room.
-    const MAX_INTRA_THREADS: usize = 4;
+    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider, DEFAULT_INTRA_THREADS};
 
     struct EngineGenerator {
         engine: Engine,
@@ -146,8 +143,8 @@ mod engine_impl {
     }
 
     fn options(library: Option<&Path>, provider: Provider) -> EngineOptions {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_INTRA_THREADS);
-        EngineOptions { ort_library: library.map(Path::to_path_buf), intra_threads: threads, provider }
+        // One thread: the fastest for generating, and it leaves the host's audio threads the rest.
+        EngineOptions { ort_library: library.map(Path::to_path_buf), intra_threads: DEFAULT_INTRA_THREADS, provider }
     }
 
     /// The model on `library`: on CUDA where `execution` asks for it (`auto`: unless the

@@ -78,6 +78,16 @@ pub enum Provider {
     Cuda,
 }
 
+/// ONNX Runtime threads for generating: one. A step of generation runs one
+/// event per sequence through the graph, and its products are too small to
+/// share: waking a second thread for each of them costs more than it saves.
+/// On two cores one thread makes 30 s of music in about 0.8 of the time two
+/// take for one variation, and in about the same time for four (`cargo xtask
+/// bench generate` prints both ratios); its steps are the faster for every
+/// preset up to `base`. Only whole-sequence runs (a long primer's prefill)
+/// go faster on two.
+pub const DEFAULT_INTRA_THREADS: usize = 1;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineOptions {
     /// The ONNX Runtime shared library; `None` searches `ORT_DYLIB_PATH`,
@@ -85,6 +95,7 @@ pub struct EngineOptions {
     pub ort_library: Option<PathBuf>,
     /// Threads inside one operator; 0 lets ONNX Runtime pick (one per physical core).
     /// Idle threads sleep (spin-waiting is off), so a plugin costs nothing between runs.
+    /// [`DEFAULT_INTRA_THREADS`] is what the plugin and `cadenza generate` use.
     pub intra_threads: usize,
     pub provider: Provider,
 }

@@ -34,9 +34,12 @@ pub struct GenerateArgs {
     /// shorter is timed with the same layers and a window this long.
     #[arg(long, value_delimiter = ',', default_value = "256,1024,2048")]
     pub contexts: Vec<usize>,
-    /// ONNX Runtime intra-op threads.
-    #[arg(long, default_value_t = 2)]
+    /// ONNX Runtime intra-op threads (the plugin's and `cadenza generate`'s default, one).
+    #[arg(long, default_value_t = cadenza_core::engine::DEFAULT_INTRA_THREADS)]
     pub threads: usize,
+    /// Also time the music with this many threads, for the ratio (0: not).
+    #[arg(long, default_value_t = 2)]
+    pub compare_threads: usize,
     /// Timed cached steps per context (the cache grows from context-steps to
     /// context); the table shows the median step.
     #[arg(long, default_value_t = 32)]
@@ -388,9 +391,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     let env = crate::setup::tool_env()?;
     let me = std::env::current_exe().context("cannot find the xtask binary")?;
     let longest = a.contexts.iter().copied().max().unwrap_or(2048);
-    let common = |cmd: &mut Command, read_gb_s: f64| {
+    let common = |cmd: &mut Command, read_gb_s: f64, threads: usize| {
         env.apply(cmd);
-        cmd.args(["bench", "generate", "--threads", &a.threads.to_string(), "--provider", &a.provider]);
+        cmd.args(["bench", "generate", "--threads", &threads.to_string(), "--provider", &a.provider]);
         cmd.args(["--steps", &a.steps.to_string(), "--recompute", &a.recompute.to_string()]);
         cmd.args(["--seconds", &a.seconds.to_string(), "--read-gb-s", &read_gb_s.to_string()]);
         cmd.arg("--contexts").arg(a.contexts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","));
@@ -417,7 +420,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         let label = format!("{preset} {}", precision.name());
         let read_gb_s = read_bandwidth_gb_s(a.threads);
         let mut cmd = Command::new(&me);
-        common(&mut cmd, read_gb_s);
+        common(&mut cmd, read_gb_s, a.threads);
         cmd.arg("--worker").arg(&model);
         let r: WorkerReport = json_line(&mut cmd, &format!("bench worker {preset}"))?;
         for row in &r.rows {
@@ -452,9 +455,16 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (None, Some(p)) => (p, true),
         (None, None) => (random_model("small", ModelConfig::SMALL.max_seq_len, Precision::default())?, false),
     };
+    let music_at = |model: &Path, threads: usize, variations: usize| -> Result<MusicReport> {
+        let mut cmd = Command::new(&me);
+        common(&mut cmd, 0.0, threads);
+        cmd.arg("--worker").arg(model).arg("--worker-music");
+        cmd.args(["--variations", &variations.to_string()]);
+        json_line(&mut cmd, "bench worker music")
+    };
     let music_with = |model: &Path, events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
         let mut cmd = Command::new(&me);
-        common(&mut cmd, 0.0);
+        common(&mut cmd, 0.0, a.threads);
         cmd.arg("--worker").arg(model).arg("--worker-music");
         cmd.args(["--variations", &a.variations.to_string()]);
         if let Some(n) = events {
@@ -525,6 +535,22 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             per_event(&followed),
             per_event(&free)
         );
+        if a.compare_threads > 0 && a.compare_threads != a.threads {
+            // A step's products are small: whether more threads pay for waking each other.
+            for variations in [1, 4] {
+                let ours = music_at(&music_model, a.threads, variations)?;
+                let theirs = music_at(&music_model, a.compare_threads, variations)?;
+                println!(
+                    "{:.0} s of music, {variations} variation(s): {} thread(s) {:.2} s, {} threads {:.2} s: {:.2}x the time",
+                    ours.music_s,
+                    a.threads,
+                    ours.wall_s,
+                    a.compare_threads,
+                    theirs.wall_s,
+                    ours.wall_s / theirs.wall_s
+                );
+            }
+        }
     } else {
         // Random weights move time at random; time the number of events real music of this length has.
         let (rate, files) = real_events_per_second().context("no MIDI fixtures to measure a real event rate")?;
