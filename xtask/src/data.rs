@@ -51,8 +51,9 @@ pub struct Args {
     /// Styles to build, comma-separated (classical, jazz, pop, folk). Others are left as they are.
     #[arg(long, value_delimiter = ',', default_value = "classical,jazz,pop,folk")]
     pub styles: Vec<Style>,
-    /// Conversions and checks to run in parallel (music21 workers, MMA renders, file checks).
-    #[arg(long, default_value_t = 1)]
+    /// Conversions and checks to run in parallel (music21 workers, MMA renders, file checks);
+    /// by default one per core. Use fewer to leave a core to a training run.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     pub jobs: usize,
     /// Take at most N sources from each source family (a music21 corpus folder,
     /// an npm genre, an MMA groove, ...), for quick runs. The outputs then hold only those.
