@@ -455,18 +455,18 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         (None, Some(p)) => (p, true),
         (None, None) => (random_model("small", ModelConfig::SMALL.max_seq_len, Precision::default())?, false),
     };
-    let music_at = |model: &Path, threads: usize, variations: usize| -> Result<MusicReport> {
+    let music_cmd = |model: &Path, threads: usize, variations: usize| {
         let mut cmd = Command::new(&me);
         common(&mut cmd, 0.0, threads);
         cmd.arg("--worker").arg(model).arg("--worker-music");
         cmd.args(["--variations", &variations.to_string()]);
-        json_line(&mut cmd, "bench worker music")
+        cmd
+    };
+    let music_at = |model: &Path, threads: usize, variations: usize| -> Result<MusicReport> {
+        json_line(&mut music_cmd(model, threads, variations), "bench worker music")
     };
     let music_with = |model: &Path, events: Option<usize>, primer: Option<(&Path, f32)>| -> Result<MusicReport> {
-        let mut cmd = Command::new(&me);
-        common(&mut cmd, 0.0, a.threads);
-        cmd.arg("--worker").arg(model).arg("--worker-music");
-        cmd.args(["--variations", &a.variations.to_string()]);
+        let mut cmd = music_cmd(model, a.threads, a.variations);
         if let Some(n) = events {
             cmd.args(["--events", &n.to_string()]);
         }
