@@ -39,12 +39,17 @@ impl Split {
 /// 90/5/5 by the file's SHA-256 (hex), so a piece never leaks across splits
 /// and the split does not depend on where the file sits.
 pub fn split_for_sha256(sha256_hex: &str) -> Split {
-    let head = sha256_hex.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0);
-    match head % 100 {
+    match split_rank(sha256_hex) {
         0..=89 => Split::Train,
         90..=94 => Split::Valid,
         _ => Split::Test,
     }
+}
+
+/// Where a file falls, 0-99, on the line [`split_for_sha256`] cuts: train
+/// below 90, valid 90-94, test 95-99.
+pub fn split_rank(sha256_hex: &str) -> u32 {
+    sha256_hex.get(..8).and_then(|h| u32::from_str_radix(h, 16).ok()).unwrap_or(0) % 100
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -197,15 +197,31 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
     md.push_str("## Known limits\n\n");
-    md.push_str("- Score-derived training files (music21 conversions, MMA renders) have notated, flat dynamics and exact timing; no file is a recorded performance (a few classical files are sequences with shaped dynamics and tempo), so velocities and rubato are less varied than a pianist's.\n");
-    md.push_str("- Trained on a 2-core CPU for a short time against the study's GPU days: expect plausible local texture more than long-range form.\n");
-    for l in &args.limit {
-        md.push_str(&format!("- {l}\n"));
-    }
+    md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));
     cadenza_core::fsutil::write_atomic(&path, md.as_bytes())?;
     println!("card: wrote {}", path.display());
     Ok(())
+}
+
+/// What every card says of the data and the compute, before its own limits.
+const GENERIC_LIMITS: [&str; 2] = [
+    "Score-derived training files (music21 conversions, MMA renders) have notated, flat dynamics and exact timing; no file is a recorded performance (a few classical files are sequences with shaped dynamics and tempo), so velocities and rubato are less varied than a pianist's.",
+    "Trained on a 2-core CPU for a short time against the study's GPU days: expect plausible local texture more than long-range form.",
+];
+
+/// The "Known limits" items: [`GENERIC_LIMITS`], then each `--limit` once
+/// (one repeating a generic item, as a card's earlier limits passed back in
+/// may, is left out).
+fn known_limits(own: &[String]) -> String {
+    let mut items: Vec<&str> = GENERIC_LIMITS.to_vec();
+    for l in own {
+        let l = l.trim().trim_start_matches("- ").trim();
+        if !l.is_empty() && !items.contains(&l) {
+            items.push(l);
+        }
+    }
+    items.iter().map(|l| format!("- {l}\n")).collect()
 }
 
 /// This machine's CPU in a few words, from /proc/cpuinfo: cores, model and
@@ -247,4 +263,18 @@ fn lineage_totals(chain: &[(PathBuf, RunRecord)]) -> Option<(usize, f64, usize)>
         seconds += last.elapsed_s;
     }
     Some((steps, seconds / 3600.0, chain.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_listed_once() {
+        let own = vec![GENERIC_LIMITS[1].to_string(), "Trained on rock.".into(), "- Trained on rock.".into()];
+        let md = known_limits(&own);
+        assert_eq!(md.lines().count(), 3, "{md}");
+        assert!(md.ends_with("- Trained on rock.\n"), "{md}");
+        assert_eq!(md.matches("2-core CPU").count(), 1, "{md}");
+    }
 }

@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use cadenza_core::codec;
 use cadenza_core::compare::{compare, Comparison, ONSET_TOLERANCE_MS};
 use cadenza_core::dataset::{
-    read_manifest, sha256_hex, split_for_sha256, write_manifest, ManifestRow, Provenance, MANIFEST_FILE,
+    read_manifest, sha256_hex, split_for_sha256, split_rank, write_manifest, ManifestRow, Provenance, Split,
+    MANIFEST_FILE,
 };
 use cadenza_core::fsutil::write_atomic;
 use cadenza_core::midi::{self, MidiErrorKind, ReadOptions, WriteOptions};
@@ -451,6 +452,7 @@ pub fn build(
             max_synthetic_share,
             DropReason::SyntheticCapped { share_limit: max_synthetic_share },
         );
+        hold_out_at_least(&mut kept, MIN_HELD_OUT_FILES);
         kept.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         dropped.sort_by(|a, b| (&a.0.family, &a.0.source_path).cmp(&(&b.0.family, &b.0.source_path)));
         for (c, reason) in &dropped {
@@ -473,6 +475,33 @@ pub fn build(
         }
     }
     Ok(report)
+}
+
+/// How many files a validation or test split the hash left empty takes.
+pub const MIN_HELD_OUT_FILES: usize = 2;
+
+/// A small corpus can leave a split empty by the hash alone (rock's 50 files
+/// gave no validation file). Then `min` train files nearest the cut, by
+/// [`split_rank`] from 89 down (ties by SHA-256), move to it (validation
+/// first, then test): a choice that depends only on the files, like the
+/// split itself. A split holding any file is left as it is, so corpora
+/// built before this rule keep their splits.
+fn hold_out_at_least<T, U>(kept: &mut [(ManifestRow, T, U)], min: usize) {
+    for split in [Split::Valid, Split::Test] {
+        let have = kept.iter().filter(|k| k.0.split == split).count();
+        if have > 0 {
+            continue;
+        }
+        let mut train: Vec<usize> = (0..kept.len()).filter(|&i| kept[i].0.split == Split::Train).collect();
+        train.sort_by(|&a, &b| {
+            let (ra, rb) = (&kept[a].0, &kept[b].0);
+            split_rank(&rb.sha256).cmp(&split_rank(&ra.sha256)).then(ra.sha256.cmp(&rb.sha256))
+        });
+        // Keep at least one file to train on.
+        for &i in train.iter().take(min.min(train.len().saturating_sub(1))) {
+            kept[i].0.split = split;
+        }
+    }
 }
 
 fn check_all(candidates: &[Candidate], jobs: usize) -> Vec<Outcome<'_>> {
@@ -719,6 +748,48 @@ mod tests {
         // Without a family nothing is dropped; with only the family nothing fits.
         assert_eq!(cap_family_share(&[(false, 10.0, "x")], 0.15), vec![true]);
         assert_eq!(cap_family_share(&[(true, 10.0, "x")], 0.15), vec![false]);
+    }
+
+    /// A corpus whose hash split leaves validation or test empty takes the
+    /// train files nearest the cut; one whose splits hold files is untouched.
+    #[test]
+    fn small_corpora_hold_out_files_nearest_the_cut() {
+        let row = |sha: String| ManifestRow {
+            path: PathBuf::from(format!("{sha}.mid")),
+            style: "rock".into(),
+            split: split_for_sha256(&sha),
+            source: String::new(),
+            source_version: String::new(),
+            source_path: String::new(),
+            licence: String::new(),
+            sha256: sha,
+            provenance: Provenance::Composed,
+            notes: 100,
+            seconds: 60.0,
+            events: 300,
+            comment: String::new(),
+        };
+        // Ranks 10, 89, 50, 88, 87: all train.
+        let ranks = [10u32, 89, 50, 88, 87];
+        let mut kept: Vec<(ManifestRow, (), ())> =
+            ranks.iter().map(|r| (row(format!("{r:08x}{}", "0".repeat(56))), (), ())).collect();
+        assert!(kept.iter().all(|k| k.0.split == Split::Train));
+        hold_out_at_least(&mut kept, 2);
+        let split_of = |kept: &[(ManifestRow, (), ())], r: u32| {
+            kept.iter().find(|k| split_rank(&k.0.sha256) == r).map(|k| k.0.split).expect("rank")
+        };
+        assert_eq!(split_of(&kept, 89), Split::Valid);
+        assert_eq!(split_of(&kept, 88), Split::Valid);
+        assert_eq!(split_of(&kept, 87), Split::Test);
+        assert_eq!(split_of(&kept, 50), Split::Test);
+        assert_eq!(split_of(&kept, 10), Split::Train, "one file is left to train on");
+        // Splits that hold a file are left alone, however few.
+        let full: Vec<u32> = vec![1, 2, 90, 95, 96, 89];
+        let mut kept: Vec<(ManifestRow, (), ())> =
+            full.iter().map(|r| (row(format!("{r:08x}{}", "0".repeat(56))), (), ())).collect();
+        let before: Vec<Split> = kept.iter().map(|k| k.0.split).collect();
+        hold_out_at_least(&mut kept, 2);
+        assert_eq!(kept.iter().map(|k| k.0.split).collect::<Vec<_>>(), before);
     }
 
     /// Issue 10: synthetic files are kept to the share of a style's hours, a

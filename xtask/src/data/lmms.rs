@@ -14,7 +14,7 @@
 //! written and band-reduced like the Rosegarden songs.
 //!
 //! Each project is filed by hand in [`PROJECTS`]; most are electronic dance
-//! music or chiptune, which no shipped style fits.
+//! music or chiptune, which no shipped style fits; the 80s rock piece is rock.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,7 @@ pub const PITCHED_SAMPLE_DIRS: [&str; 5] =
 const UNPITCHED_PLUGINS: [&str; 2] = ["kicker", "sfxr"];
 
 const POP: Option<Style> = Some(Style::Pop);
+const ROCK: Option<Style> = Some(Style::Rock);
 const OUT: Option<Style> = None;
 
 const fn p(name: &'static str, genre: &'static str, style: Option<Style>, why: &'static str) -> GameTrack {
@@ -92,7 +93,7 @@ pub const PROJECTS: [GameTrack; 26] = [
     p("demos/Socceroos-Progress.mmpz", EDM, OUT, "200 bpm, synth bass line and sequences"),
     p("demos/StrictProduction-DearJonDoe.mmp", "hip-hop", OUT, "87 bpm, chopped guitar samples over a beat"),
     p("demos/TameAnderson-MakeMe.mmpz", EDM, OUT, "140 bpm, rave bass and synths"),
-    p("demos/Thomasso-AxeFromThe80s.mmpz", "rock", OUT, "140 bpm, synth lead and slap bass over a rock kit"),
+    p("demos/Thomasso-AxeFromThe80s.mmpz", "rock", ROCK, "140 bpm, synth lead and slap bass over a rock kit"),
     p("shorties/Crunk(Demo).mmp", "hip-hop", OUT, "a few bars of Game Boy synth over a crunk beat"),
     p("shorties/DirtyLove.mmpz", "drum and bass", OUT, "177 bpm, synth bass, pad and voice"),
     p("shorties/Greshz-CoolSnip.mmpz", EDM, OUT, "a few bars of one synth over a kick"),
@@ -274,9 +275,9 @@ pub fn read_project(xml: &str) -> Result<Song> {
     })
 }
 
-/// The projects filed into `styles`; the rest are listed (as pop's dropped rows) with their genre.
+/// The projects filed into `styles` (pop, rock); the rest are listed (as pop's dropped rows) with their genre.
 pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style], reduction: BandReduction) -> Result<Vec<Candidate>> {
-    if !styles.contains(&Style::Pop) {
+    if !styles.contains(&Style::Pop) && !styles.contains(&Style::Rock) {
         return Ok(Vec::new());
     }
     let dir = unpacked.join(PROJECTS_DIR);
@@ -299,8 +300,12 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style], reduction: Ba
         let rel = path.strip_prefix(&dir).unwrap_or(path).to_string_lossy().into_owned();
         let project = lookup(&PROJECTS, &rel, LMMS_COMMON.source, "xtask/src/data/lmms.rs")?;
         let stem = rel.trim_end_matches(".mmpz").trim_end_matches(".mmp").replace('/', "-");
+        let style = project.style.unwrap_or(Style::Pop);
+        if !styles.contains(&style) {
+            continue;
+        }
         let mut cand = Candidate {
-            style: Style::Pop,
+            style,
             family: "debian/lmms-demos".into(),
             source: LMMS_COMMON.source.into(),
             source_version: LMMS_COMMON.version.into(),
@@ -311,7 +316,7 @@ pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style], reduction: Ba
             rel_path: PathBuf::from(format!("midi/lmms/{}.mid", sanitize_path(&stem))),
             origin: Origin::LeftOut(DropReason::GenreFitsNoStyle(format!("{}: {}", project.genre, project.why))),
         };
-        if project.style == Some(Style::Pop) {
+        if project.style.is_some() {
             let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
             let song = project_text(&bytes, rel.ends_with(".mmpz"))
                 .and_then(|t| read_project(&t))
