@@ -1,4 +1,4 @@
-//! `cargo xtask data`: the training corpora of the five styles, built from
+//! `cargo xtask data`: the training corpora of the six styles, built from
 //! pinned packages into `data/<style>/` (MIDI files, `manifest.csv`,
 //! `dropped.csv`). Fetching lives in `data/fetch.rs`, the sources in
 //! `data/{music21,packages,games,mma,rosegarden,musescore,lmms}.rs` (with
@@ -48,8 +48,8 @@ pub fn package_licence(licence: &str) -> (&str, bool) {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Styles to build, comma-separated (classical, jazz, pop, folk, rock). Others are left as they are.
-    #[arg(long, value_delimiter = ',', default_value = "classical,jazz,pop,folk,rock")]
+    /// Styles to build, comma-separated (classical, jazz, pop, folk, rock, electronic). Others are left as they are.
+    #[arg(long, value_delimiter = ',', default_value = "classical,jazz,pop,folk,rock,electronic")]
     pub styles: Vec<Style>,
     /// Conversions and checks to run in parallel (music21 workers, MMA renders, file checks);
     /// by default one per core. Use fewer to leave a core to a training run.
@@ -84,6 +84,7 @@ pub enum Style {
     Pop,
     Folk,
     Rock,
+    Electronic,
 }
 
 impl Style {
@@ -94,6 +95,7 @@ impl Style {
             Style::Pop => "pop",
             Style::Folk => "folk",
             Style::Rock => "rock",
+            Style::Electronic => "electronic",
         }
     }
 }
@@ -172,7 +174,7 @@ pub fn run(args: &Args) -> Result<()> {
         let licence = fetch::debian_licence(&dir, fetch::OPENMSX.name())?;
         candidates.extend(packages::openmsx_candidates(&dir, &licence)?);
     }
-    if wants(Style::Jazz) || wants(Style::Pop) || wants(Style::Rock) {
+    if wants(Style::Jazz) || wants(Style::Pop) || wants(Style::Rock) || wants(Style::Electronic) {
         let dir = fetch::ensure(&fetch::SIMUTRANS_DATA, &cache, &env.python)?;
         candidates.extend(games::simutrans_candidates(&dir, &cache, styles, args.band_reduction)?);
         let dir = fetch::ensure(&fetch::FREEDOOM, &cache, &env.python)?;

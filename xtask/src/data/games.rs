@@ -4,8 +4,8 @@
 //! filed here by hand, from its instruments, tempo, swing (off-beat eighths
 //! on the triplet) and harmony: swing, blues and jazz guitar are jazz; light
 //! pop and electric-piano ballads are pop; rock and metal are rock; techno
-//! and other electronic music, orchestral and ambient game scoring fit no
-//! shipped style and are left out, listed in pop's `dropped.csv` (pop is
+//! and other electronic music are electronic; orchestral and ambient game
+//! scoring fit no shipped style and are left out, listed in pop's `dropped.csv` (pop is
 //! where a game track would otherwise be filed) with their genre. A package
 //! version with a track these tables do not name is refused until someone
 //! files it.
@@ -50,6 +50,7 @@ const fn t(name: &'static str, genre: &'static str, style: Option<Style>, why: &
 const JAZZ: Option<Style> = Some(Style::Jazz);
 const POP: Option<Style> = Some(Style::Pop);
 const ROCK_STYLE: Option<Style> = Some(Style::Rock);
+const ELECTRONIC: Option<Style> = Some(Style::Electronic);
 const OUT: Option<Style> = None;
 
 pub const SIMUTRANS_DIR: &str = "usr/share/games/simutrans/music";
@@ -73,7 +74,12 @@ pub const SIMUTRANS_TRACKS: [GameTrack; 53] = [
     t("09-Simupolitan-Swing.mid", "swing", JAZZ, "two trumpets and a walking bass over a swung ride cymbal"),
     t("10-Easy-driving.mid", "light pop", POP, "two-handed piano in straight eighths with strings and pads"),
     t("11-Stucked-Convoi.mid", "rock", ROCK_STYLE, "distorted guitar and organ over a straight rock beat"),
-    t("12-Steamin-across-the-prairies.mid", "electronic", OUT, "synth-lead sequences over a four-on-the-floor kick"),
+    t(
+        "12-Steamin-across-the-prairies.mid",
+        "electronic",
+        ELECTRONIC,
+        "synth-lead sequences over a four-on-the-floor kick",
+    ),
     t("13-Stephenson-blues.mid", "blues", JAZZ, "swung piano and bass over a C7 G7 blues chart"),
     t("14-Last-journey-of-the-Niagara.mid", "light pop", POP, "straight guitars, electric piano and voices, 120 bpm"),
     t("15-The-Wayside-Blues.mid", "blues", JAZZ, "harmonica, organ and bass in a straight-eighth blues"),
@@ -116,7 +122,7 @@ pub const SIMUTRANS_TRACKS: [GameTrack; 53] = [
     t("37-inevitably-engrossed.mid", "swing", JAZZ, "swung piano and guitar, ride cymbal, 130 bpm"),
     t("38-positive-thrill.mid", "swing", JAZZ, "swung honky-tonk piano and organ, ride cymbal, 185 bpm"),
     t("39-bangin-mover.mid", "swing", JAZZ, "swung piano and jazz-guitar melody, 135 bpm"),
-    t("40-alternative.mid", "electronic", OUT, "saw-lead sequences, orchestra hits and synth basses"),
+    t("40-alternative.mid", "electronic", ELECTRONIC, "saw-lead sequences, orchestra hits and synth basses"),
     t("41-Libertador.mid", "orchestral", OUT, "string sections, brass and synth lead over slap bass"),
     t("42-Stranger-Echoes.mid", "ambient", OUT, "atmosphere pads and a dozen nylon-guitar echoes, no kit"),
     t(
@@ -125,16 +131,16 @@ pub const SIMUTRANS_TRACKS: [GameTrack; 53] = [
         POP,
         "two-handed piano over slap bass, straight, 50-80 bpm",
     ),
-    t("44-Above-the-sky.mid", "electronic", OUT, "square and saw leads at 180 bpm"),
+    t("44-Above-the-sky.mid", "electronic", ELECTRONIC, "square and saw leads at 180 bpm"),
     t("45-Misty-Forest.mid", "ambient", OUT, "vibraphone, glockenspiel, koto and pads"),
-    t("46-House-in-the-station.mid", "electronic", OUT, "house: synth bass and marimba sequences, 125 bpm"),
+    t("46-House-in-the-station.mid", "electronic", ELECTRONIC, "house: synth bass and marimba sequences, 125 bpm"),
     t(
         "47-Salty-Breeze.mid",
         "light pop",
         POP,
         "straight piano, soprano sax and fretless bass, smooth-jazz colour, 120 bpm",
     ),
-    t("48-Techno-movement.mid", "techno", OUT, "square-lead and guitar sequences, 133 bpm, named for it"),
+    t("48-Techno-movement.mid", "techno", ELECTRONIC, "square-lead and guitar sequences, 133 bpm, named for it"),
     t("49-Last-Sunday.mid", "electric piano pop", POP, "straight electric piano under English horn and muted trumpet"),
     t("50-Snowy-Road.mid", "electric piano pop", POP, "straight electric piano under synth arpeggios and bells"),
     t("51-Summer-Intersection.mid", "light pop", POP, "straight piano chords, synth brass lead and bells, 115 bpm"),
@@ -154,13 +160,13 @@ const METAL_GUITARS: &str = "distorted guitars lead a rock kit";
 
 /// Every music lump of freedoom 0.12.1 (`freedoom1.wad/D_E1M5` and
 /// `D_E2M6` are the same bytes). None is jazz or pop piano; the rock and
-/// metal lumps are rock.
+/// metal lumps are rock, the synth ones electronic.
 pub const FREEDOOM_LUMPS: [GameTrack; 67] = [
     t("freedoom1.wad/D_BUNNY", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E1M1", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E1M2", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E1M3", ROCK, ROCK_STYLE, METAL_GUITARS),
-    t("freedoom1.wad/D_E1M4", "electronic", OUT, "synth bass and lead sequences"),
+    t("freedoom1.wad/D_E1M4", "electronic", ELECTRONIC, "synth bass and lead sequences"),
     t("freedoom1.wad/D_E1M5", "ambient", OUT, "strings and bells, no kit"),
     t("freedoom1.wad/D_E1M6", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E1M7", "orchestral", OUT, "strings and piano over a kit"),
@@ -183,24 +189,24 @@ pub const FREEDOOM_LUMPS: [GameTrack; 67] = [
     t("freedoom1.wad/D_E3M6", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E3M7", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom1.wad/D_E3M8", "ambient", OUT, "pads, bells and strings, no kit"),
-    t("freedoom1.wad/D_E3M9", "electronic", OUT, "synth leads over percussion"),
+    t("freedoom1.wad/D_E3M9", "electronic", ELECTRONIC, "synth leads over percussion"),
     t("freedoom1.wad/D_INTER", ROCK, ROCK_STYLE, "synth lead and distorted guitars"),
     t("freedoom1.wad/D_INTRO", "orchestral", OUT, "strings and clean guitar"),
     t("freedoom1.wad/D_INTROA", ROCK, ROCK_STYLE, "ten seconds of distorted guitar"),
     t("freedoom1.wad/D_VICTOR", "ambient", OUT, "pads, strings and winds, no kit"),
     t("freedoom2.wad/D_ADRIAN", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_AMPIE", ROCK, ROCK_STYLE, METAL_GUITARS),
-    t("freedoom2.wad/D_BETWEE", "electronic", OUT, "synth leads"),
+    t("freedoom2.wad/D_BETWEE", "electronic", ELECTRONIC, "synth leads"),
     t("freedoom2.wad/D_COUNT2", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_COUNTD", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_DDTBL2", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_DDTBL3", "orchestral", OUT, "strings, piano and organ"),
-    t("freedoom2.wad/D_DDTBLU", "electronic", OUT, "synth bass and lead"),
+    t("freedoom2.wad/D_DDTBLU", "electronic", ELECTRONIC, "synth bass and lead"),
     t("freedoom2.wad/D_DEAD", "ambient", OUT, "strings and piano, no kit"),
     t("freedoom2.wad/D_DEAD2", ROCK, ROCK_STYLE, "clean and distorted guitars over a rock kit"),
     t("freedoom2.wad/D_DM2INT", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_DM2TTL", "orchestral", OUT, "strings over a kit"),
-    t("freedoom2.wad/D_DOOM", "electronic", OUT, "synth leads"),
+    t("freedoom2.wad/D_DOOM", "electronic", ELECTRONIC, "synth leads"),
     t("freedoom2.wad/D_DOOM2", "orchestral", OUT, "strings over a kit"),
     t("freedoom2.wad/D_EVIL", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_IN_CIT", ROCK, ROCK_STYLE, METAL_GUITARS),
@@ -214,7 +220,7 @@ pub const FREEDOOM_LUMPS: [GameTrack; 67] = [
     t("freedoom2.wad/D_RUNNIN", ROCK, ROCK_STYLE, "synth lead and distorted guitars"),
     t("freedoom2.wad/D_SHAWN", ROCK, ROCK_STYLE, "organ and distorted guitar over a rock kit"),
     t("freedoom2.wad/D_SHAWN2", "orchestral", OUT, "strings, bells and piano"),
-    t("freedoom2.wad/D_SHAWN3", "electronic", OUT, "driving synth-bass line, 157 bpm"),
+    t("freedoom2.wad/D_SHAWN3", "electronic", ELECTRONIC, "driving synth-bass line, 157 bpm"),
     t("freedoom2.wad/D_STALKS", "orchestral", OUT, "strings and synth lead"),
     t("freedoom2.wad/D_STLKS2", ROCK, ROCK_STYLE, METAL_GUITARS),
     t("freedoom2.wad/D_STLKS3", ROCK, ROCK_STYLE, METAL_GUITARS),
@@ -448,7 +454,7 @@ fn with_file_terms(licence: &str, smf_bytes: &[u8]) -> String {
     }
 }
 
-/// Simutrans's tracks, for jazz, pop and rock as [`SIMUTRANS_TRACKS`] files them.
+/// Simutrans's tracks, for jazz, pop, rock and electronic as [`SIMUTRANS_TRACKS`] files them.
 pub fn simutrans_candidates(
     unpacked: &Path,
     cache: &Path,
@@ -513,7 +519,7 @@ pub fn simutrans_candidates(
     Ok(result)
 }
 
-/// Freedoom's music lumps, as [`FREEDOOM_LUMPS`] files them (rock to rock, the rest left out).
+/// Freedoom's music lumps, as [`FREEDOOM_LUMPS`] files them (rock to rock, electronic to electronic, the rest left out).
 pub fn freedoom_candidates(
     unpacked: &Path,
     cache: &Path,
@@ -656,13 +662,14 @@ mod tests {
     }
 
     #[test]
-    fn tables_name_each_track_once_and_file_rock_as_rock() {
+    fn tables_name_each_track_once_and_file_rock_and_electronic_apart() {
         for table in [&SIMUTRANS_TRACKS[..], &FREEDOOM_LUMPS[..]] {
             for (i, a) in table.iter().enumerate() {
                 assert!(table[i + 1..].iter().all(|b| b.name != a.name), "{} twice", a.name);
-                let out_genres = ["electronic", "techno", "march", "orchestral", "ambient", "world fusion"];
+                let out_genres = ["march", "orchestral", "ambient", "world fusion"];
                 let filed_right = match a.genre {
                     "rock" => a.style == ROCK_STYLE,
+                    "electronic" | "techno" => a.style == ELECTRONIC,
                     g if out_genres.contains(&g) => a.style.is_none(),
                     _ => matches!(a.style, Some(Style::Jazz | Style::Pop)),
                 };
@@ -671,11 +678,15 @@ mod tests {
         }
         let count = |table: &[GameTrack], s| table.iter().filter(|t| t.style == s).count();
         assert_eq!(
-            [JAZZ, POP, ROCK_STYLE, OUT].map(|s| count(&SIMUTRANS_TRACKS, s)),
-            [19, 17, 4, 13],
-            "Simutrans: jazz, pop, rock, left out"
+            [JAZZ, POP, ROCK_STYLE, ELECTRONIC, OUT].map(|s| count(&SIMUTRANS_TRACKS, s)),
+            [19, 17, 4, 5, 8],
+            "Simutrans: jazz, pop, rock, electronic, left out"
         );
-        assert_eq!([ROCK_STYLE, OUT].map(|s| count(&FREEDOOM_LUMPS, s)), [43, 24], "Freedoom: rock, left out");
+        assert_eq!(
+            [ROCK_STYLE, ELECTRONIC, OUT].map(|s| count(&FREEDOOM_LUMPS, s)),
+            [43, 6, 18],
+            "Freedoom: rock, electronic, left out"
+        );
     }
 
     #[test]

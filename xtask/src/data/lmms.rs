@@ -13,8 +13,10 @@
 //! [`super::rosegarden::Song`] (LMMS's 48 ticks a quarter scaled to 960),
 //! written and band-reduced like the Rosegarden songs.
 //!
-//! Each project is filed by hand in [`PROJECTS`]; most are electronic dance
-//! music or chiptune, which no shipped style fits; the 80s rock piece is rock.
+//! Each project is filed by hand in [`PROJECTS`]: the electronic dance music
+//! (trance, house, techno, drum and bass, dubstep) is electronic, the 80s
+//! rock piece rock, three reggae projects pop; the chiptune, hip-hop sketches
+//! and the tutorial fit no shipped style.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ const UNPITCHED_PLUGINS: [&str; 2] = ["kicker", "sfxr"];
 
 const POP: Option<Style> = Some(Style::Pop);
 const ROCK: Option<Style> = Some(Style::Rock);
+const ELECTRONIC: Option<Style> = Some(Style::Electronic);
 const OUT: Option<Style> = None;
 
 const fn p(name: &'static str, genre: &'static str, style: Option<Style>, why: &'static str) -> GameTrack {
@@ -77,28 +80,38 @@ pub const PROJECTS: [GameTrack; 26] = [
         POP,
         "CapDan: electric-piano chords, muted bass and a trumpet line over a dembow beat (samples)",
     ),
-    p("demos/CapDan/CapDan-TwilightArea-OriginalByAlf42red.mmpz", "drum and bass", OUT, "170 bpm, dirt bass, pads"),
-    p("demos/CapDan/CapDan-ZeroSumGame-OriginalByZakarra.mmpz", "dubstep", OUT, "144 bpm, sub and dub bass, synths"),
-    p("demos/EsoXLB-CPU.mmpz", "techno", OUT, "128 bpm, LB302 and SID bass, effects, voices"),
-    p("demos/Impulslogik-Zen.mmpz", "trance", OUT, "140 bpm, synth leads over a four-on-the-floor kick"),
-    p("demos/Jousboxx-BuzzerBeater.mmpz", EDM, OUT, "128 bpm, Kicker-synth arpeggios and chords, sidechain"),
-    p("demos/Momo64-esp.mmpz", "trance", OUT, "138 bpm, analogue basses, pads and leads"),
-    p("demos/Oglsdl-Dr8v2.mmpz", EDM, OUT, "ZynAddSubFX synth layers only"),
-    p("demos/Oglsdl-PpTrip.mmpz", "psytrance", OUT, "140 bpm, synth sequences and organ"),
-    p("demos/Saber-FinalStep.mmpz", EDM, OUT, "140 bpm, synth stabs over beat patterns"),
-    p("demos/Settel-InnerRecreation.mmpz", "trance", OUT, "148 bpm, lead, choir and bass"),
-    p("demos/Shovon-ProgressiveHousePluckDemo.mmpz", "progressive house", OUT, "a pluck sequence over a kick"),
+    p(
+        "demos/CapDan/CapDan-TwilightArea-OriginalByAlf42red.mmpz",
+        "drum and bass",
+        ELECTRONIC,
+        "170 bpm, dirt bass, pads",
+    ),
+    p(
+        "demos/CapDan/CapDan-ZeroSumGame-OriginalByZakarra.mmpz",
+        "dubstep",
+        ELECTRONIC,
+        "144 bpm, sub and dub bass, synths",
+    ),
+    p("demos/EsoXLB-CPU.mmpz", "techno", ELECTRONIC, "128 bpm, LB302 and SID bass, effects, voices"),
+    p("demos/Impulslogik-Zen.mmpz", "trance", ELECTRONIC, "140 bpm, synth leads over a four-on-the-floor kick"),
+    p("demos/Jousboxx-BuzzerBeater.mmpz", EDM, ELECTRONIC, "128 bpm, Kicker-synth arpeggios and chords, sidechain"),
+    p("demos/Momo64-esp.mmpz", "trance", ELECTRONIC, "138 bpm, analogue basses, pads and leads"),
+    p("demos/Oglsdl-Dr8v2.mmpz", EDM, ELECTRONIC, "ZynAddSubFX synth layers only"),
+    p("demos/Oglsdl-PpTrip.mmpz", "psytrance", ELECTRONIC, "140 bpm, synth sequences and organ"),
+    p("demos/Saber-FinalStep.mmpz", EDM, ELECTRONIC, "140 bpm, synth stabs over beat patterns"),
+    p("demos/Settel-InnerRecreation.mmpz", "trance", ELECTRONIC, "148 bpm, lead, choir and bass"),
+    p("demos/Shovon-ProgressiveHousePluckDemo.mmpz", "progressive house", ELECTRONIC, "a pluck sequence over a kick"),
     p("demos/Skiessi/Skiessi-C64.mmpz", "chiptune", OUT, "five SID voices over a drum machine"),
-    p("demos/Skiessi/Skiessi-Onion.mmpz", EDM, OUT, "140 bpm, LB302 and Bit Invader over electro drums"),
-    p("demos/Socceroos-Progress.mmpz", EDM, OUT, "200 bpm, synth bass line and sequences"),
+    p("demos/Skiessi/Skiessi-Onion.mmpz", EDM, ELECTRONIC, "140 bpm, LB302 and Bit Invader over electro drums"),
+    p("demos/Socceroos-Progress.mmpz", EDM, ELECTRONIC, "200 bpm, synth bass line and sequences"),
     p("demos/StrictProduction-DearJonDoe.mmp", "hip-hop", OUT, "87 bpm, chopped guitar samples over a beat"),
-    p("demos/TameAnderson-MakeMe.mmpz", EDM, OUT, "140 bpm, rave bass and synths"),
+    p("demos/TameAnderson-MakeMe.mmpz", EDM, ELECTRONIC, "140 bpm, rave bass and synths"),
     p("demos/Thomasso-AxeFromThe80s.mmpz", "rock", ROCK, "140 bpm, synth lead and slap bass over a rock kit"),
     p("shorties/Crunk(Demo).mmp", "hip-hop", OUT, "a few bars of Game Boy synth over a crunk beat"),
-    p("shorties/DirtyLove.mmpz", "drum and bass", OUT, "177 bpm, synth bass, pad and voice"),
-    p("shorties/Greshz-CoolSnip.mmpz", EDM, OUT, "a few bars of one synth over a kick"),
+    p("shorties/DirtyLove.mmpz", "drum and bass", ELECTRONIC, "177 bpm, synth bass, pad and voice"),
+    p("shorties/Greshz-CoolSnip.mmpz", EDM, ELECTRONIC, "a few bars of one synth over a kick"),
     p("shorties/Skiessi-222.mmpz", "hip-hop", OUT, "100 bpm, two synths over a hip-hop beat"),
-    p("shorties/Surrender-Main.mmpz", "trance", OUT, "a few bars of lead, bass, strings and arpeggio"),
+    p("shorties/Surrender-Main.mmpz", "trance", ELECTRONIC, "a few bars of lead, bass, strings and arpeggio"),
     p("tutorials/editing_note_volumes.mmp", "tutorial", OUT, "one beat pattern showing note volumes"),
 ];
 
@@ -275,9 +288,9 @@ pub fn read_project(xml: &str) -> Result<Song> {
     })
 }
 
-/// The projects filed into `styles` (pop, rock); the rest are listed (as pop's dropped rows) with their genre.
+/// The projects filed into `styles` (pop, rock, electronic); the rest are listed (as pop's dropped rows) with their genre.
 pub fn candidates(unpacked: &Path, cache: &Path, styles: &[Style], reduction: BandReduction) -> Result<Vec<Candidate>> {
-    if !styles.contains(&Style::Pop) && !styles.contains(&Style::Rock) {
+    if ![Style::Pop, Style::Rock, Style::Electronic].iter().any(|s| styles.contains(s)) {
         return Ok(Vec::new());
     }
     let dir = unpacked.join(PROJECTS_DIR);
@@ -420,6 +433,16 @@ mod tests {
     #[test]
     fn projects_are_filed_once() {
         assert!(super::super::games::filed_once(&PROJECTS));
+    }
+
+    #[test]
+    fn dance_music_is_electronic() {
+        let edm =
+            ["electronic", "techno", "trance", "psytrance", "house", "progressive house", "drum and bass", "dubstep"];
+        for p in &PROJECTS {
+            assert_eq!(p.style == ELECTRONIC, edm.contains(&p.genre), "{}: {}", p.name, p.genre);
+        }
+        assert_eq!(PROJECTS.iter().filter(|p| p.style == ELECTRONIC).count(), 17);
     }
 
     /// The real package, when a data build has unpacked it.

@@ -22,7 +22,10 @@
 //! Instruments become General MIDI programs by their names
 //! ([`program_of`]); a sample that the song only ever strikes on one or two
 //! notes, never held past half a second, is a drum ([`is_drum`]). Modules
-//! are filed by hand in [`MODULES`].
+//! are filed by hand in [`HEROES`], [`PINGUS`], [`TECNOBALLZ`] and
+//! [`TUXMATH`]: Pingus's light-pop level tunes to pop, the techno, trance,
+//! house and demoscene modules to electronic; the Amiga chiptunes, jingles,
+//! marches and world pieces fit no shipped style.
 
 use std::path::{Path, PathBuf};
 
@@ -885,6 +888,7 @@ pub fn to_song(m: &Module, played: &Played) -> Song {
 }
 
 const POP: Option<Style> = Some(Style::Pop);
+const ELECTRONIC: Option<Style> = Some(Style::Electronic);
 const OUT: Option<Style> = None;
 
 const fn t(name: &'static str, genre: &'static str, style: Option<Style>, why: &'static str) -> GameTrack {
@@ -896,19 +900,19 @@ const CHIP: &str = "chiptune";
 
 /// Every module of heroes-sound-tracks 1.0 (Alexel and TNK of Realtech, 1997-2000).
 pub const HEROES: [GameTrack; 13] = [
-    t("endscroll.xm", TECHNO, OUT, "the end tune: synth lead and bass over drum samples, 14 channels"),
-    t("heroes01.xm", TECHNO, OUT, "synth sequences over drum samples, 264 bpm in rows"),
-    t("heroes02.xm", "trance", OUT, "synth arpeggios and leads, its samples say 'even if it's trance'"),
-    t("heroes03.xm", TECHNO, OUT, "unnamed drum and synth samples, one pitch each"),
-    t("heroes04.xm", TECHNO, OUT, "synth, choir and church-organ samples over a bass drum"),
-    t("heroes05.xm", TECHNO, OUT, "TB-303 and filter-synth lines over tablas and percussion"),
-    t("heroes06.xm", "house", OUT, "Juno-106 synths and a vocal lead over house drums"),
-    t("heroes07.xm", "industrial", OUT, "metal hits, TB-303 and Juno-106 lines, filter sweeps"),
-    t("heroes08.xm", TECHNO, OUT, "synth lead over a bass drum"),
-    t("heroes09.xm", TECHNO, OUT, "synth leads over a bass drum"),
-    t("heroes10.xm", TECHNO, OUT, "synth sequences over drum samples"),
-    t("intro.xm", TECHNO, OUT, "22 s of synth chords"),
-    t("menu.xm", TECHNO, OUT, "synth sequences over drum samples"),
+    t("endscroll.xm", TECHNO, ELECTRONIC, "the end tune: synth lead and bass over drum samples, 14 channels"),
+    t("heroes01.xm", TECHNO, ELECTRONIC, "synth sequences over drum samples, 264 bpm in rows"),
+    t("heroes02.xm", "trance", ELECTRONIC, "synth arpeggios and leads, its samples say 'even if it's trance'"),
+    t("heroes03.xm", TECHNO, ELECTRONIC, "unnamed drum and synth samples, one pitch each"),
+    t("heroes04.xm", TECHNO, ELECTRONIC, "synth, choir and church-organ samples over a bass drum"),
+    t("heroes05.xm", TECHNO, ELECTRONIC, "TB-303 and filter-synth lines over tablas and percussion"),
+    t("heroes06.xm", "house", ELECTRONIC, "Juno-106 synths and a vocal lead over house drums"),
+    t("heroes07.xm", "industrial", ELECTRONIC, "metal hits, TB-303 and Juno-106 lines, filter sweeps"),
+    t("heroes08.xm", TECHNO, ELECTRONIC, "synth lead over a bass drum"),
+    t("heroes09.xm", TECHNO, ELECTRONIC, "synth leads over a bass drum"),
+    t("heroes10.xm", TECHNO, ELECTRONIC, "synth sequences over drum samples"),
+    t("intro.xm", TECHNO, ELECTRONIC, "22 s of synth chords"),
+    t("menu.xm", TECHNO, ELECTRONIC, "synth sequences over drum samples"),
 ];
 
 /// Every module of pingus-data 0.7.6; the level tunes are Joseph Toscano's (2000).
@@ -916,8 +920,8 @@ pub const PINGUS: [GameTrack; 20] = [
     t("gd-cancn.it", "novelty", OUT, "Offenbach's can-can for trumpet and guitar, 26 s"),
     t("gd-giirm.s3m", "world", OUT, "'Goose in Israel': strings, flute, bassoon and bass over toms and hi-hat"),
     t("gd-ite.it", "jingle", OUT, "23 s of flute and vibraphone"),
-    t("gd-matth.it", TECHNO, OUT, "six unnamed samples, four of them struck on one pitch"),
-    t("gd-myla.it", TECHNO, OUT, "synths over hi-hats at 258 bpm in rows"),
+    t("gd-matth.it", TECHNO, ELECTRONIC, "six unnamed samples, four of them struck on one pitch"),
+    t("gd-myla.it", TECHNO, ELECTRONIC, "synths over hi-hats at 258 bpm in rows"),
     t("goin_march.it", "march", OUT, "a march for drum samples and two lines"),
     t("pingus-1.it", "light pop", POP, "the menu tune: piano and strings lead, flute, over bass drum, tom and snare"),
     t("pingus-2.it", "film", POP, "the game-over cue: flutes, strings and chorus over a snare, slow"),
@@ -928,8 +932,8 @@ pub const PINGUS: [GameTrack; 20] = [
     t("pingus-7.it", "light pop", POP, "acoustic guitar, piano and bass guitar, chimes, snare"),
     t("pingus-8.it", "light pop", POP, "piano and bass guitar with a square lead and brass choir over a drum kit"),
     t("pingus-9.it", "world", OUT, "the desert level: bass oboe, buzz and bells, flute"),
-    t("rough_journey.it", TECHNO, OUT, "drum samples lead; three pitched samples"),
-    t("sorcerer.it", TECHNO, OUT, "Dukas's Sorcerer's Apprentice on synth and guitar samples"),
+    t("rough_journey.it", TECHNO, ELECTRONIC, "drum samples lead; three pitched samples"),
+    t("sorcerer.it", TECHNO, ELECTRONIC, "Dukas's Sorcerer's Apprentice on synth and guitar samples"),
     t("success_1.it", "jingle", OUT, "6 s"),
     t("success_2.it", "jingle", OUT, "10 s"),
     t("the_big_march_in_space.it", "march", OUT, "a march for three samples"),
@@ -958,9 +962,14 @@ pub const TECNOBALLZ: [GameTrack; 15] = [
 
 /// The three modules of tuxmath-data 2.0.3 (demoscene music of 1994, public domain).
 pub const TUXMATH: [GameTrack; 3] = [
-    t("game.mod", TECHNO, OUT, "'Beyond the Horizon' by Mystra of Stone Arts: synth and breakbeat samples"),
-    t("game2.mod", TECHNO, OUT, "'CCCP Main' by Groo of CNCD: synth and drum samples"),
-    t("game3.mod", "synth-pop", OUT, "'Soft Brilliance' by Tjoppbass: synth bass, square and lead over a drum machine"),
+    t("game.mod", TECHNO, ELECTRONIC, "'Beyond the Horizon' by Mystra of Stone Arts: synth and breakbeat samples"),
+    t("game2.mod", TECHNO, ELECTRONIC, "'CCCP Main' by Groo of CNCD: synth and drum samples"),
+    t(
+        "game3.mod",
+        "synth-pop",
+        ELECTRONIC,
+        "'Soft Brilliance' by Tjoppbass: synth bass, square and lead over a drum machine",
+    ),
 ];
 
 /// One package of modules: where they are and how each is filed.
@@ -991,17 +1000,17 @@ fn licence(pkg: &Package, unpacked: &Path, name: &str) -> Result<String> {
     Ok(format!("{} (debian/copyright of {})", fetch::debian_licence(unpacked, pkg.pin.name())?, pkg.pin.name()))
 }
 
-/// The modules of every package for pop (the only style a module is filed
-/// to): kept ones played into MIDI and band-reduced into the cache, the
-/// rest left out with their genre.
+/// The modules of every package for pop and electronic (the styles a module
+/// is filed to): kept ones played into MIDI and band-reduced into the cache,
+/// the rest left out with their genre (as pop's dropped rows).
 pub fn candidates(cache: &Path, python: &Path, styles: &[Style], reduction: BandReduction) -> Result<Vec<Candidate>> {
-    if !styles.contains(&Style::Pop) {
+    if ![Style::Pop, Style::Electronic].iter().any(|s| styles.contains(s)) {
         return Ok(Vec::new());
     }
     let mut result = Vec::new();
     for pkg in &PACKAGES {
         let unpacked = fetch::ensure(pkg.pin, cache, python)?;
-        result.extend(package_candidates(pkg, &unpacked, cache, reduction)?);
+        result.extend(package_candidates(pkg, &unpacked, cache, styles, reduction)?);
     }
     Ok(result)
 }
@@ -1010,6 +1019,7 @@ fn package_candidates(
     pkg: &Package,
     unpacked: &Path,
     cache: &Path,
+    styles: &[Style],
     reduction: BandReduction,
 ) -> Result<Vec<Candidate>> {
     let dir = unpacked.join(pkg.dir);
@@ -1031,6 +1041,10 @@ fn package_candidates(
     for path in files {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let track = lookup(pkg.table, &name, pkg.pin.source, "xtask/src/data/tracker.rs")?;
+        let style = track.style.unwrap_or(Style::Pop);
+        if !styles.contains(&style) {
+            continue;
+        }
         let bytes = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
         let module = read_module(&bytes).with_context(|| format!("{}", path.display()))?;
         let played = play(&module);
@@ -1039,7 +1053,7 @@ fn package_candidates(
         let parts_note = midly::Smf::parse(&midi).map(|smf| instrument_shares(&band::parts(&smf))).unwrap_or_default();
         let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
         let mut cand = Candidate {
-            style: Style::Pop,
+            style,
             family: format!("debian/{}", pkg.pin.name().trim_end_matches("-data").trim_end_matches("-sound-tracks")),
             source: pkg.pin.source.into(),
             source_version: pkg.pin.version.into(),
@@ -1056,7 +1070,7 @@ fn package_candidates(
                 track.genre, track.why, module.format
             ))),
         };
-        if track.style == Some(Style::Pop) {
+        if track.style.is_some() {
             let (file, summary) = reduce_cached(&midi, cache, reduction)?;
             cand.comment = format!(
                 "{}: {}; played from the {} module (instruments by name, drums dropped), sequenced by hand; \
@@ -1192,6 +1206,24 @@ mod tests {
         for table in [&HEROES[..], &PINGUS[..], &TECNOBALLZ[..], &TUXMATH[..]] {
             assert!(crate::data::games::filed_once(table));
         }
+    }
+
+    /// Electronic dance music goes to electronic; chiptune stays out.
+    #[test]
+    fn electronic_modules_are_electronic() {
+        let edm = ["electronic", "trance", "house", "industrial", "synth-pop"];
+        for t in HEROES.iter().chain(&PINGUS).chain(&TECNOBALLZ).chain(&TUXMATH) {
+            let want = if edm.contains(&t.genre) {
+                ELECTRONIC
+            } else if t.genre == CHIP {
+                OUT
+            } else {
+                t.style
+            };
+            assert_eq!(t.style, want, "{}: {}", t.name, t.genre);
+        }
+        let electronic = HEROES.iter().chain(&PINGUS).chain(&TUXMATH).filter(|t| t.style == ELECTRONIC).count();
+        assert_eq!(electronic, 20);
     }
 
     /// Four real modules, one of each format, when a data build has unpacked

@@ -62,7 +62,7 @@ impl Stats {
 }
 
 /// Length of [`features`].
-pub const NUM_FEATURES: usize = 12 + 2 + 14 + 7 + 1 + 8 + 2 + 3 + 2;
+pub const NUM_FEATURES: usize = 12 + 2 + 14 + 7 + 1 + 8 + 2 + 3 + 2 + 4;
 
 /// Attacks: groups of onsets within [`ONSET_GROUP_S`], as (time, sorted pitches).
 fn attacks(perf: &Performance) -> Vec<(f64, Vec<u8>)> {
@@ -211,11 +211,36 @@ pub fn features(perf: &Performance) -> [f64; NUM_FEATURES] {
             / 88.0,
     );
 
+    f.extend(band_texture(perf, &att, &iois));
+
     let mut out = [0.0; NUM_FEATURES];
     for (o, v) in out.iter_mut().zip(f) {
         *o = if v.is_finite() { v } else { 0.0 };
     }
     out
+}
+
+/// What tells a band's keyboard reduction apart (rock against electronic
+/// against pop): bare fifths (power chords), a bass that repeats its note (a
+/// pedal or a pulse), a steady grid (the same gap as the last), and held
+/// tones (the share of sounding time in notes of 2 s or more: pads, drones).
+fn band_texture(perf: &Performance, att: &[(f64, Vec<u8>)], iois: &[f64]) -> [f64; 4] {
+    let n_att = att.len().max(1) as f64;
+    let fifths = att
+        .iter()
+        .filter(|(_, p)| {
+            let root = p[0] % 12;
+            let c = p.iter().fold(0u16, |acc, x| acc | (1 << ((x % 12 + 12 - root) % 12)));
+            p.len() >= 2 && c == (1 | 1 << 7)
+        })
+        .count() as f64
+        / n_att;
+    let pedal = att.windows(2).filter(|w| w[0].1[0] == w[1].1[0]).count() as f64 / (n_att - 1.0).max(1.0);
+    let steady = iois.windows(2).filter(|w| w[0] > 0.0 && (w[1] / w[0] - 1.0).abs() < 0.1).count() as f64
+        / iois.len().saturating_sub(1).max(1) as f64;
+    let sounding: f64 = perf.notes.iter().map(|n| n.duration_s()).sum();
+    let held: f64 = perf.notes.iter().map(|n| n.duration_s()).filter(|&d| d >= 2.0).sum();
+    [fifths, pedal, steady, if sounding > 0.0 { held / sounding } else { 0.0 }]
 }
 
 fn normalise(h: &mut [f64]) {
@@ -284,6 +309,24 @@ mod tests {
         let chordal = stats(&scale_run(60, &[0, 2, 4], true));
         assert!(chordal.polyphony > plain.polyphony + 1.0);
         assert!(chordal.chord_share > 0.2 && plain.chord_share == 0.0);
+    }
+
+    #[test]
+    fn power_chords_pedals_and_pads_are_measured() {
+        // eighths on a pedal E with bare fifths above, under one held pad tone
+        let mut notes = vec![Note { pitch: 76, velocity: 60, start_s: 0.0, end_s: 8.0 }];
+        for i in 0..32 {
+            let t = i as f64 * 0.25 + 0.01;
+            notes.push(Note { pitch: 40, velocity: 90, start_s: t, end_s: t + 0.2 });
+            notes.push(Note { pitch: 47, velocity: 90, start_s: t, end_s: t + 0.2 });
+        }
+        let riff = Performance::new(notes);
+        let f = features(&riff);
+        let [fifths, pedal, steady, held] = [f[51], f[52], f[53], f[54]];
+        assert!(fifths > 0.95 && pedal > 0.95 && steady > 0.95, "{fifths} {pedal} {steady}");
+        assert!((held - 8.0 / (8.0 + 64.0 * 0.2)).abs() < 1e-9, "{held}");
+        let tune = features(&scale_run(60, &[0, 2, 4, 5, 7, 9, 11, 12], true));
+        assert!(tune[51] == 0.0 && tune[54] == 0.0);
     }
 
     #[test]

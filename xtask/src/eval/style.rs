@@ -21,7 +21,7 @@ use crate::env::repo_root;
 use crate::primers::PRIMERS;
 
 /// The styles Cadenza ships, in report order.
-pub const STYLES: [&str; 5] = ["classical", "jazz", "pop", "folk", "rock"];
+pub const STYLES: [&str; 6] = ["classical", "jazz", "pop", "folk", "rock", "electronic"];
 
 /// The styles of [`STYLES`] whose model `models/STYLE.onnx` is present.
 pub fn shipped_styles() -> Vec<&'static str> {
