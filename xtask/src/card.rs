@@ -97,7 +97,7 @@ pub fn run(args: &Args) -> Result<()> {
         let mut per_file = 0;
         for r in &rows {
             let (package, own) = crate::data::package_licence(&r.licence);
-            let key = per_file_licence(package);
+            let key = crate::data::per_file_licence(package);
             per_file += usize::from(key.is_some());
             let e = licences.entry(key.unwrap_or_else(|| package.to_string())).or_default();
             e.0 += 1;
@@ -223,18 +223,6 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// `CC-BY-SA-4 (debian/copyright of lmms-common)` for a licence the package's
-/// copyright file gives one file, `CC-BY-SA-4 (debian/copyright of
-/// lmms-common: data/x.mmpz, © holders)`; `None` for a package-wide one.
-fn per_file_licence(licence: &str) -> Option<String> {
-    let at = licence.find(" (debian/copyright of ")?;
-    let colon = at + licence[at..].find(": ")?;
-    licence[colon..].contains(", © ").then_some(())?;
-    let name = licence[..at].trim();
-    let name = if name.is_empty() { "no licence named" } else { name };
-    Some(format!("{name}{})", &licence[at..colon]))
-}
-
 /// What the card says when the folder's manifest is no longer the one the run
 /// trained on (a later `cargo xtask data` rewrote a licence or a comment):
 /// the rows below are today's.
@@ -336,20 +324,6 @@ mod tests {
     fn short_runs_are_timed_in_minutes() {
         assert_eq!(hours_or_minutes(175.0), "3 minutes");
         assert_eq!(hours_or_minutes(4680.0), "1.3 hours");
-    }
-
-    #[test]
-    fn per_file_licences_group_by_licence_and_package() {
-        let lmms = "Artistic-2 (debian/copyright of lmms-common: data/projects/demos/a.mmpz, © 2009 A; 2010 B)";
-        assert_eq!(per_file_licence(lmms).as_deref(), Some("Artistic-2 (debian/copyright of lmms-common)"));
-        let tux = " (debian/copyright of tuxmath-data: data/sounds/game.mod, © not-applicable)";
-        assert_eq!(per_file_licence(tux).as_deref(), Some("no licence named (debian/copyright of tuxmath-data)"));
-        assert_eq!(per_file_licence("GPL-2+ (debian/copyright of heroes-sound-tracks)"), None);
-        assert_eq!(per_file_licence("Artistic-1.0 (debian/copyright of simutrans-data)"), None);
-        assert_eq!(
-            per_file_licence("GPL-2+ (debian/copyright of pingus-data: the package, Ingo Ruhnke and others)"),
-            None
-        );
     }
 
     #[test]

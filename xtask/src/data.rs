@@ -46,6 +46,19 @@ pub fn package_licence(licence: &str) -> (&str, bool) {
     }
 }
 
+/// `CC-BY-SA-4 (debian/copyright of lmms-common)` for a licence the package's
+/// copyright file gives one file, `CC-BY-SA-4 (debian/copyright of
+/// lmms-common: data/x.mmpz, © holders)` (as [`fetch::FileLicences::of`]
+/// writes it); `None` for a package-wide one.
+pub fn per_file_licence(licence: &str) -> Option<String> {
+    let at = licence.find(" (debian/copyright of ")?;
+    let colon = at + licence[at..].find(": ")?;
+    licence[colon..].contains(", © ").then_some(())?;
+    let name = licence[..at].trim();
+    let name = if name.is_empty() { "no licence named" } else { name };
+    Some(format!("{name}{})", &licence[at..colon]))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Styles to build, comma-separated (classical, jazz, pop, folk, rock, electronic). Others are left as they are.
@@ -246,6 +259,20 @@ fn style_list(styles: &[Style]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_file_licences_group_by_licence_and_package() {
+        let lmms = "Artistic-2 (debian/copyright of lmms-common: data/projects/demos/a.mmpz, © 2009 A; 2010 B)";
+        assert_eq!(per_file_licence(lmms).as_deref(), Some("Artistic-2 (debian/copyright of lmms-common)"));
+        let tux = " (debian/copyright of tuxmath-data: data/sounds/game.mod, © not-applicable)";
+        assert_eq!(per_file_licence(tux).as_deref(), Some("no licence named (debian/copyright of tuxmath-data)"));
+        assert_eq!(per_file_licence("GPL-2+ (debian/copyright of heroes-sound-tracks)"), None);
+        assert_eq!(per_file_licence("Artistic-1.0 (debian/copyright of simutrans-data)"), None);
+        assert_eq!(
+            per_file_licence("GPL-2+ (debian/copyright of pingus-data: the package, Ingo Ruhnke and others)"),
+            None
+        );
+    }
 
     fn cand(family: &str, path: &str) -> Candidate {
         Candidate {
