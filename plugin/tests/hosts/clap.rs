@@ -360,6 +360,17 @@ fn clap_a_wrong_onnx_runtime_library_falls_back_to_the_bundle_on_the_cpu() {
     );
 }
 
+/// Waits until block `b` is due in real time, counted from `played_from` (when block
+/// `first_block` played); nothing before that moment is set.
+pub(crate) fn pace_in_real_time(played_from: Option<(Instant, usize)>, b: usize) {
+    if let Some((at, first_block)) = played_from {
+        let due = at + Duration::from_secs_f64((b - first_block) as f64 * f64::from(FRAMES) / SAMPLE_RATE);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 /// The whole musician's loop: play a phrase, press Generate, hear the continuation from the next
 /// bar line in time with the transport; save the project, reopen it, find the same variations.
 #[test]
@@ -420,12 +431,7 @@ fn clap_continues_a_phrase_in_time_and_restores_it() {
             }
             // From the first note on, blocks come in real time, as a host that is not rendering
             // offline plays them: the rest of the variation joins its start while it plays.
-            if let Some((at, first_block)) = played_from {
-                let due = at + Duration::from_secs_f64((b - first_block) as f64 * f64::from(FRAMES) / SAMPLE_RATE);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+            pace_in_real_time(played_from, b);
             start_sample + (b as u64 + 1) * u64::from(FRAMES) < stop_after_sample
         },
     );

@@ -130,12 +130,7 @@ fn vst3_host_passes_a_phrase_generates_in_time_and_restores() {
             }
             // From the first note on, blocks come in real time, as this host says (kRealtime): the
             // rest of the variation joins its start while it plays.
-            if let Some((at, first_block)) = played_from {
-                let due = at + Duration::from_secs_f64((b - first_block) as f64 * f64::from(FRAMES) / SAMPLE_RATE);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+            crate::clap::pace_in_real_time(played_from, b);
             start_sample + (b as u64 + 1) * u64::from(FRAMES) < stop_after
         },
     );
