@@ -206,11 +206,13 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         .stderr(jackd_log);
     jack_env(&mut cmd);
     let _jackd = spawn("jackd", &mut cmd);
-    let ports = || {
+    let jack_lsp = |args: &[&str]| {
         let mut c = Command::new("jack_lsp");
+        c.args(args);
         jack_env(&mut c);
         c.stderr(Stdio::null()).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     };
+    let ports = || jack_lsp(&[]);
     wait_for("jackd", Duration::from_secs(15), || ports().contains("system:playback_1"));
 
     let dump_path = tmp.path().join("dump.txt");
@@ -302,10 +304,7 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         // A standalone that died (its ports gone with it) or a silent minute: say what JACK saw.
         let exited = cadenza.0.try_wait().ok().flatten();
         if exited.is_some() || started.elapsed() > Duration::from_secs(50) {
-            let mut lsp = Command::new("jack_lsp");
-            lsp.arg("-c");
-            jack_env(&mut lsp);
-            let connections = lsp.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            let connections = jack_lsp(&["-c"]);
             let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap_or_default();
             panic!(
                 "{}; dump:\n{dump}\nstandalone log:\n{}\njackd log:\n{}\nports and connections:\n{connections}",
