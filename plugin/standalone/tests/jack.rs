@@ -205,7 +205,7 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         .stdout(jackd_log.try_clone().expect("jackd log"))
         .stderr(jackd_log);
     jack_env(&mut cmd);
-    let _jackd = spawn("jackd", &mut cmd);
+    let mut jackd = spawn("jackd", &mut cmd);
     let jack_lsp = |args: &[&str]| {
         let mut c = Command::new("jack_lsp");
         c.args(args);
@@ -213,7 +213,15 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         c.stderr(Stdio::null()).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     };
     let ports = || jack_lsp(&[]);
-    wait_for("jackd", Duration::from_secs(15), || ports().contains("system:playback_1"));
+    // A jackd that exits at once says why in its log (JACK's shared registry full of servers that
+    // were killed outright: "too many servers already active").
+    wait_for("jackd", Duration::from_secs(15), || {
+        if let Ok(Some(status)) = jackd.0.try_wait() {
+            let log = std::fs::read_to_string(tmp.path().join("jackd.log")).unwrap_or_default();
+            panic!("jackd exited ({status}); its log:\n{log}");
+        }
+        ports().contains("system:playback_1")
+    });
 
     let dump_path = tmp.path().join("dump.txt");
     let mut cmd = Command::new("jack_midi_dump");
