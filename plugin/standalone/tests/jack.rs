@@ -1,26 +1,33 @@
 //! The standalone Cadenza as a musician without a DAW runs it: JACK's dummy
-//! backend, a phrase from `jack_midiseq` into its MIDI input, `jack_midi_dump`
-//! on its MIDI output, the editor in a window on Xvfb. Cadenza runs in
-//! call-and-response mode (`--answer`), so after the phrase and a bar of
-//! silence it must answer with generated notes; then the editor is
-//! photographed from Xvfb's framebuffer and checked for the primer and the
-//! continuation drawn in their colours.
+//! backend, a phrase played into its MIDI input by a JACK client of the
+//! test's own, which also hears its MIDI output, the editor in a window on
+//! Xvfb. Cadenza runs in call-and-response mode (`--answer`), so after the
+//! phrase and a bar of silence it must answer with generated notes; then the
+//! editor is photographed from Xvfb's framebuffer and checked for the primer
+//! and the continuation drawn in their colours.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cadenza_test_support::{ort_library, repo_root, test_model};
+use jack::{Client, ClientOptions, Control, MidiIn, MidiOut, Port, ProcessHandler, ProcessScope, RawMidi};
 
-const SAMPLE_RATE: u64 = 48_000;
-/// jack_midiseq loops its sequence; this long a loop leaves room for the answer before the repeat.
-const LOOP_SAMPLES: u64 = 60 * SAMPLE_RATE;
-/// jack_midiseq starts its loop the moment it starts, before it is connected: the phrase starts
-/// this late in the loop so none of it is lost.
-const LEAD_IN_SAMPLES: u64 = 2 * SAMPLE_RATE;
+const SAMPLE_RATE: u32 = 48_000;
+/// JACK's period: the server's cycle, in frames (43 ms). JACK's dummy backend runs without
+/// realtime priority here, so a client that the kernel runs late misses its cycle, and with it
+/// that cycle's MIDI; at 512 frames (11 ms) a loaded machine made the test's own client miss one
+/// cycle in ten, at 2,048 none (one core shared with eight busy loops, three runs).
+const PERIOD: u32 = 2048;
 /// The editor's colours for primer and generated notes (`plugin/src/editor.rs`).
 const PRIMER_RGB: [u8; 3] = [0x5f, 0xa8, 0xd3];
 const GENERATED_RGB: [u8; 3] = [0xf2, 0xa5, 0x41];
+/// The test's JACK clients: one plays the phrase, one hears Cadenza.
+const KEYS: &str = "cadenza-test-keys";
+const EARS: &str = "cadenza-test-ears";
 
 /// A process we started, killed (by its id) when the test ends.
 struct Proc(Child);
@@ -58,60 +65,105 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// One line of `jack_midi_dump -a`: (frame, status byte, key, velocity).
-fn parse_dump(text: &str) -> Vec<(u64, u8, u8, u8)> {
-    text.lines()
-        .filter_map(|l| {
-            let (time, rest) = l.split_once(':')?;
-            let bytes: Vec<u8> =
-                rest.split_whitespace().take(3).filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-            (bytes.len() == 3)
-                .then(|| (time.trim().parse().ok(), bytes))
-                .and_then(|(t, b)| Some((t?, b[0], b[1], b[2])))
-        })
-        .collect()
+/// A MIDI event on the JACK server's frame clock, which every client reads alike: an event the
+/// test sent and the same event passed through by Cadenza carry the same frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Event {
+    frame: u32,
+    bytes: [u8; 3],
 }
 
-/// How far, in samples, an echoed note may sit from the note the sequencer sent: one JACK
-/// period. The dump hears both (the sequencer is connected to it too), so both are read on one
-/// clock. No other clock will do: `jack_midi_dump` and `jack_midiseq` each count the frames of
-/// their own cycles, and on a loaded machine JACK's dummy backend skips a late client's cycle
-/// now and then, so those counts drift apart by periods.
-const ECHO_TOLERANCE_SAMPLES: u64 = 512;
+impl Event {
+    fn note_on(&self) -> bool {
+        self.bytes[0] & 0xf0 == 0x90 && self.bytes[2] > 0
+    }
 
-/// Note-ons as (frame, key).
-type NoteOns = Vec<(u64, u8)>;
-
-/// The dump's note-ons split into pairs (the same key twice within the tolerance: a note the
-/// sequencer sent and Cadenza passed through), each given once, and the rest.
-fn pair_up(note_ons: &[(u64, u8)]) -> (NoteOns, NoteOns) {
-    let mut note_ons = note_ons.to_vec();
-    note_ons.sort_by_key(|(t, _)| *t);
-    let mut used = vec![false; note_ons.len()];
-    let (mut pairs, mut single) = (Vec::new(), Vec::new());
-    for i in 0..note_ons.len() {
-        if used[i] {
-            continue;
-        }
-        let (t, key) = note_ons[i];
-        let twin = (i + 1..note_ons.len())
-            .take_while(|&j| note_ons[j].0 - t <= ECHO_TOLERANCE_SAMPLES)
-            .find(|&j| !used[j] && note_ons[j].1 == key);
-        match twin {
-            Some(j) => {
-                used[j] = true;
-                pairs.push((t, key));
-            }
-            None => single.push((t, key)),
+    /// Note-on or note-off (a note-on at velocity 0 is one), and the key: what pass-through keeps.
+    fn note(&self) -> Option<(bool, u8)> {
+        match self.bytes[0] & 0xf0 {
+            0x90 => Some((self.bytes[2] > 0, self.bytes[1])),
+            0x80 => Some((false, self.bytes[1])),
+            _ => None,
         }
     }
-    (pairs, single)
 }
 
-/// Whether `part` is `whole` with some items left out, in order.
-fn is_subsequence(part: &[u8], whole: &[u8]) -> bool {
-    let mut rest = whole.iter();
-    part.iter().all(|p| rest.any(|w| w == p))
+/// The client that plays the phrase: nothing until `go`, then each event at its frame after the
+/// first cycle that saw `go`. A late cycle's events go out at the start of the next one, and are
+/// reported at the frame they actually went out.
+struct Keys {
+    port: Port<MidiOut>,
+    /// (frames after the start, bytes), in order.
+    phrase: Vec<(u32, [u8; 3])>,
+    go: Arc<AtomicBool>,
+    start: Option<u32>,
+    next: usize,
+    sent: SyncSender<Event>,
+}
+
+impl ProcessHandler for Keys {
+    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let now = ps.last_frame_time();
+        if self.start.is_none() && self.go.load(Ordering::Acquire) {
+            self.start = Some(now);
+        }
+        let Some(start) = self.start else { return Control::Continue };
+        let mut writer = self.port.writer(ps);
+        while let Some(&(at, bytes)) = self.phrase.get(self.next) {
+            let due = start + at;
+            if due >= now + ps.n_frames() {
+                break;
+            }
+            let offset = due.saturating_sub(now);
+            if writer.write(&RawMidi { time: offset, bytes: &bytes }).is_err() {
+                break;
+            }
+            let _ = self.sent.try_send(Event { frame: now + offset, bytes });
+            self.next += 1;
+        }
+        Control::Continue
+    }
+}
+
+/// The client that hears Cadenza's output, and notes each span of frames whose cycle it missed.
+struct Ears {
+    port: Port<MidiIn>,
+    heard: SyncSender<Event>,
+    expected: Option<u32>,
+    missed: SyncSender<(u32, u32)>,
+}
+
+impl ProcessHandler for Ears {
+    fn process(&mut self, _: &Client, ps: &ProcessScope) -> Control {
+        let now = ps.last_frame_time();
+        if let Some(expected) = self.expected.filter(|&e| e != now) {
+            let _ = self.missed.try_send((expected, now));
+        }
+        self.expected = Some(now + ps.n_frames());
+        for m in self.port.iter(ps) {
+            let mut bytes = [0; 3];
+            let n = m.bytes.len().min(3);
+            bytes[..n].copy_from_slice(&m.bytes[..n]);
+            let _ = self.heard.try_send(Event { frame: now + m.time, bytes });
+        }
+        Control::Continue
+    }
+}
+
+/// Each sent note event's pass-through among the heard events (same kind and key within one
+/// period: Cadenza runs between the two clients in one cycle), or `None`.
+fn echoes(sent: &[Event], heard: &[Event]) -> Vec<Option<usize>> {
+    let mut used = vec![false; heard.len()];
+    sent.iter()
+        .map(|s| {
+            let i = heard
+                .iter()
+                .enumerate()
+                .position(|(i, h)| !used[i] && h.note() == s.note() && h.frame.abs_diff(s.frame) <= PERIOD)?;
+            used[i] = true;
+            Some(i)
+        })
+        .collect()
 }
 
 /// An X window dump (Xvfb `-fbdir`) as RGB rows.
@@ -165,7 +217,10 @@ fn write_png(img: &Image, path: &Path) {
 
 #[test]
 fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
-    for tool in ["Xvfb", "jackd", "jack_midiseq", "jack_midi_dump", "jack_connect", "jack_lsp"] {
+    // CI shows the end of a failing test's output: the failure's own report must end it, not a
+    // backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+    for tool in ["Xvfb", "jackd"] {
         assert!(on_path(tool), "{tool} is missing: run `cargo xtask setup` (Debian packages xvfb, jackd2)");
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -175,6 +230,7 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     std::fs::create_dir_all(resources.join("models")).expect("models");
     std::os::unix::fs::symlink(ort_library(), resources.join("lib/libonnxruntime.so.1.31.1")).expect("ort");
     std::fs::copy(&model, resources.join("models").join(format!("{style}.onnx"))).expect("model");
+    let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap_or_default();
 
     // A private X server and JACK server.
     let display = (40..99)
@@ -196,40 +252,61 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     wait_for("Xvfb", Duration::from_secs(15), || Path::new(&format!("/tmp/.X11-unix/X{display}")).exists());
 
     let server = format!("cadenza-test-{}", std::process::id());
-    let jack_env = |c: &mut Command| {
-        c.env("JACK_DEFAULT_SERVER", &server).env("JACK_NO_AUDIO_RESERVATION", "1").env("JACK_NO_START_SERVER", "1");
-    };
+    // The test's own clients find the server as the standalone does, by this variable; nothing
+    // else in this one-test binary reads the environment meanwhile.
+    std::env::set_var("JACK_DEFAULT_SERVER", &server);
     let mut cmd = Command::new("jackd");
     let jackd_log = std::fs::File::create(tmp.path().join("jackd.log")).expect("jackd log");
-    cmd.args(["--no-realtime", "-n", &server, "-d", "dummy", "-r", "48000", "-p", "512"])
+    cmd.args(["--no-realtime", "-n", &server, "-d", "dummy", "-r", &SAMPLE_RATE.to_string(), "-p"])
+        .arg(PERIOD.to_string())
+        .env("JACK_NO_AUDIO_RESERVATION", "1")
         .stdout(jackd_log.try_clone().expect("jackd log"))
         .stderr(jackd_log);
-    jack_env(&mut cmd);
     let mut jackd = spawn("jackd", &mut cmd);
-    let jack_lsp = |args: &[&str]| {
-        let mut c = Command::new("jack_lsp");
-        c.args(args);
-        jack_env(&mut c);
-        c.stderr(Stdio::null()).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
-    };
-    let ports = || jack_lsp(&[]);
     // A jackd that exits at once says why in its log (JACK's shared registry full of servers that
     // were killed outright: "too many servers already active").
-    wait_for("jackd", Duration::from_secs(15), || {
-        if let Ok(Some(status)) = jackd.0.try_wait() {
-            let log = std::fs::read_to_string(tmp.path().join("jackd.log")).unwrap_or_default();
-            panic!("jackd exited ({status}); its log:\n{log}");
+    let mut open = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match Client::new(name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME) {
+                Ok((client, _)) => break client,
+                Err(e) => {
+                    if let Ok(Some(status)) = jackd.0.try_wait() {
+                        panic!("jackd exited ({status}); its log:\n{}", read("jackd.log"));
+                    }
+                    assert!(Instant::now() < deadline, "no JACK client {name} within 15 s: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
-        ports().contains("system:playback_1")
-    });
+    };
 
-    let dump_path = tmp.path().join("dump.txt");
-    let mut cmd = Command::new("jack_midi_dump");
-    cmd.args(["-a", "cadenza-dump"])
-        .stdout(std::fs::File::create(&dump_path).expect("dump file"))
-        .stderr(Stdio::null());
-    jack_env(&mut cmd);
-    let _dump = spawn("jack_midi_dump", &mut cmd);
+    // The phrase: the first 4 bars of Twinkle at 120 BPM (one beat = 24000 frames), velocity 64.
+    let keys_played: Vec<u8> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60].to_vec();
+    let mut phrase: Vec<(u32, [u8; 3])> = keys_played
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k > 0)
+        .flat_map(|(i, &k)| {
+            let at = i as u32 * 24_000;
+            let len = if i == 6 || i == 14 { 40_000 } else { 20_000 };
+            [(at, [0x90, k, 64]), (at + len, [0x80, k, 64])]
+        })
+        .collect();
+    phrase.sort_by_key(|(at, _)| *at);
+    let go = Arc::new(AtomicBool::new(false));
+    let (sent_tx, sent_rx) = sync_channel(1024);
+    let (heard_tx, heard_rx) = sync_channel(65_536);
+    let (missed_tx, missed_rx) = sync_channel(65_536);
+    let keys_client = open(KEYS);
+    let port = keys_client.register_port("phrase", MidiOut::default()).expect("keys port");
+    let keys = Keys { port, phrase: phrase.clone(), go: go.clone(), start: None, next: 0, sent: sent_tx };
+    let keys_client = keys_client.activate_async((), keys).expect("keys client runs");
+    let ears_client = open(EARS);
+    let port = ears_client.register_port("heard", MidiIn::default()).expect("ears port");
+    let ears = Ears { port, heard: heard_tx, expected: None, missed: missed_tx };
+    let _ears_client = ears_client.activate_async((), ears).expect("ears client runs");
+    let jack = keys_client.as_client();
 
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
@@ -241,93 +318,109 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
         .env("XDG_DATA_HOME", tmp.path().join("xdg"))
         .env("HOME", &home)
         .env("LIBGL_ALWAYS_SOFTWARE", "1")
+        .env("JACK_NO_START_SERVER", "1")
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
-    jack_env(&mut cmd);
     let mut cadenza = spawn("cadenza-standalone", &mut cmd);
-    wait_for("Cadenza's JACK ports", Duration::from_secs(60), || ports().contains("cadenza:midi_input"));
-    let connect = |a: &str, b: &str| {
-        let mut c = Command::new("jack_connect");
-        c.args([a, b]);
-        jack_env(&mut c);
-        assert!(c.status().expect("jack_connect").success(), "jack_connect {a} {b}");
-    };
-    connect("cadenza:midi_output", "cadenza-dump:input");
+    wait_for("Cadenza's JACK ports", Duration::from_secs(60), || {
+        jack.port_by_name("cadenza:midi_input").is_some() && jack.port_by_name("cadenza:midi_output").is_some()
+    });
+    let keys_out = format!("{KEYS}:phrase");
+    let ears_in = format!("{EARS}:heard");
+    // Its ports exist a moment before its client is active, and only then take connections.
+    for (from, to) in [(keys_out.as_str(), "cadenza:midi_input"), ("cadenza:midi_output", ears_in.as_str())] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while let Err(e) = jack.connect_ports_by_name(from, to) {
+            assert!(Instant::now() < deadline, "connect {from} to {to}: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     // The editor before anything was played, to compare with the one after.
     std::thread::sleep(Duration::from_millis(2000));
     let before = read_xwd(&std::fs::read(fb.join("Xvfb_screen0")).expect("framebuffer dump"));
 
-    // The first 4 bars of Twinkle at 120 BPM (one beat = 24000 samples), velocity 64 (jack_midiseq's).
-    let phrase: Vec<(u64, u8, u64)> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60]
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| **k > 0)
-        .map(|(i, k)| (LEAD_IN_SAMPLES + i as u64 * 24_000, *k, if i == 6 || i == 14 { 40_000 } else { 20_000 }))
-        .collect();
-    let mut cmd = Command::new("jack_midiseq");
-    cmd.arg("cadenza-seq").arg(LOOP_SAMPLES.to_string());
-    for (start, key, len) in &phrase {
-        cmd.arg(start.to_string()).arg(key.to_string()).arg(len.to_string());
-    }
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    jack_env(&mut cmd);
-    let _seq = spawn("jack_midiseq", &mut cmd);
-    wait_for("the sequencer", Duration::from_secs(10), || ports().contains("cadenza-seq:out"));
-    connect("cadenza-seq:out", "cadenza-dump:input");
-    connect("cadenza-seq:out", "cadenza:midi_input");
-
-    // Pass-through first, then the answer. The dump hears the sequencer and Cadenza: every phrase
-    // note twice (sent and passed through, in the same cycle), then the answer, once, after a bar
-    // of silence. A loaded machine may make the dump miss a cycle, and both copies of a note with
-    // it; a note heard once before the answer is a note Cadenza did not pass through.
-    let keys: Vec<u8> = phrase.iter().map(|(_, k, _)| *k).collect();
-    let last_len = phrase.last().expect("notes").2;
+    // Play. Pass-through first (each event back in the cycle it was sent), then the answer after a
+    // bar of silence.
+    go.store(true, Ordering::Release);
     let started = Instant::now();
+    let (mut sent, mut heard, mut missed) = (Vec::<Event>::new(), Vec::<Event>::new(), Vec::<(u32, u32)>::new());
     let answer = loop {
-        let dump = std::fs::read_to_string(&dump_path).unwrap_or_default();
-        let events = parse_dump(&dump);
-        let note_ons: NoteOns = events.iter().filter(|e| e.1 & 0xf0 == 0x90 && e.3 > 0).map(|e| (e.0, e.2)).collect();
-        let (pairs, single) = pair_up(&note_ons);
-        if let Some(&(last, _)) = pairs.last() {
-            // The bar of silence is far longer than the last note and the drift of the dump's clock.
-            let end = last + last_len;
-            let answer: NoteOns = single.iter().copied().filter(|(t, _)| *t > end).collect();
-            if !answer.is_empty() {
-                let heard: Vec<u8> = pairs.iter().map(|(_, k)| *k).collect();
-                assert!(
-                    heard.len() + 2 >= keys.len() && is_subsequence(&heard, &keys) && single.len() == answer.len(),
-                    "the phrase passed through note for note: {} of its {} notes heard sent and passed through \
-                     (keys {heard:?}), {} note-ons heard once before the answer; dump:\n{dump}",
-                    heard.len(),
-                    keys.len(),
-                    single.len() - answer.len()
-                );
-                if heard.len() < keys.len() {
-                    eprintln!("the dump missed {} of the phrase's notes (a loaded machine)", keys.len() - heard.len());
-                }
-                break answer;
-            }
-        }
-        // A standalone that died (its ports gone with it) or a silent minute: say what JACK saw.
+        sent.extend(sent_rx.try_iter());
+        heard.extend(heard_rx.try_iter());
+        missed.extend(missed_rx.try_iter());
+        let echoed = echoes(&sent, &heard);
+        let phrase_end = sent.last().map(|e| e.frame + PERIOD).filter(|_| sent.len() == phrase.len());
+        let is_echo = |i: usize| echoed.contains(&Some(i));
+        let answer: Vec<Event> = match phrase_end {
+            Some(end) => heard
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| h.note_on() && h.frame > end && !is_echo(*i))
+                .map(|(_, h)| *h)
+                .collect(),
+            None => Vec::new(),
+        };
         let exited = cadenza.0.try_wait().ok().flatten();
-        if exited.is_some() || started.elapsed() > Duration::from_secs(50) {
-            let connections = jack_lsp(&["-c"]);
-            let read = |name: &str| std::fs::read_to_string(tmp.path().join(name)).unwrap_or_default();
-            panic!(
-                "{}; dump:\n{dump}\nstandalone log:\n{}\njackd log:\n{}\nports and connections:\n{connections}",
-                match exited {
-                    Some(status) => format!("the standalone exited ({status})"),
-                    None => "no answer within 50 s".into(),
-                },
-                read("standalone.log"),
-                read("jackd.log")
-            );
+        let timed_out = started.elapsed() > Duration::from_secs(50);
+        if answer.is_empty() && exited.is_none() && !timed_out {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // An echo the ears missed (their cycle skipped on a loaded machine) is excused; any other
+        // missing echo is a note Cadenza dropped, and a note it played during the phrase is wrong.
+        let lost_by_ears = |e: &Event| missed.iter().any(|&(from, to)| (from..to).contains(&e.frame));
+        let dropped: Vec<Event> =
+            sent.iter().zip(&echoed).filter(|(s, e)| e.is_none() && !lost_by_ears(s)).map(|(s, _)| *s).collect();
+        let excused = sent.iter().zip(&echoed).filter(|(_, e)| e.is_none()).count() - dropped.len();
+        let early: Vec<Event> = heard
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| h.note_on() && !is_echo(*i) && phrase_end.is_none_or(|end| h.frame <= end))
+            .map(|(_, h)| *h)
+            .collect();
+        let ok = !answer.is_empty() && dropped.is_empty() && early.is_empty() && excused <= 4;
+        if ok {
+            if excused > 0 {
+                eprintln!("the test's own client missed {excused} of the phrase's echoes (a loaded machine)");
+            }
+            break answer;
+        }
+        // Say what JACK saw, the short summary last.
+        let connections = |port: &str| jack.port_by_name(port).map(|p| p.get_connections());
+        panic!(
+            "heard:\n{heard:?}\njackd log:\n{}\nstandalone log:\n{}\n\
+             sent {} of the phrase's {} events (frames {:?} to {:?}); heard {} events, {} of them echoes\n\
+             answer: {} note-ons; dropped by Cadenza: {dropped:?}; played during the phrase: {early:?}\n\
+             cycles the ears missed: {} ({:?}); echoes excused: {excused}\n\
+             Cadenza's connections: input {:?}, output {:?}; standalone {}\n\
+             {}",
+            read("jackd.log"),
+            read("standalone.log"),
+            sent.len(),
+            phrase.len(),
+            sent.first().map(|e| e.frame),
+            sent.last().map(|e| e.frame),
+            heard.len(),
+            echoed.iter().flatten().count(),
+            answer.len(),
+            missed.len(),
+            missed.iter().take(8).collect::<Vec<_>>(),
+            connections("cadenza:midi_input"),
+            connections("cadenza:midi_output"),
+            match exited {
+                Some(status) => format!("exited ({status})"),
+                None => "running".into(),
+            },
+            match (exited, timed_out) {
+                (Some(_), _) => "the standalone exited",
+                (None, true) => "no answer within 50 s",
+                (None, false) => "the phrase was not passed through note for note",
+            }
+        );
     };
     eprintln!("answer: {} note-ons, first {:?}", answer.len(), answer.first());
-    assert!(answer.iter().all(|(_, key)| (21..=108).contains(key)), "piano range");
+    assert!(answer.iter().all(|e| (21..=108).contains(&e.bytes[1])), "piano range");
 
     // The chosen variation plays from its first bar while the rest are made (the progress bar stands
     // where the Generate button was): photograph the screen once the editor has drawn them all.
