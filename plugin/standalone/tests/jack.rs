@@ -75,7 +75,7 @@ struct Event {
 
 impl Event {
     fn note_on(&self) -> bool {
-        self.bytes[0] & 0xf0 == 0x90 && self.bytes[2] > 0
+        matches!(self.note(), Some((true, _)))
     }
 
     /// Note-on or note-off (a note-on at velocity 0 is one), and the key: what pass-through keeps.
@@ -156,10 +156,8 @@ fn echoes(sent: &[Event], heard: &[Event]) -> Vec<Option<usize>> {
     let mut used = vec![false; heard.len()];
     sent.iter()
         .map(|s| {
-            let i = heard
-                .iter()
-                .enumerate()
-                .position(|(i, h)| !used[i] && h.note() == s.note() && h.frame.abs_diff(s.frame) <= PERIOD)?;
+            let i = (0..heard.len())
+                .find(|&i| !used[i] && heard[i].note() == s.note() && heard[i].frame.abs_diff(s.frame) <= PERIOD)?;
             used[i] = true;
             Some(i)
         })
@@ -265,25 +263,20 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     let mut jackd = spawn("jackd", &mut cmd);
     // A jackd that exits at once says why in its log (JACK's shared registry full of servers that
     // were killed outright: "too many servers already active").
-    let mut open = |name: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match Client::new(name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME) {
-                Ok((client, _)) => break client,
-                Err(e) => {
-                    if let Ok(Some(status)) = jackd.0.try_wait() {
-                        panic!("jackd exited ({status}); its log:\n{}", read("jackd.log"));
-                    }
-                    assert!(Instant::now() < deadline, "no JACK client {name} within 15 s: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+    let open = |name: &str| {
+        Client::new(name, ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME).map(|(client, _)| client)
     };
+    let mut keys_client = None;
+    wait_for("jackd", Duration::from_secs(15), || {
+        if let Ok(Some(status)) = jackd.0.try_wait() {
+            panic!("jackd exited ({status}); its log:\n{}", read("jackd.log"));
+        }
+        keys_client = open(KEYS).ok();
+        keys_client.is_some()
+    });
 
     // The phrase: the first 4 bars of Twinkle at 120 BPM (one beat = 24000 frames), velocity 64.
-    let keys_played: Vec<u8> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60].to_vec();
-    let mut phrase: Vec<(u32, [u8; 3])> = keys_played
+    let mut phrase: Vec<(u32, [u8; 3])> = [60u8, 60, 67, 67, 69, 69, 67, 0, 65, 65, 64, 64, 62, 62, 60]
         .iter()
         .enumerate()
         .filter(|(_, k)| **k > 0)
@@ -298,11 +291,11 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     let (sent_tx, sent_rx) = sync_channel(1024);
     let (heard_tx, heard_rx) = sync_channel(65_536);
     let (missed_tx, missed_rx) = sync_channel(65_536);
-    let keys_client = open(KEYS);
+    let keys_client = keys_client.expect("the JACK client that plays");
     let port = keys_client.register_port("phrase", MidiOut::default()).expect("keys port");
     let keys = Keys { port, phrase: phrase.clone(), go: go.clone(), start: None, next: 0, sent: sent_tx };
     let keys_client = keys_client.activate_async((), keys).expect("keys client runs");
-    let ears_client = open(EARS);
+    let ears_client = open(EARS).expect("the JACK client that hears");
     let port = ears_client.register_port("heard", MidiIn::default()).expect("ears port");
     let ears = Ears { port, heard: heard_tx, expected: None, missed: missed_tx };
     let _ears_client = ears_client.activate_async((), ears).expect("ears client runs");
@@ -329,11 +322,9 @@ fn standalone_answers_a_phrase_over_jack_and_the_editor_shows_it() {
     let ears_in = format!("{EARS}:heard");
     // Its ports exist a moment before its client is active, and only then take connections.
     for (from, to) in [(keys_out.as_str(), "cadenza:midi_input"), ("cadenza:midi_output", ears_in.as_str())] {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while let Err(e) = jack.connect_ports_by_name(from, to) {
-            assert!(Instant::now() < deadline, "connect {from} to {to}: {e}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(&format!("a connection from {from} to {to}"), Duration::from_secs(15), || {
+            jack.connect_ports_by_name(from, to).is_ok()
+        });
     }
 
     // The editor before anything was played, to compare with the one after.
