@@ -250,20 +250,15 @@ pub fn run(args: &Args) -> Result<()> {
         if !generated.is_empty() {
             let mut cm = Confusion::new(&styles);
             let mut by_mode = [Confusion::new(&styles), Confusion::new(&styles)];
-            let mut by_seed: Vec<(u64, [Confusion; 2])> = Vec::new();
+            let mut by_seed: Vec<(u64, [Confusion; 2])> = (args.seed..args.seed + args.seeds)
+                .map(|seed| (seed, [Confusion::new(&styles), Confusion::new(&styles)]))
+                .collect();
             for (c, seed, perfs) in &generated {
-                let at = match by_seed.iter().position(|(s, _)| s == seed) {
-                    Some(at) => at,
-                    None => {
-                        by_seed.push((*seed, [Confusion::new(&styles), Confusion::new(&styles)]));
-                        by_seed.len() - 1
-                    }
-                };
                 for (i, p) in perfs.iter().enumerate() {
                     let guess = model.predict(&features(p));
                     cm.add(*c, guess);
                     by_mode[i % 2].add(*c, guess);
-                    by_seed[at].1[i % 2].add(*c, guess);
+                    by_seed[(seed - args.seed) as usize].1[i % 2].add(*c, guess);
                 }
             }
             report.push_str(&format!(
@@ -282,7 +277,7 @@ pub fn run(args: &Args) -> Result<()> {
             if by_seed.len() > 1 {
                 report.push_str(&format!(
                     "Pieces named right at each seed (improvised, then primed, per style):\n\n{}\n",
-                    seed_table(&by_seed)
+                    seed_table(&by_seed, &by_mode)
                 ));
             }
             report.push_str(&format!(
@@ -340,22 +335,11 @@ fn seed_range(first: u64, count: u64) -> String {
     }
 }
 
-/// A Markdown table with a row per seed and a total: per style, the
-/// improvised and the primed pieces named right of how many ("19/20 · 4/20"),
-/// then both shares over all styles.
-fn seed_table(by_seed: &[(u64, [Confusion; 2])]) -> String {
-    let Some((_, [first, _])) = by_seed.first() else { return String::new() };
-    let classes = &first.classes;
-    let mut total = [Confusion::new(classes), Confusion::new(classes)];
-    for (_, modes) in by_seed {
-        for (t, m) in total.iter_mut().zip(modes) {
-            for (tr, mr) in t.counts.iter_mut().zip(&m.counts) {
-                for (a, b) in tr.iter_mut().zip(mr) {
-                    *a += b;
-                }
-            }
-        }
-    }
+/// A Markdown table with a row per seed and one for `total` (all seeds):
+/// per style, the improvised and the primed pieces named right of how many
+/// ("19/20 · 4/20"), then both shares over all styles.
+fn seed_table(by_seed: &[(u64, [Confusion; 2])], total: &[Confusion; 2]) -> String {
+    let classes = &total[0].classes;
     let mut s = format!("| seed | {} | improvised | primed |\n|---|", classes.join(" | "));
     s.push_str(&"---|".repeat(classes.len() + 2));
     s.push('\n');
@@ -376,7 +360,7 @@ fn seed_table(by_seed: &[(u64, [Confusion; 2])]) -> String {
     for (seed, modes) in by_seed {
         s.push_str(&row(seed.to_string(), modes));
     }
-    s.push_str(&row("all".to_string(), &total));
+    s.push_str(&row("all".to_string(), total));
     s
 }
 
@@ -438,9 +422,15 @@ mod tests {
     #[test]
     fn seed_table_gives_each_seed_and_their_total() {
         let classes = vec!["jazz".to_string(), "pop".to_string()];
-        let seed1 = [confusion(&classes, &[(0, 0), (0, 1), (1, 1)]), confusion(&classes, &[(0, 1), (1, 1)])];
-        let seed2 = [confusion(&classes, &[(0, 0), (0, 0), (1, 0)]), confusion(&classes, &[(0, 0), (1, 1)])];
-        let table = seed_table(&[(4, seed1), (5, seed2)]);
+        let (improvised1, primed1) = ([(0, 0), (0, 1), (1, 1)], [(0, 1), (1, 1)]);
+        let (improvised2, primed2) = ([(0, 0), (0, 0), (1, 0)], [(0, 0), (1, 1)]);
+        let seed1 = [confusion(&classes, &improvised1), confusion(&classes, &primed1)];
+        let seed2 = [confusion(&classes, &improvised2), confusion(&classes, &primed2)];
+        let total = [
+            confusion(&classes, &[improvised1.as_slice(), &improvised2].concat()),
+            confusion(&classes, &[primed1.as_slice(), &primed2].concat()),
+        ];
+        let table = seed_table(&[(4, seed1), (5, seed2)], &total);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "| seed | jazz | pop | improvised | primed |");
         assert_eq!(lines[2], "| 4 | 1/2 · 0/1 | 1/1 · 1/1 | 66.7% | 50.0% |");
