@@ -211,8 +211,8 @@ pub fn run(args: &Args) -> Result<()> {
     );
     println!("real test split: accuracy {:.1}%\n{}", 100.0 * real_cm.accuracy(), real_cm.markdown());
 
-    // (style, seed, pieces)
-    let mut generated: Vec<(usize, u64, Vec<Performance>)> = Vec::new();
+    // Per style, `args.pieces` pieces for each seed in turn.
+    let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
     let mut primed_costs: Vec<String> = Vec::new();
     if !args.real_only {
         crate::setup::tool_env()?;
@@ -222,6 +222,7 @@ pub fn run(args: &Args) -> Result<()> {
                 println!("eval style: no model {} — skipped", path.display());
                 continue;
             }
+            let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {
                 let (perfs, secs, cost) = generate(
                     &path,
@@ -244,8 +245,9 @@ pub fn run(args: &Args) -> Result<()> {
                         c.nats_per_event, c.foreignness
                     ));
                 }
-                generated.push((c, seed, perfs));
+                pieces.extend(perfs);
             }
+            generated.push((c, pieces));
         }
         if !generated.is_empty() {
             let mut cm = Confusion::new(&styles);
@@ -253,12 +255,14 @@ pub fn run(args: &Args) -> Result<()> {
             let mut by_seed: Vec<(u64, [Confusion; 2])> = (args.seed..args.seed + args.seeds)
                 .map(|seed| (seed, [Confusion::new(&styles), Confusion::new(&styles)]))
                 .collect();
-            for (c, seed, perfs) in &generated {
+            for (c, perfs) in &generated {
                 for (i, p) in perfs.iter().enumerate() {
                     let guess = model.predict(&features(p));
+                    // Within a seed, even pieces improvise and odd ones continue a primer (`generate`).
+                    let mode = i % args.pieces % 2;
                     cm.add(*c, guess);
-                    by_mode[i % 2].add(*c, guess);
-                    by_seed[(seed - args.seed) as usize].1[i % 2].add(*c, guess);
+                    by_mode[mode].add(*c, guess);
+                    by_seed[i / args.pieces].1[mode].add(*c, guess);
                 }
             }
             report.push_str(&format!(
@@ -303,10 +307,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut rows: Vec<(String, bool, [f64; 8])> = Vec::new();
     for (c, style) in styles.iter().enumerate() {
         rows.push((style.clone(), false, mean_stats(&test[c])));
-        let g: Vec<Performance> =
-            generated.iter().filter(|(gc, _, _)| *gc == c).flat_map(|(_, _, p)| p.iter().cloned()).collect();
-        if !g.is_empty() {
-            rows.push((style.clone(), true, mean_stats(&g)));
+        if let Some((_, g)) = generated.iter().find(|(gc, _)| *gc == c) {
+            rows.push((style.clone(), true, mean_stats(g)));
         }
     }
     for (style, is_gen, v) in &rows {
