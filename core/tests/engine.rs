@@ -191,6 +191,7 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         follow: 0.0,
         own_voice: 0.0,
         style_leads_foreign: false,
+        contrast: 0.0,
     };
     let req = GenerateRequest {
         primer: Some(primer),
@@ -284,6 +285,48 @@ fn the_own_voice_reads_the_continuation_without_the_primer() {
     // Both streams slide their windows past the model's.
     let long = run(&mut e, "bwv66_6.mid", 0.5, window + 200);
     assert!(long.iter().all(|t| t.len() == window + 200));
+}
+
+/// A contrast model leans the style away from itself: at strength 0, or
+/// against the style's own model, nothing changes; against another model
+/// the music does. It slides its own (shorter) window, and the chosen
+/// variation handed over early is the batch's.
+#[test]
+fn the_style_leans_away_from_a_contrast_model() {
+    let fx = exported();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ModelConfig { max_seq_len: 320, dropout: 0.0, ..ModelConfig::TINY };
+    let other = cadenza_test_support::random_model(dir.path(), &cfg, 6, "other");
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let window = e.info().config.max_seq_len;
+    let req = |contrast: f32, events: usize| GenerateRequest {
+        primer: Some(chorale("bwv66_6.mid")),
+        settings: GenerationSettings {
+            length: Length::Events(events),
+            variations: 3,
+            sampling: Sampling { seed: 13, ..Default::default() },
+            steering: Steering { contrast, allow_end: false, ..Default::default() },
+        },
+        ..Default::default()
+    };
+    let mut run = |e: &mut Engine, r: &GenerateRequest| e.generate_variations(r, &mut |_| true).expect("generate");
+    let alone = run(&mut e, &req(1.0, 80));
+    assert!(e.contrast_info().is_none());
+    e.set_contrast(Some(cadenza_core::engine::Model::load(&fx.onnx, &engine_options()).expect("itself")));
+    assert_eq!(run(&mut e, &req(1.0, 80)), alone, "against itself there is nothing to lean away from");
+    e.set_contrast(Some(cadenza_core::engine::Model::load(&other, &engine_options()).expect("other")));
+    assert_eq!(e.contrast_info().map(|i| i.style.as_str()), Some("other"));
+    assert_eq!(run(&mut e, &req(0.0, 80)), alone, "strength 0 changes nothing");
+    let leaned = run(&mut e, &req(1.0, 80));
+    assert_ne!(leaned, alone, "another model: other music");
+    // Past both windows (the contrast model's is half the style's), early or in one batch.
+    let long = req(1.0, window + 100);
+    let batch = run(&mut e, &long);
+    assert!(batch.iter().all(|v| v.tokens.len() == window + 100));
+    let early = e.generate_one_early(&long, 1, &mut |_| true, &mut |_, _| {}).expect("early");
+    assert_eq!(early, batch);
+    e.set_contrast(None);
+    assert_eq!(run(&mut e, &req(1.0, 80)), alone);
 }
 
 #[test]

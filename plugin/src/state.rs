@@ -78,6 +78,7 @@ impl SettingsV1 {
                 follow: 0.0,
                 own_voice: 0.0,
                 style_leads_foreign: false,
+                contrast: 0.0,
             },
         }
     }

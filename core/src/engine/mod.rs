@@ -23,6 +23,11 @@
 //! second stream per variation reads only the continuation ([`OwnVoice`]),
 //! and its prediction is mixed into the primed one before steering.
 //!
+//! With a contrast model ([`Engine::set_contrast`]) and
+//! [`crate::sampling::Steering::contrast`] above 0, a third stream per
+//! variation runs the contrast model over the primed context
+//! ([`ContrastVoice`]), and the style's prediction leans away from its.
+//!
 //! A note held for [`crate::sampling::Steering::max_note_s`] is released by the engine: it
 //! emits the note-off (shortening a time shift that would carry the note
 //! further) and feeds it to the model like a sampled event.
@@ -37,7 +42,7 @@ use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
 use crate::follow::{FollowState, Follower};
 use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
-use crate::sampling::{mix_log_probs, Sampler};
+use crate::sampling::{contrast_log_probs, mix_log_probs, Sampler};
 
 use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
@@ -187,6 +192,8 @@ fn list(paths: &[PathBuf]) -> String {
 /// A loaded model, ready to generate.
 pub struct Engine {
     model: Model,
+    /// What [`crate::sampling::Steering::contrast`] leans away from.
+    contrast: Option<Model>,
     /// What the last request's primer cost the model ([`Engine::primer_fit`]).
     last_fit: Option<PrimerFit>,
 }
@@ -238,7 +245,20 @@ impl PrimerFit {
 impl Engine {
     /// Load `model`, checking its metadata against this build's codec and architecture.
     pub fn load(model: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
-        Ok(Engine { model: Model::load(model, opts)?, last_fit: None })
+        Ok(Engine { model: Model::load(model, opts)?, contrast: None, last_fit: None })
+    }
+
+    /// Lean generations away from `model` by [`crate::sampling::Steering::contrast`]
+    /// (`None` stops); usually the style's parent, so that what its
+    /// finetuning taught it is said more plainly. Both must share the codec
+    /// (each was checked against this build's when loaded).
+    pub fn set_contrast(&mut self, model: Option<Model>) {
+        self.contrast = model;
+    }
+
+    /// The contrast model, if any.
+    pub fn contrast_info(&self) -> Option<&ModelInfo> {
+        self.contrast.as_ref().map(Model::info)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -347,6 +367,17 @@ impl Engine {
         // The style's own voice: the same model reading each continuation
         // without the primer; a foreign primer raises it towards 1.
         let own_weight = settings.steering.own_voice + (1.0 - settings.steering.own_voice) * foreign;
+        // The contrast model reads the same context: its own prefill of the window it fits.
+        let contrast = match self.contrast.as_mut().filter(|_| settings.steering.contrast > 0.0) {
+            Some(m) => {
+                let len = m.info().config.max_seq_len;
+                let w = if prefix.len() > len { &prefix[prefix.len() - slide_keep(len)..] } else { &prefix[..] };
+                let mut cache = m.empty_cache(1);
+                let last = m.prefill(&[w], &mut cache)?;
+                Some((cache, last))
+            }
+            None => None,
+        };
         let wave = Wave {
             shared: &shared,
             last: &last,
@@ -354,6 +385,7 @@ impl Engine {
             sampling: &settings.sampling,
             follower: follower.as_ref(),
             own_weight: (own_weight > 0.0 && prefix.len() > 1).then_some(own_weight),
+            contrast: contrast.as_ref().map(|(c, l)| (c, l.as_slice())),
             keep,
         };
         let mut events = 0usize;
@@ -361,16 +393,19 @@ impl Engine {
             Some((one, ready)) => {
                 let one = one.min(batch - 1);
                 let start = EarlyStart { ready: &mut *ready, started, sent: false };
-                wave.run(&mut self.model, &mut voices, &[one], &mut events, progress, Some(start))?;
+                let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                wave.run(models, &mut voices, &[one], &mut events, progress, Some(start))?;
                 ready(&voices[one].variation(), true);
                 let rest: Vec<usize> = (0..batch).filter(|&i| i != one).collect();
                 if !rest.is_empty() {
-                    wave.run(&mut self.model, &mut voices, &rest, &mut events, progress, None)?;
+                    let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                    wave.run(models, &mut voices, &rest, &mut events, progress, None)?;
                 }
             }
             None => {
                 let all: Vec<usize> = (0..batch).collect();
-                wave.run(&mut self.model, &mut voices, &all, &mut events, progress, None)?;
+                let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                wave.run(models, &mut voices, &all, &mut events, progress, None)?;
             }
         }
         self.last_fit = fit;
@@ -407,14 +442,22 @@ struct Wave<'a> {
     follower: Option<&'a Follower>,
     /// The style's own voice's weight, when it speaks.
     own_weight: Option<f32>,
+    /// The contrast model's prefilled context and last logits, when it leans.
+    contrast: Option<(&'a KvCache, &'a [f32])>,
     keep: usize,
+}
+
+/// The style's model and the contrast model, for one run.
+struct Models<'m> {
+    style: &'m mut Model,
+    contrast: Option<&'m mut Model>,
 }
 
 impl Wave<'_> {
     /// Generate the variations `rows` (ascending indices into `voices`) in one batch until each is done.
     fn run(
         &self,
-        model: &mut Model,
+        models: Models,
         voices: &mut [Voice],
         rows: &[usize],
         events: &mut usize,
@@ -422,6 +465,11 @@ impl Wave<'_> {
         mut early: Option<EarlyStart>,
     ) -> Result<(), EngineError> {
         let (keep, batch) = (self.keep, rows.len());
+        let Models { style: model, contrast: contrast_model } = models;
+        let mut contrast = match (self.contrast, contrast_model) {
+            (Some((cache, last)), Some(m)) => Some(ContrastVoice::new(m, cache, last, batch)?),
+            _ => None,
+        };
         let mut cache = self.shared.clone();
         cache.repeat(batch).map_err(|m| model.error(m))?;
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| self.last.iter().copied()).collect();
@@ -444,6 +492,10 @@ impl Wave<'_> {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
                         if let (Some(o), Some(w)) = (&own, self.own_weight) {
                             mix_log_probs(&mut row, &o.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
+                        }
+                        if let Some(c) = &contrast {
+                            let other = &c.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE];
+                            contrast_log_probs(&mut row, other, self.steering.contrast);
                         }
                         self.steering.apply(&mut row, &voice.sounding);
                         if let Some(f) = self.follower {
@@ -486,6 +538,9 @@ impl Wave<'_> {
                 if let Some(o) = &mut own {
                     o.cache.retain(&rows).map_err(|m| model.error(m))?;
                 }
+                if let Some(c) = &mut contrast {
+                    c.cache.retain(&rows).map_err(|m| c.model.error(m))?;
+                }
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
             }
@@ -494,6 +549,9 @@ impl Wave<'_> {
             })?;
             if let Some(o) = &mut own {
                 o.step(model, &next, &active, keep)?;
+            }
+            if let Some(c) = &mut contrast {
+                c.step(&next, &active, voices)?;
             }
         }
     }
@@ -522,6 +580,36 @@ impl OwnVoice {
         let history = &self.history;
         self.logits = advance(model, &mut self.cache, next, || {
             active.iter().map(|&i| &history[i][history[i].len() - keep..]).collect()
+        })?;
+        Ok(())
+    }
+}
+
+/// The contrast model ([`Engine::set_contrast`]): a stream per variation
+/// reading what the style's primed stream reads, with its own KV cache and
+/// window.
+struct ContrastVoice<'m> {
+    model: &'m mut Model,
+    cache: KvCache,
+    /// Its prediction of the next event, per active variation.
+    logits: Vec<f32>,
+}
+
+impl<'m> ContrastVoice<'m> {
+    /// `batch` rows, each a copy of the prefilled `shared` context and its `last` logits.
+    fn new(model: &'m mut Model, shared: &KvCache, last: &[f32], batch: usize) -> Result<Self, EngineError> {
+        let mut cache = shared.clone();
+        cache.repeat(batch).map_err(|m| model.error(m))?;
+        let logits = (0..batch).flat_map(|_| last.iter().copied()).collect();
+        Ok(Self { model, cache, logits })
+    }
+
+    /// Read the tokens `next` of the `active` variations; a full window
+    /// slides to the most recent half of each variation's history.
+    fn step(&mut self, next: &[i64], active: &[usize], voices: &[Voice]) -> Result<(), EngineError> {
+        let keep = slide_keep(self.model.info().config.max_seq_len);
+        self.logits = advance(self.model, &mut self.cache, next, || {
+            active.iter().map(|&i| &voices[i].history[voices[i].history.len().saturating_sub(keep)..]).collect()
         })?;
         Ok(())
     }

@@ -69,6 +69,16 @@ pub struct Args {
     /// Longest a generated note may sound, in seconds (0 = no limit; see `Steering::max_note_s`).
     #[arg(long, default_value_t = Steering::default().max_note_s)]
     pub max_note_s: f64,
+    /// How far each style leans away from its contrast model (`Steering::contrast`; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub contrast: f32,
+    /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
+    /// style but OTHER itself; repeatable (a style's own entry wins).
+    #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
+    pub contrast_with: Vec<String>,
+    /// Generate only these styles (repeatable; default every style with a model).
+    #[arg(long = "style", value_name = "STYLE")]
+    pub only: Vec<String>,
     /// Where to write style.md and the plots.
     #[arg(long, default_value = "models/eval")]
     pub out: PathBuf,
@@ -103,14 +113,36 @@ struct PrimedCost {
     foreignness: f64,
 }
 
+/// The style whose model `style` leans away from, by the `--contrast-with` entries.
+fn contrast_of(style: &str, entries: &[String]) -> Result<Option<String>> {
+    let mut all = None;
+    for e in entries {
+        match e.split_once('=') {
+            Some((s, other)) if s.trim() == style => return Ok(Some(other.trim().to_string())),
+            Some((s, other)) if s.trim().is_empty() || other.trim().is_empty() => {
+                anyhow::bail!("--contrast-with {e:?}: write STYLE=OTHER or OTHER")
+            }
+            Some(_) => {}
+            None if e.trim().is_empty() => anyhow::bail!("--contrast-with is empty: write STYLE=OTHER or OTHER"),
+            None if e.trim() != style => all = Some(e.trim().to_string()),
+            None => {}
+        }
+    }
+    Ok(all)
+}
+
 fn generate(
     model: &Path,
+    contrast: Option<&Path>,
     pieces: usize,
     sampling: Sampling,
     steering: Steering,
 ) -> Result<(Vec<Performance>, f64, Option<PrimedCost>)> {
-    let mut engine =
-        Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
+    let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
+    let mut engine = Engine::load(model, &opts)?;
+    if let Some(c) = contrast {
+        engine.set_contrast(Some(cadenza_core::engine::Model::load(c, &opts)?));
+    }
     let t0 = std::time::Instant::now();
     let mut out = Vec::new();
     let mut fits = Vec::new();
@@ -176,6 +208,9 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     let (model, train_windows) = style_classifier(&data, args.max_pieces)?;
     let styles = model.classes.clone();
+    if let Some(unknown) = args.only.iter().find(|s| !styles.contains(s)) {
+        anyhow::bail!("--style {unknown}: no such style in {} (styles: {})", data.display(), styles.join(", "));
+    }
     let mut test: Vec<Vec<Performance>> = Vec::new();
     for style in &styles {
         let te = real_windows(&data, style, Split::Test, args.max_pieces)?;
@@ -214,18 +249,32 @@ pub fn run(args: &Args) -> Result<()> {
     // Per style, `args.pieces` pieces for each seed in turn.
     let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
     let mut primed_costs: Vec<String> = Vec::new();
+    let mut contrasts: Vec<String> = Vec::new();
     if !args.real_only {
         crate::setup::tool_env()?;
         for (c, style) in styles.iter().enumerate() {
             let path = root.join(&args.sources.models).join(format!("{style}.onnx"));
+            if !args.only.is_empty() && !args.only.contains(style) {
+                continue;
+            }
             if !path.exists() {
                 println!("eval style: no model {} — skipped", path.display());
                 continue;
             }
+            let contrast = match contrast_of(style, &args.contrast_with)? {
+                Some(other) if args.contrast > 0.0 => {
+                    let p = root.join(&args.sources.models).join(format!("{other}.onnx"));
+                    anyhow::ensure!(p.exists(), "--contrast-with: no model {}", p.display());
+                    contrasts.push(format!("{style} from {other}"));
+                    Some(p)
+                }
+                _ => None,
+            };
             let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {
                 let (perfs, secs, cost) = generate(
                     &path,
+                    contrast.as_deref(),
                     args.pieces,
                     Sampling { temperature: args.temperature, top_p: args.top_p, seed, ..Sampling::default() },
                     Steering {
@@ -233,6 +282,7 @@ pub fn run(args: &Args) -> Result<()> {
                         own_voice: args.own_voice,
                         style_leads_foreign: args.style_lead,
                         max_note_s: args.max_note_s,
+                        contrast: args.contrast,
                         ..Steering::default()
                     },
                 )?;
@@ -294,6 +344,13 @@ pub fn run(args: &Args) -> Result<()> {
                  (`Steering::style_leads_foreign`).\n\n",
                 primed_costs.join("; ")
             ));
+            if !contrasts.is_empty() {
+                report.push_str(&format!(
+                    "Each style leaned away from a contrast model at strength {} (`Steering::contrast`): {}.\n\n",
+                    args.contrast,
+                    contrasts.join(", ")
+                ));
+            }
             println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
             println!("primed: accuracy {:.1}%\n{}", 100.0 * by_mode[1].accuracy(), by_mode[1].markdown());
         }
