@@ -309,7 +309,7 @@ fn the_style_leans_away_from_a_contrast_model() {
         },
         ..Default::default()
     };
-    let mut run = |e: &mut Engine, r: &GenerateRequest| e.generate_variations(r, &mut |_| true).expect("generate");
+    let run = |e: &mut Engine, r: &GenerateRequest| e.generate_variations(r, &mut |_| true).expect("generate");
     let alone = run(&mut e, &req(1.0, 80));
     assert!(e.contrast_info().is_none());
     e.set_contrast(Some(cadenza_core::engine::Model::load(&fx.onnx, &engine_options()).expect("itself")));

@@ -433,6 +433,8 @@ impl CadenzaParams {
                 follow: self.follow.value().clamp(0.0, 1.0),
                 own_voice: self.own_voice.value().clamp(0.0, 1.0),
                 style_leads_foreign: self.style_lead.value(),
+                // The plugin loads no contrast model yet.
+                contrast: 0.0,
             },
         }
     }

@@ -219,3 +219,43 @@ fn the_longest_note_flag_limits_every_note_and_refuses_nonsense() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("longest note"), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(!bad.exists());
 }
+
+/// `--contrast-with` leans the style away from another model: other music
+/// than without it, the same again with the same seed; a missing contrast
+/// model or a strength out of range fails naming it, without output.
+#[test]
+fn the_contrast_flags_lean_away_from_another_model_and_refuse_nonsense() {
+    let fx = fixture();
+    let dir = fx.dir.path().join("contrast");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let other = random_model(&dir, &ModelConfig::TINY, 8, "other");
+    let primer = twinkle();
+    let run = |extra: &[&str], out: &Path| {
+        let mut args = vec!["--style", s(&fx.model), "--primer", s(&primer), "--seconds", "6", "--seed", "4"];
+        args.extend_from_slice(&["--no-end", "--out", s(out)]);
+        args.extend_from_slice(extra);
+        generate(&args)
+    };
+    let plain = dir.join("plain.mid");
+    let r = run(&[], &plain);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (a, b) = (dir.join("a.mid"), dir.join("b.mid"));
+    for out in [&a, &b] {
+        let r = run(&["--contrast-with", s(&other)], out);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert!(String::from_utf8_lossy(&r.stderr).contains("leaning away from"), "says so");
+    }
+    let read = |p: &Path| std::fs::read(p).expect("written");
+    assert_eq!(read(&a), read(&b), "same seed, same file");
+    assert_ne!(read(&a), read(&plain), "leaning away changes the music");
+
+    let out = dir.join("bad.mid");
+    expect_failure(
+        &["--style", s(&fx.model), "--out", s(&out), "--contrast-with", "no-such-parent"],
+        "no-such-parent",
+        &out,
+    );
+    let too_far = ["--style", s(&fx.model), "--out", s(&out), "--contrast-with", s(&other), "--contrast", "3"];
+    expect_failure(&too_far, "contrast", &out);
+    expect_failure(&["--style", s(&fx.model), "--out", s(&out), "--contrast", "0.5"], "contrast-with", &out);
+}
