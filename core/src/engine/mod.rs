@@ -60,6 +60,16 @@ pub fn slide_keep(max_seq_len: usize) -> usize {
     (max_seq_len / 2).max(1)
 }
 
+/// What a model with a window of `max_seq_len` events reads of `prefix`:
+/// all of it, or its most recent [`slide_keep`] events when it is longer.
+fn context_window(prefix: &[u16], max_seq_len: usize) -> &[u16] {
+    if prefix.len() > max_seq_len {
+        &prefix[prefix.len() - slide_keep(max_seq_len)..]
+    } else {
+        prefix
+    }
+}
+
 /// The median of `xs` (sorts them; NaN when empty): how benchmarks of the engine
 /// report step times, robust to the odd step another process preempts.
 pub fn median(xs: &mut [f64]) -> f64 {
@@ -338,7 +348,7 @@ impl Engine {
         let prefix = prefix_tokens(req);
         // One prefill of the shared context, copied to every variation; what
         // the primer cost the model says how foreign it is to this style.
-        let window = if prefix.len() > max_len { &prefix[prefix.len() - keep..] } else { &prefix[..] };
+        let window = context_window(&prefix, max_len);
         let mut shared = self.model.empty_cache(1);
         let (last, primer_nll) = self.model.prefill_scored(window, &mut shared)?;
         let home = self.info().validation_nll;
@@ -370,10 +380,8 @@ impl Engine {
         // The contrast model reads the same context: its own prefill of the window it fits.
         let contrast = match self.contrast.as_mut().filter(|_| settings.steering.contrast > 0.0) {
             Some(m) => {
-                let len = m.info().config.max_seq_len;
-                let w = if prefix.len() > len { &prefix[prefix.len() - slide_keep(len)..] } else { &prefix[..] };
                 let mut cache = m.empty_cache(1);
-                let last = m.prefill(&[w], &mut cache)?;
+                let last = m.prefill(&[context_window(&prefix, m.info().config.max_seq_len)], &mut cache)?;
                 Some((cache, last))
             }
             None => None,
