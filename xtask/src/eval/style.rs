@@ -131,18 +131,22 @@ fn contrast_of(style: &str, entries: &[String]) -> Result<Option<String>> {
     Ok(all)
 }
 
-fn generate(
-    model: &Path,
-    contrast: Option<&Path>,
-    pieces: usize,
-    sampling: Sampling,
-    steering: Steering,
-) -> Result<(Vec<Performance>, f64, Option<PrimedCost>)> {
+/// A style's engine, leaning away from `contrast` when given.
+fn load_engine(model: &Path, contrast: Option<&Path>) -> Result<Engine> {
     let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
     let mut engine = Engine::load(model, &opts)?;
     if let Some(c) = contrast {
         engine.set_contrast(Some(cadenza_core::engine::Model::load(c, &opts)?));
     }
+    Ok(engine)
+}
+
+fn generate(
+    engine: &mut Engine,
+    pieces: usize,
+    sampling: Sampling,
+    steering: Steering,
+) -> Result<(Vec<Performance>, f64, Option<PrimedCost>)> {
     let t0 = std::time::Instant::now();
     let mut out = Vec::new();
     let mut fits = Vec::new();
@@ -270,11 +274,12 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 _ => None,
             };
+            // One engine for every seed: each request carries its own seed.
+            let mut engine = load_engine(&path, contrast.as_deref())?;
             let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {
                 let (perfs, secs, cost) = generate(
-                    &path,
-                    contrast.as_deref(),
+                    &mut engine,
                     args.pieces,
                     Sampling { temperature: args.temperature, top_p: args.top_p, seed, ..Sampling::default() },
                     Steering {
