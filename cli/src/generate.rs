@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::analysis::Meter;
-use cadenza_core::engine::{Engine, EngineOptions, Provider};
+use cadenza_core::engine::{Engine, EngineOptions, ModelInfo, Provider};
 use cadenza_core::fsutil::temp_path;
 use cadenza_core::join::join_performances;
 use cadenza_core::locate::{general_midi_soundfont, resolve_model};
@@ -120,12 +120,14 @@ pub struct Args {
     pub style_lead: bool,
     /// Lean away from another style, usually the one this style was finetuned from (a
     /// style name or an .onnx path): what the finetuning taught is said more plainly.
-    /// Costs a step of that model per event. Measured: jazz from classical and electronic
-    /// from rock sound more like themselves (models/README.md).
+    /// That model runs beside the style's, on a second thread. A model may name its own
+    /// (electronic leans away from rock by default, measured in models/README.md); this
+    /// replaces it.
     #[arg(long, value_name = "STYLE")]
     pub contrast_with: Option<String>,
-    /// How far to lean away from --contrast-with, 0 (not at all) to 2; default 0.5.
-    #[arg(long, requires = "contrast_with")]
+    /// How far to lean away, 0 (not at all: also turns off a model's own choice) to 2;
+    /// default 0.5, or the strength the model names.
+    #[arg(long)]
     pub contrast: Option<f32>,
     /// ONNX Runtime threads (0 = one per physical core). One is the fastest for
     /// generating: a step's products are too small to share.
@@ -221,7 +223,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let key = args.key.as_deref().map(Key::parse).transpose().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
     let seed = args.seed.unwrap_or_else(fresh_seed);
-    let req = GenerateRequest {
+    let mut req = GenerateRequest {
         primer: primer.clone(),
         primer_end_s: None,
         meter: primer.as_ref().and(meter),
@@ -243,10 +245,8 @@ pub fn run(args: &Args) -> Result<()> {
                 follow: args.follow,
                 own_voice: args.own_voice,
                 style_leads_foreign: args.style_lead,
-                contrast: match &args.contrast_with {
-                    Some(_) => args.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST),
-                    None => 0.0,
-                },
+                // Set once the model is loaded: it may name a style to lean away from.
+                contrast: args.contrast.unwrap_or(0.0),
             },
         },
     };
@@ -263,12 +263,13 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let t_load = Instant::now();
     let mut engine = Engine::load(&model_path, &opts)?;
-    if let Some(other) = &args.contrast_with {
-        let path = resolve_model(other).context("--contrast-with")?;
-        engine.set_contrast(Some(cadenza_core::engine::Model::load(&path, &opts)?));
-        eprintln!("generate: leaning away from {} at {}", path.display(), req.settings.steering.contrast);
-    }
     let info = engine.info().clone();
+    if let Some((path, strength, why)) = contrast_choice(args, &model_path, &info)? {
+        engine.set_contrast(Some(cadenza_core::engine::Model::load(&path, &opts)?));
+        req.settings.steering.contrast = strength;
+        req.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+        eprintln!("generate: leaning away from {} at {strength}{why}", path.display());
+    }
     eprintln!(
         "generate: {} ({} style, {} layers x {}, window {}) on {} in {:.0} ms; seed {seed}",
         model_path.display(),
@@ -336,6 +337,44 @@ pub fn run(args: &Args) -> Result<()> {
     }
     written.0.clear();
     Ok(())
+}
+
+/// The model to lean away from, how far, and why (empty when asked on the
+/// command line): `--contrast-with`, else the style the model names
+/// ([`ModelInfo::contrast_advice`]) unless `--contrast 0`; `None` for neither.
+fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option<(PathBuf, f32, String)>> {
+    let asked = args.contrast;
+    if let Some(other) = &args.contrast_with {
+        let path = resolve_model(other).context("--contrast-with")?;
+        return Ok(Some((path, asked.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), String::new())));
+    }
+    match &info.contrast_advice {
+        _ if asked == Some(0.0) => Ok(None),
+        Some(advice) => match cadenza_core::locate::model_beside_or_style(model, &advice.with) {
+            Some(path) => Ok(Some((
+                path,
+                asked.unwrap_or(advice.strength),
+                format!(", {}'s own choice (--contrast 0 turns it off)", info.style),
+            ))),
+            None => {
+                eprintln!(
+                    "generate: {} leans away from {} by default, but no {}.onnx is beside {} or among the styles; \
+                     generating without it",
+                    info.style,
+                    advice.with,
+                    advice.with,
+                    model.display()
+                );
+                Ok(None)
+            }
+        },
+        None => match asked {
+            Some(x) => {
+                bail!("--contrast {x}: {} names no style to lean away from; add --contrast-with STYLE", info.style)
+            }
+            None => Ok(None),
+        },
+    }
 }
 
 /// How generation progress reaches stderr: on a terminal one line rewritten

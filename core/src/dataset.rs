@@ -141,6 +141,10 @@ pub struct CheckpointMeta {
     pub codec_version: u32,
     /// One line about the data, copied into exported models.
     pub data_summary: String,
+    /// The style these weights lean away from by default, once measured
+    /// (written by hand into a shipped checkpoint's sidecar; training writes none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<crate::sampling::ContrastAdvice>,
 }
 
 #[cfg(test)]

@@ -195,6 +195,16 @@ pub fn resolve_model(style: &str) -> Result<PathBuf, LocateError> {
     Ok(find_style_in(style, &shipped_model_dirs(), user_model_dir().as_deref())?.path)
 }
 
+/// The model of style `style` that `model` should run beside: `STYLE.onnx`
+/// in `model`'s folder, else the style of that name among the user's and
+/// the shipped styles; `None` when there is none.
+pub fn model_beside_or_style(model: &Path, style: &str) -> Option<PathBuf> {
+    let beside = model.parent().map(|d| d.join(format!("{style}.{MODEL_EXTENSION}")));
+    beside
+        .filter(|p| p.is_file())
+        .or_else(|| find_style_in(style, &shipped_model_dirs(), user_model_dir().as_deref()).ok().map(|s| s.path))
+}
+
 /// Folders searched for soundfonts: the system's, then the user's.
 pub fn soundfont_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = SYSTEM_SOUNDFONT_DIRS.iter().map(PathBuf::from).collect();

@@ -205,6 +205,13 @@ pub mod onnx_names {
     /// Metadata: the checkpoint's validation loss on its own style's split,
     /// in nats per event; absent when the run recorded none.
     pub const META_VALIDATION_NLL: &str = "cadenza.validation_nll";
+    /// Metadata: the style this model leans away from by default
+    /// ([`crate::sampling::ContrastAdvice`]); absent for most models.
+    pub const META_CONTRAST_WITH: &str = "cadenza.contrast_with";
+    /// Metadata: how far, a decimal; present with [`META_CONTRAST_WITH`].
+    pub const META_CONTRAST: &str = "cadenza.contrast";
+    /// Metadata: what the measurement behind it showed, one sentence.
+    pub const META_CONTRAST_MEASURED: &str = "cadenza.contrast_measured";
     /// Metadata: [`crate::export::EXPORT_REVISION`] as a decimal string.
     pub const META_EXPORT_REVISION: &str = "cadenza.export_revision";
 }

@@ -211,6 +211,39 @@ pub const MAX_CONTRAST: f32 = 2.0;
 /// against electronic from rock (71); 1.0 fell to 56 and 74.
 pub const DEFAULT_CONTRAST: f32 = 0.5;
 
+/// A style another style's model should lean away from by default, and how
+/// far: recorded in a checkpoint's sidecar once measured for those weights
+/// (`models/checkpoints/STYLE.json`), exported into the model's metadata
+/// ([`crate::model::onnx_names::META_CONTRAST_WITH`]) and read back into
+/// [`crate::engine::ModelInfo::contrast_advice`]. A checkpoint trained
+/// further carries none until it is measured again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContrastAdvice {
+    /// The style to lean away from (a model of that name beside this one).
+    pub with: String,
+    /// [`Steering::contrast`], in (0, [`MAX_CONTRAST`]].
+    pub strength: f32,
+    /// What the measurement showed, in one sentence.
+    #[serde(default)]
+    pub measured: String,
+}
+
+impl ContrastAdvice {
+    /// A style name and a strength Cadenza can use, else what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok =
+            !self.with.is_empty() && self.with.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !name_ok {
+            return Err(format!("`{}` is not a style name", self.with));
+        }
+        if !(self.strength.is_finite() && self.strength > 0.0 && self.strength <= MAX_CONTRAST) {
+            return Err(format!("contrast {} is outside (0, {MAX_CONTRAST}]", self.strength));
+        }
+        Ok(())
+    }
+}
+
 /// An event the style itself finds this many nats less likely than its
 /// likeliest is implausible: contrast may lower it, never raise it (else
 /// an event both models all but rule out could win on their ratio).

@@ -23,7 +23,7 @@ use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Key, Sampling, Steering};
+use cadenza_core::sampling::{ContrastAdvice, Key, Sampling, Steering};
 use cadenza_core::{codec, Performance};
 use cadenza_test_support::{chorale, chorale_tokens, engine_options, python};
 use prost::Message;
@@ -329,6 +329,34 @@ fn the_style_leans_away_from_a_contrast_model() {
     assert_eq!(run(&mut e, &req(1.0, 80)), alone);
 }
 
+/// A checkpoint's contrast advice travels through the export into the
+/// loaded model's info; a malformed one is refused at export (naming the
+/// checkpoint) and at load (naming the model).
+#[test]
+fn a_models_own_contrast_choice_is_exported_and_read_back() {
+    let fx = exported();
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_eq!(Engine::load(&fx.onnx, &engine_options()).expect("engine").info().contrast_advice, None);
+    let advice = ContrastAdvice { with: "rock".into(), strength: 0.5, measured: "named right more often".into() };
+    let meta = CheckpointMeta { contrast: Some(advice.clone()), ..fx.meta.clone() };
+    let path = dir.path().join("leaning.onnx");
+    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+    let e = Engine::load(&path, &engine_options()).expect("engine");
+    assert_eq!(e.info().contrast_advice.as_ref(), Some(&advice));
+
+    let bad = CheckpointMeta { contrast: Some(ContrastAdvice { strength: 3.0, ..advice.clone() }), ..fx.meta.clone() };
+    let e = cadenza_core::export::export_weights(&fx.weights, &bad, Precision::Float32, &path).expect_err("strength");
+    assert!(e.to_string().contains("contrast 3 is outside"), "{e}");
+    let odd = dir.path().join("odd-advice.onnx");
+    with_metadata_of(fx, &meta, onnx_names::META_CONTRAST, "lots", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("not a number");
+    assert!(matches!(e, EngineError::Metadata { .. }) && e.to_string().contains("odd-advice.onnx"), "{e}");
+    assert!(e.to_string().contains("`lots` is not a number"), "{e}");
+    with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_WITH, "../rock", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("not a style");
+    assert!(e.to_string().contains("`../rock` is not a style name"), "{e}");
+}
+
 #[test]
 fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     let fx = exported();
@@ -381,7 +409,12 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
 
 /// Write `fx`'s model with one metadata entry changed.
 fn with_metadata(fx: &Exported, key: &str, value: &str, out: &Path) {
-    let mut m = build_model(&fx.weights, &fx.meta, Precision::Float32).expect("model");
+    with_metadata_of(fx, &fx.meta, key, value, out);
+}
+
+/// Write `fx`'s weights with the sidecar `meta` and one metadata entry changed.
+fn with_metadata_of(fx: &Exported, meta: &CheckpointMeta, key: &str, value: &str, out: &Path) {
+    let mut m = build_model(&fx.weights, meta, Precision::Float32).expect("model");
     for p in &mut m.metadata_props {
         if p.key == key {
             p.value = value.to_string();

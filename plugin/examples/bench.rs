@@ -4,7 +4,7 @@
 //! the wall time from pressing Generate (an automation event, transport
 //! stopped so the result plays at once) to the first generated note-on for
 //! 8 bars, and to the last of several variations (the chosen one plays from
-//! its first bar on while the rest of it and the others are made). Usage: `bench --clap target/bundled/Cadenza.clap [--blocks N]`.
+//! its first bar on while the rest of it and the others are made). Usage: `bench --clap target/bundled/Cadenza.clap [--blocks N] [--style NAME] [--lean X]`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,6 +81,22 @@ fn real_time() -> impl FnMut(usize, &[cadenza_test_support::clap_host::OutNote])
         }
         true
     }
+}
+
+/// Choose the style `name` as a project load would: the saved session with its style replaced.
+fn choose_style(inst: &Instance, name: &str) {
+    let state = inst.save_state();
+    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
+    let mut json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
+    let mut session: serde_json::Value =
+        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
+    session["style"] = serde_json::Value::String(name.to_string());
+    json["fields"]["session"] = serde_json::Value::String(session.to_string());
+    let body = serde_json::to_vec(&json).expect("json");
+    let mut bytes = (body.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&state[8 + len..]);
+    assert!(inst.load_state(&bytes), "the plugin refused the style {name}");
 }
 
 /// The generation in the session the plugin saved.
@@ -172,6 +188,15 @@ fn main() {
     let lib = ClapLibrary::load(&clap).unwrap_or_else(|e| panic!("{e}"));
     let mut inst = lib.instantiate("org.cadenza-music.cadenza").expect("instance");
     inst.activate(SAMPLE_RATE, FRAMES);
+    if let Some(style) = arg("--style") {
+        choose_style(&inst, &style);
+    }
+    if let Some(lean) = arg("--lean").and_then(|v| v.parse::<f32>().ok()) {
+        // CLAP carries a continuous parameter's value normalised to 0..1.
+        let value = f64::from(lean / cadenza_core::sampling::MAX_CONTRAST);
+        let set = InEvent::Param { time: 0, id: param_hash("lean"), value };
+        inst.process_blocks(1, FRAMES, |_| vec![set], |_| stopped(0.0), |_, _| true);
+    }
 
     // Idle: transport running, nothing captured, nothing to play.
     inst.process_blocks(

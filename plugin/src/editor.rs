@@ -296,6 +296,7 @@ impl CadenzaEditor {
                 slider(ui, "Follow primer", &params.follow, s, 80.0);
                 slider(ui, "Style voice", &params.own_voice, s, 80.0);
                 toggle(ui, &params.style_lead, s, "Style leads");
+                slider(ui, "Lean away", &params.lean, s, 70.0);
                 slider(ui, "Density", &params.density, s, 80.0);
                 slider(ui, "Longest note", &params.max_note, s, 80.0);
                 choose(ui, "Quantize grid", &params.quantize_grid, s, 90.0);

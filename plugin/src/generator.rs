@@ -119,11 +119,13 @@ pub fn load_generator(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError>
 mod engine_impl {
     use super::*;
     use crate::settings::{same_file, LibrarySource};
-    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider, DEFAULT_INTRA_THREADS};
+    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Model, Provider, DEFAULT_INTRA_THREADS};
 
     struct EngineGenerator {
         engine: Engine,
         model: PathBuf,
+        /// The style it leans away from (its model's choice), when that model loaded.
+        leans_from: Option<String>,
         /// Where the library came from; `None`: the development fallback (`ORT_DYLIB_PATH`).
         source: Option<LibrarySource>,
     }
@@ -178,10 +180,41 @@ mod engine_impl {
         Engine::load(model, &options(library, Provider::Cpu))
     }
 
+    /// The model of the style `engine`'s model leans away from, when it names one
+    /// ([`cadenza_core::engine::ModelInfo::contrast_advice`]), found beside it or among
+    /// the styles and loaded on the same library and provider; returns that style. A model
+    /// that is missing or does not load is a notice: the style still plays, without leaning.
+    fn load_contrast(engine: &mut Engine, model: &Path, notices: &mut Vec<String>) -> Option<String> {
+        let info = engine.info().clone();
+        let advice = info.contrast_advice.as_ref()?;
+        let Some(path) = cadenza_core::locate::model_beside_or_style(model, &advice.with) else {
+            notices.push(format!(
+                "{} leans away from {}, but no {}.onnx is beside {} or among the styles; it plays without leaning",
+                info.style,
+                advice.with,
+                advice.with,
+                model.display()
+            ));
+            return None;
+        };
+        let provider = if info.provider == "CUDA" { Provider::Cuda } else { Provider::Cpu };
+        match Model::load(&path, &options(Some(&info.library), provider)) {
+            Ok(m) => {
+                engine.set_contrast(Some(m));
+                Some(advice.with.clone())
+            }
+            Err(e) => {
+                notices.push(format!("{} plays without leaning away from {}: {e}", info.style, advice.with));
+                None
+            }
+        }
+    }
+
     pub fn load(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError> {
         let mut notices = Vec::new();
-        let done = |engine: Engine, source, notices| {
-            let generator = Box::new(EngineGenerator { engine, model: model.to_path_buf(), source });
+        let done = |mut engine: Engine, source, mut notices: Vec<String>| {
+            let leans_from = load_contrast(&mut engine, model, &mut notices);
+            let generator = Box::new(EngineGenerator { engine, model: model.to_path_buf(), leans_from, source });
             Ok(Loaded { generator, notices })
         };
         if let Some(loaded) = cadenza_core::engine::loaded_library() {
@@ -241,8 +274,10 @@ mod engine_impl {
         fn describe(&self) -> String {
             let info = self.engine.info();
             let from = self.source.map(|s| format!(" ({})", s.describe())).unwrap_or_default();
+            let leans =
+                self.leans_from.as_ref().map(|s| format!("; leans away from {s} (Lean away)")).unwrap_or_default();
             format!(
-                "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}",
+                "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}{leans}",
                 info.style,
                 info.config.n_layers,
                 info.config.max_seq_len,

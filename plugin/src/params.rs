@@ -8,7 +8,9 @@ use std::sync::Arc;
 use nice_plug::prelude::*;
 
 use cadenza_core::request::{GenerationSettings, Length};
-use cadenza_core::sampling::{Key, Sampling, ScaleMode, Steering, MAX_NOTE_S, MIN_NOTE_S};
+use cadenza_core::sampling::{
+    Key, Sampling, ScaleMode, Steering, DEFAULT_CONTRAST, MAX_CONTRAST, MAX_NOTE_S, MIN_NOTE_S,
+};
 
 use crate::state::SessionSlot;
 
@@ -270,6 +272,11 @@ pub struct CadenzaParams {
     /// figures and density take over; key, register and beat still follow. Off by default.
     #[id = "stylelead"]
     pub style_lead: BoolParam,
+    /// How far a style leans away from the style its model names (electronic from rock):
+    /// what its finetuning taught, said more plainly. 0 is off; styles that name none
+    /// ignore it.
+    #[id = "lean"]
+    pub lean: FloatParam,
 
     /// How many of the most recent bars the capture keeps as the primer.
     #[id = "capbar"]
@@ -375,6 +382,17 @@ impl CadenzaParams {
                     s.trim().trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
                 })),
             style_lead: BoolParam::new(STYLE_LEAD_NAME, steering.style_leads_foreign),
+            lean: FloatParam::new("Lean away", DEFAULT_CONTRAST, FloatRange::Linear { min: 0.0, max: MAX_CONTRAST })
+                .with_step_size(0.05)
+                .with_value_to_string(Arc::new(|v| if v <= 0.0 { "off".into() } else { format!("{v:.2}") }))
+                .with_string_to_value(Arc::new(|s| {
+                    let s = s.trim();
+                    if s.eq_ignore_ascii_case("off") {
+                        Some(0.0)
+                    } else {
+                        s.parse().ok()
+                    }
+                })),
             capture_bars: IntParam::new("Capture bars", 4, IntRange::Linear { min: 1, max: MAX_CAPTURE_BARS })
                 .with_unit(" bars"),
             pass_through: BoolParam::new("MIDI thru", true),
@@ -433,8 +451,8 @@ impl CadenzaParams {
                 follow: self.follow.value().clamp(0.0, 1.0),
                 own_voice: self.own_voice.value().clamp(0.0, 1.0),
                 style_leads_foreign: self.style_lead.value(),
-                // The plugin loads no contrast model yet.
-                contrast: 0.0,
+                // Only a style whose model names one leans (the inference thread loads it).
+                contrast: self.lean.value().clamp(0.0, MAX_CONTRAST),
             },
         }
     }

@@ -92,6 +92,23 @@ fn resources(dir: &Path, ort: bool, models: &[(&str, &[u8])]) -> PathBuf {
     res
 }
 
+/// Two `tiny` random-weight models: "child", whose sidecar names "parent" to lean away from, and "parent".
+fn leaning_models(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    use cadenza_core::export::{export_weights, random_weights, synthetic_meta, Precision};
+    let cfg = cadenza_core::model::ModelConfig::TINY;
+    let advice =
+        cadenza_core::sampling::ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new() };
+    let child =
+        cadenza_core::dataset::CheckpointMeta { contrast: Some(advice), ..synthetic_meta(&cfg, "child", "random") };
+    let parent = synthetic_meta(&cfg, "parent", "random");
+    let bytes = |seed, meta, name: &str| {
+        let path = dir.join(format!("{name}.onnx"));
+        export_weights(&random_weights(&cfg, seed), meta, Precision::Float32, &path).expect("export");
+        std::fs::read(&path).expect("read")
+    };
+    (bytes(3, &child, "child"), bytes(8, &parent, "parent"))
+}
+
 #[test]
 fn session_reports_problems_in_words_generates_exports_and_refuses_newer_projects() {
     let ort = support::ort_library();
@@ -158,6 +175,29 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     let v = wait_view(&r, "the corrupt-model error", |v| v.status.level == Level::Error);
     eprintln!("corrupt model -> {}", v.status.text);
     assert!(v.status.text.contains("broken.onnx"), "the message names the file: {}", v.status.text);
+    drop(r);
+
+    // A style whose model names a style to lean away from: with that style's model beside it
+    // the engine line says it leans; without, the status line says it plays without leaning.
+    let (child, parent) = leaning_models(tmp.path());
+    let res = resources(&tmp.path().join("lean"), true, &[("child", &child), ("parent", &parent)]);
+    let mut r = start(&res);
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v = wait_view(&r, "a leaning generation", |v| v.generation.is_some() && v.status.level != Level::Info);
+    eprintln!("leaning       -> {} [{}]", v.status.text, v.engine);
+    assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
+    assert!(v.engine.contains("child model (") && v.engine.contains("leans away from parent"), "{}", v.engine);
+    drop(r);
+    let mut r = start(&resources(&tmp.path().join("lean-alone"), true, &[("child", &child)]));
+    play_phrase(&mut r);
+    r.commands.send(Command::Generate).expect("send");
+    let v =
+        wait_view(&r, "a generation without its parent", |v| v.generation.is_some() && v.status.level != Level::Info);
+    eprintln!("no parent     -> {} [{}]", v.status.text, v.engine);
+    assert_eq!(v.status.level, Level::Warning, "{}", v.status.text);
+    assert!(v.status.text.contains("no parent.onnx") && v.status.text.contains("without leaning"), "{}", v.status.text);
+    assert!(!v.engine.contains("leans away"), "{}", v.engine);
     drop(r);
 
     // A real model: the result reaches the audio thread and the editor.

@@ -851,6 +851,7 @@ impl SaveContext<'_> {
             manifest_hash: self.corpus.manifest_hash.clone(),
             codec_version: codec::CODEC_VERSION,
             data_summary: self.corpus.summary.clone(),
+            contrast: None,
         }
     }
 }

@@ -36,8 +36,7 @@ pub struct Args {
 }
 
 fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
-    let mut engine =
-        Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
+    let mut engine = load(model)?;
     let provider = engine.info().provider;
     let req = GenerateRequest {
         settings: GenerationSettings {
@@ -52,6 +51,23 @@ fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
     let t0 = Instant::now();
     let v = engine.generate_variations(&req, &mut |_| true)?;
     Ok((t0.elapsed().as_secs_f64(), v[0].tokens.len(), provider))
+}
+
+fn load(model: &Path) -> Result<Engine> {
+    Ok(Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?)
+}
+
+/// The card's paragraph on the style its model leans away from by default, if any.
+fn leaning(model: &Path) -> Result<Option<String>> {
+    Ok(load(model)?.info().contrast_advice.clone().map(|a| {
+        format!(
+            "## Leaning away
+
+By default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
+             Lean away, `cadenza generate --contrast`; 0 turns it off), from its checkpoint's sidecar: {}.\n\n",
+            a.with, a.strength, a.measured
+        )
+    }))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -215,6 +231,7 @@ pub fn run(args: &Args) -> Result<()> {
         cpu_summary(),
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
+    md.push_str(&leaning(&model)?.unwrap_or_default());
     md.push_str("## Known limits\n\n");
     md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));

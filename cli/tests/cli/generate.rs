@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision};
+use cadenza_core::dataset::CheckpointMeta;
+use cadenza_core::export::{build_model, export_weights, random_weights, synthetic_meta, Precision};
 use cadenza_core::model::{onnx_names, ModelConfig};
+use cadenza_core::sampling::ContrastAdvice;
 use cadenza_core::{midi, Performance};
 use cadenza_test_support::{random_model, repo_root};
 use prost::Message;
@@ -258,4 +260,54 @@ fn the_contrast_flags_lean_away_from_another_model_and_refuse_nonsense() {
     let too_far = ["--style", s(&fx.model), "--out", s(&out), "--contrast-with", s(&other), "--contrast", "3"];
     expect_failure(&too_far, "contrast", &out);
     expect_failure(&["--style", s(&fx.model), "--out", s(&out), "--contrast", "0.5"], "contrast-with", &out);
+}
+
+/// A model that names a style to lean away from does so by default when
+/// that style's model lies beside it, as `--contrast-with` would, and says
+/// so; `--contrast 0` turns it off; without the other model it says so and
+/// plays without leaning.
+#[test]
+fn a_models_own_contrast_choice_is_the_default() {
+    let fx = fixture();
+    let dir = fx.dir.path().join("own-choice");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = ModelConfig::TINY;
+    let advice = ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new() };
+    let meta = CheckpointMeta { contrast: Some(advice), ..synthetic_meta(&cfg, "child", "random weights") };
+    let child = dir.join("child.onnx");
+    export_weights(&random_weights(&cfg, 3), &meta, Precision::Float32, &child).expect("export");
+    let plain_model = dir.join("plain.onnx");
+    export_weights(
+        &random_weights(&cfg, 3),
+        &CheckpointMeta { contrast: None, ..meta },
+        Precision::Float32,
+        &plain_model,
+    )
+    .expect("export");
+    let primer = twinkle();
+    let run = |model: &Path, extra: &[&str], out: &Path| {
+        let mut args = vec!["--style", s(model), "--primer", s(&primer), "--seconds", "6", "--seed", "4"];
+        args.extend_from_slice(&["--no-end", "--out", s(out)]);
+        args.extend_from_slice(extra);
+        let r = generate(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        (std::fs::read(out).expect("written"), String::from_utf8_lossy(&r.stderr).into_owned())
+    };
+    let (alone, said) = run(&child, &[], &dir.join("alone.mid"));
+    assert!(said.contains("leans away from parent by default, but no parent.onnx"), "{said}");
+    assert_eq!(
+        alone,
+        run(&plain_model, &[], &dir.join("plain.mid")).0,
+        "without its parent it plays as if it named none"
+    );
+
+    let parent = random_model(&dir, &cfg, 8, "parent");
+    let (own, said) = run(&child, &[], &dir.join("own.mid"));
+    assert!(said.contains("leaning away from") && said.contains("child's own choice"), "{said}");
+    assert_ne!(own, alone, "it leans by default");
+    let (asked, _) = run(&plain_model, &["--contrast-with", s(&parent)], &dir.join("asked.mid"));
+    assert_eq!(own, asked, "as if --contrast-with named its parent");
+    let (off, said) = run(&child, &["--contrast", "0"], &dir.join("off.mid"));
+    assert_eq!(off, alone, "--contrast 0 turns it off");
+    assert!(!said.contains("leaning away"), "{said}");
 }

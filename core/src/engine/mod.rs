@@ -20,13 +20,17 @@
 //! exactly what it saw in training, a window of recent events.
 //!
 //! With a primer and [`crate::sampling::Steering::own_voice`] above 0, a
-//! second stream per variation reads only the continuation ([`OwnVoice`]),
-//! and its prediction is mixed into the primed one before steering.
+//! second stream per variation reads only the continuation, and its
+//! prediction is mixed into the primed one before steering.
 //!
 //! With a contrast model ([`Engine::set_contrast`]) and
 //! [`crate::sampling::Steering::contrast`] above 0, a third stream per
-//! variation runs the contrast model over the primed context
-//! ([`ContrastVoice`]), and the style's prediction leans away from its.
+//! variation runs the contrast model over the primed context, and the
+//! style's prediction leans away from its.
+//!
+//! Both side streams ([`SideVoice`]) run on a thread beside the primed
+//! stream's, each step at the same time as its step, the own voice on a
+//! second session of the style's model.
 //!
 //! A note held for [`crate::sampling::Steering::max_note_s`] is released by the engine: it
 //! emits the note-off (shortening a time shift that would carry the note
@@ -133,6 +137,8 @@ pub struct ModelInfo {
     /// recorded one: what music of its style costs it, against which a
     /// primer's cost says how foreign the primer is ([`foreignness`]).
     pub validation_nll: Option<f64>,
+    /// The style it leans away from by default, when its export recorded one.
+    pub contrast_advice: Option<crate::sampling::ContrastAdvice>,
 }
 
 /// Reported after every generated event.
@@ -202,6 +208,10 @@ fn list(paths: &[PathBuf]) -> String {
 /// A loaded model, ready to generate.
 pub struct Engine {
     model: Model,
+    /// How it was loaded: a second session of the model, for the own voice, loads the same way.
+    opts: EngineOptions,
+    /// That second session, loaded the first time the own voice speaks.
+    own: Option<Model>,
     /// What [`crate::sampling::Steering::contrast`] leans away from.
     contrast: Option<Model>,
     /// What the last request's primer cost the model ([`Engine::primer_fit`]).
@@ -255,7 +265,7 @@ impl PrimerFit {
 impl Engine {
     /// Load `model`, checking its metadata against this build's codec and architecture.
     pub fn load(model: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
-        Ok(Engine { model: Model::load(model, opts)?, contrast: None, last_fit: None })
+        Ok(Engine { model: Model::load(model, opts)?, opts: opts.clone(), own: None, contrast: None, last_fit: None })
     }
 
     /// Lean generations away from `model` by [`crate::sampling::Steering::contrast`]
@@ -386,13 +396,18 @@ impl Engine {
             }
             None => None,
         };
+        let own_weight = (own_weight > 0.0 && prefix.len() > 1).then_some(own_weight);
+        if own_weight.is_some() && self.own.is_none() {
+            // The own voice runs beside the primed stream, so on a session of its own.
+            self.own = Some(Model::load(&self.model.info().path, &self.opts)?);
+        }
         let wave = Wave {
             shared: &shared,
             last: &last,
             steering: &settings.steering,
             sampling: &settings.sampling,
             follower: follower.as_ref(),
-            own_weight: (own_weight > 0.0 && prefix.len() > 1).then_some(own_weight),
+            own_weight,
             contrast: contrast.as_ref().map(|(c, l)| (c, l.as_slice())),
             keep,
         };
@@ -401,18 +416,21 @@ impl Engine {
             Some((one, ready)) => {
                 let one = one.min(batch - 1);
                 let start = EarlyStart { ready: &mut *ready, started, sent: false };
-                let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                let models =
+                    Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
                 wave.run(models, &mut voices, &[one], &mut events, progress, Some(start))?;
                 ready(&voices[one].variation(), true);
                 let rest: Vec<usize> = (0..batch).filter(|&i| i != one).collect();
                 if !rest.is_empty() {
-                    let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                    let models =
+                        Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
                     wave.run(models, &mut voices, &rest, &mut events, progress, None)?;
                 }
             }
             None => {
                 let all: Vec<usize> = (0..batch).collect();
-                let models = Models { style: &mut self.model, contrast: self.contrast.as_mut() };
+                let models =
+                    Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
                 wave.run(models, &mut voices, &all, &mut events, progress, None)?;
             }
         }
@@ -455,9 +473,10 @@ struct Wave<'a> {
     keep: usize,
 }
 
-/// The style's model and the contrast model, for one run.
+/// The style's model, its second session for the own voice, and the contrast model, for one run.
 struct Models<'m> {
     style: &'m mut Model,
+    own: Option<&'m mut Model>,
     contrast: Option<&'m mut Model>,
 }
 
@@ -470,27 +489,57 @@ impl Wave<'_> {
         rows: &[usize],
         events: &mut usize,
         progress: &mut dyn FnMut(Progress) -> bool,
+        early: Option<EarlyStart>,
+    ) -> Result<(), EngineError> {
+        let Models { style: model, own: own_model, contrast: contrast_model } = models;
+        // The streams beside the style's: the own voice, then the contrast model.
+        let mut side = Vec::new();
+        let mut own = None;
+        if let (Some(_), Some(m)) = (self.own_weight, own_model) {
+            own = Some(side.len());
+            side.push(SideVoice::own(m, voices.len(), rows)?);
+        }
+        let mut contrast = None;
+        if let (Some((cache, last)), Some(m)) = (self.contrast, contrast_model) {
+            contrast = Some(side.len());
+            side.push(SideVoice::contrast(m, cache, last, voices, rows)?);
+        }
+        if side.is_empty() {
+            return self.run_streams(model, None, voices, rows, events, progress, early);
+        }
+        std::thread::scope(|scope| {
+            let side = SideThread::spawn(scope, side, SideIndex { own, contrast });
+            self.run_streams(model, Some(side), voices, rows, events, progress, early)
+        })
+    }
+
+    /// [`Wave::run`]'s loop: the style's stream here, the own voice's and
+    /// the contrast model's, when they speak, on their thread.
+    #[allow(clippy::too_many_arguments)]
+    fn run_streams(
+        &self,
+        model: &mut Model,
+        mut side: Option<SideThread>,
+        voices: &mut [Voice],
+        rows: &[usize],
+        events: &mut usize,
+        progress: &mut dyn FnMut(Progress) -> bool,
         mut early: Option<EarlyStart>,
     ) -> Result<(), EngineError> {
         let (keep, batch) = (self.keep, rows.len());
-        let Models { style: model, contrast: contrast_model } = models;
-        let mut contrast = match (self.contrast, contrast_model) {
-            (Some((cache, last)), Some(m)) => Some(ContrastVoice::new(m, cache, last, batch)?),
-            _ => None,
-        };
         let mut cache = self.shared.clone();
         cache.repeat(batch).map_err(|m| model.error(m))?;
         let mut logits: Vec<f32> = (0..batch).flat_map(|_| self.last.iter().copied()).collect();
-        let mut own = match self.own_weight {
-            Some(_) => Some(OwnVoice::new(model, batch, voices.len())?),
-            None => None,
-        };
         let max_note_steps = self.steering.max_note_steps();
         // Batch row -> variation; finished variations leave the batch.
         let mut active: Vec<usize> = rows.to_vec();
         let mut row = vec![0.0f32; VOCAB_SIZE];
         let mut next = vec![0i64; batch];
         loop {
+            let (own, contrast) = match &mut side {
+                Some(t) => t.logits()?,
+                None => (None, None),
+            };
             for (r, &i) in active.iter().enumerate() {
                 let voice = &mut voices[i];
                 let token = match voice.overdue_note_off(max_note_steps) {
@@ -498,12 +547,15 @@ impl Wave<'_> {
                     Some(off) => off,
                     None => {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
-                        if let (Some(o), Some(w)) = (&own, self.own_weight) {
-                            mix_log_probs(&mut row, &o.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
+                        if let (Some(o), Some(w)) = (own, self.own_weight) {
+                            mix_log_probs(&mut row, &o[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
                         }
-                        if let Some(c) = &contrast {
-                            let other = &c.logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE];
-                            contrast_log_probs(&mut row, other, self.steering.contrast);
+                        if let Some(c) = contrast {
+                            contrast_log_probs(
+                                &mut row,
+                                &c[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE],
+                                self.steering.contrast,
+                            );
                         }
                         self.steering.apply(&mut row, &voice.sounding);
                         if let Some(f) = self.follower {
@@ -515,9 +567,6 @@ impl Wave<'_> {
                 };
                 voice.accept(token);
                 voice.history.push(token);
-                if let Some(o) = &mut own {
-                    o.history[i].push(token);
-                }
                 next[r] = i64::from(token);
             }
             *events += 1;
@@ -539,87 +588,174 @@ impl Wave<'_> {
             if active.iter().all(|&i| voices[i].done) {
                 return Ok(());
             }
+            let mut retained = None;
             if active.iter().any(|&i| voices[i].done) {
                 // Finished variations stop costing compute: drop their rows.
                 let rows: Vec<usize> = (0..active.len()).filter(|&r| !voices[active[r]].done).collect();
                 cache.retain(&rows).map_err(|m| model.error(m))?;
-                if let Some(o) = &mut own {
-                    o.cache.retain(&rows).map_err(|m| model.error(m))?;
-                }
-                if let Some(c) = &mut contrast {
-                    c.cache.retain(&rows).map_err(|m| c.model.error(m))?;
-                }
                 next = rows.iter().map(|&r| next[r]).collect();
                 active = rows.iter().map(|&r| active[r]).collect();
+                retained = Some(rows);
+            }
+            // The side streams read the step on their thread while the style reads it here.
+            if let Some(t) = &mut side {
+                t.send(SideStep { retain: retained, next: next.clone(), active: active.clone() })?;
             }
             logits = advance(model, &mut cache, &next, || {
                 active.iter().map(|&i| &voices[i].history[voices[i].history.len() - keep..]).collect()
             })?;
-            if let Some(o) = &mut own {
-                o.step(model, &next, &active, keep)?;
-            }
-            if let Some(c) = &mut contrast {
-                c.step(&next, &active, voices)?;
-            }
         }
     }
 }
 
-/// The style's own voice ([`crate::sampling::Steering::own_voice`]): a
-/// second stream per variation through the same model whose context is
-/// START and the continuation, never the primer, with its own KV cache.
-struct OwnVoice {
-    cache: KvCache,
-    /// Its prediction of the next event, per active variation.
-    logits: Vec<f32>,
-    /// What it has read, per variation (for a window slide).
-    history: Vec<Vec<u16>>,
-}
-
-impl OwnVoice {
-    /// `batch` rows of a request of `variations` (its history is indexed by variation).
-    fn new(model: &mut Model, batch: usize, variations: usize) -> Result<Self, EngineError> {
-        let (cache, logits, _) = prefill_shared(model, &[START], batch)?;
-        Ok(Self { cache, logits, history: vec![vec![START]; variations] })
-    }
-
-    /// Read the tokens `next` of the `active` variations, sliding its window like the primed stream's.
-    fn step(&mut self, model: &mut Model, next: &[i64], active: &[usize], keep: usize) -> Result<(), EngineError> {
-        let history = &self.history;
-        self.logits = advance(model, &mut self.cache, next, || {
-            active.iter().map(|&i| &history[i][history[i].len() - keep..]).collect()
-        })?;
-        Ok(())
-    }
-}
-
-/// The contrast model ([`Engine::set_contrast`]): a stream per variation
-/// reading what the style's primed stream reads, with its own KV cache and
-/// window.
-struct ContrastVoice<'m> {
+/// A stream per variation beside the style's primed one, with its own
+/// model session, KV cache, window and copy of what each variation has
+/// read. Two kinds:
+/// - the style's own voice ([`crate::sampling::Steering::own_voice`]): a
+///   second session of the style's model whose context is START and the
+///   continuation, never the primer;
+/// - the contrast model ([`Engine::set_contrast`]), reading what the
+///   style's primed stream reads.
+///
+/// They run on a thread of their own ([`SideThread`]), alongside the
+/// style's step: on two cores a step of the style and one of its side
+/// streams take about the time of one.
+struct SideVoice<'m> {
     model: &'m mut Model,
     cache: KvCache,
-    /// Its prediction of the next event, per active variation.
+    /// What it has read, per variation (for a window slide); empty for
+    /// variations outside this batch.
+    history: Vec<Vec<u16>>,
+    /// Its prediction of the next event, per active row.
     logits: Vec<f32>,
 }
 
-impl<'m> ContrastVoice<'m> {
-    /// `batch` rows, each a copy of the prefilled `shared` context and its `last` logits.
-    fn new(model: &'m mut Model, shared: &KvCache, last: &[f32], batch: usize) -> Result<Self, EngineError> {
-        let mut cache = shared.clone();
-        cache.repeat(batch).map_err(|m| model.error(m))?;
-        let logits = (0..batch).flat_map(|_| last.iter().copied()).collect();
-        Ok(Self { model, cache, logits })
+/// What the style's stream sends the side streams after each event.
+struct SideStep {
+    /// Rows to keep first (ascending), when variations have finished.
+    retain: Option<Vec<usize>>,
+    /// The token each active row took.
+    next: Vec<i64>,
+    /// Batch row -> variation, after `retain`.
+    active: Vec<usize>,
+}
+
+impl<'m> SideVoice<'m> {
+    /// The own voice of the variations `rows` of `variations`: START alone, prefilled once.
+    fn own(model: &'m mut Model, variations: usize, rows: &[usize]) -> Result<Self, EngineError> {
+        let (cache, logits, _) = prefill_shared(model, &[START], rows.len())?;
+        let mut history = vec![Vec::new(); variations];
+        for &i in rows {
+            history[i] = vec![START];
+        }
+        Ok(Self { model, cache, history, logits })
     }
 
-    /// Read the tokens `next` of the `active` variations; a full window
-    /// slides to the most recent half of each variation's history.
-    fn step(&mut self, next: &[i64], active: &[usize], voices: &[Voice]) -> Result<(), EngineError> {
+    /// The contrast stream of the variations `rows` of `voices`: a copy of
+    /// its prefilled `shared` context and `last` logits per row.
+    fn contrast(
+        model: &'m mut Model,
+        shared: &KvCache,
+        last: &[f32],
+        voices: &[Voice],
+        rows: &[usize],
+    ) -> Result<Self, EngineError> {
+        let mut cache = shared.clone();
+        cache.repeat(rows.len()).map_err(|m| model.error(m))?;
+        let mut history = vec![Vec::new(); voices.len()];
+        for &i in rows {
+            history[i].clone_from(&voices[i].history);
+        }
+        let logits = (0..rows.len()).flat_map(|_| last.iter().copied()).collect();
+        Ok(Self { model, cache, history, logits })
+    }
+
+    /// Read one step's tokens; a full window slides to the most recent half
+    /// of each variation's history.
+    fn step(&mut self, s: &SideStep) -> Result<(), EngineError> {
+        if let Some(rows) = &s.retain {
+            self.cache.retain(rows).map_err(|m| self.model.error(m))?;
+        }
+        for (&i, &t) in s.active.iter().zip(&s.next) {
+            self.history[i].push(t as u16);
+        }
         let keep = slide_keep(self.model.info().config.max_seq_len);
-        self.logits = advance(self.model, &mut self.cache, next, || {
-            active.iter().map(|&i| &voices[i].history[voices[i].history.len().saturating_sub(keep)..]).collect()
+        let history = &self.history;
+        self.logits = advance(self.model, &mut self.cache, &s.next, || {
+            s.active.iter().map(|&i| &history[i][history[i].len().saturating_sub(keep)..]).collect()
         })?;
         Ok(())
+    }
+}
+
+/// The own voice's and the contrast model's next logits, per active row, when they speak.
+type SideLogits<'a> = (Option<&'a [f32]>, Option<&'a [f32]>);
+
+/// Which of the side streams is which.
+#[derive(Clone, Copy)]
+struct SideIndex {
+    own: Option<usize>,
+    contrast: Option<usize>,
+}
+
+/// The side streams' thread, seen from the style's: send a step, go on
+/// with the style's own, then take their logits.
+struct SideThread {
+    steps: std::sync::mpsc::Sender<SideStep>,
+    results: std::sync::mpsc::Receiver<Result<Vec<Vec<f32>>, EngineError>>,
+    /// Each side stream's prediction of the next event, per active row.
+    logits: Vec<Vec<f32>>,
+    index: SideIndex,
+    /// Whether a step was sent whose logits have not been taken.
+    pending: bool,
+    /// The first side stream's model file, for an error when the thread is gone.
+    path: PathBuf,
+}
+
+impl SideThread {
+    fn spawn<'scope, 'env: 'scope>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        mut voices: Vec<SideVoice<'env>>,
+        index: SideIndex,
+    ) -> Self {
+        let (steps, step_rx) = std::sync::mpsc::channel::<SideStep>();
+        let (result_tx, results) = std::sync::mpsc::channel();
+        let path = voices.first().map(|v| v.model.info().path.clone()).unwrap_or_default();
+        let logits = voices.iter_mut().map(|v| std::mem::take(&mut v.logits)).collect();
+        scope.spawn(move || {
+            // Ends when the style's stream drops its sender (done, cancelled or failed).
+            while let Ok(step) = step_rx.recv() {
+                let out = voices
+                    .iter_mut()
+                    .try_for_each(|v| v.step(&step))
+                    .map(|()| voices.iter_mut().map(|v| std::mem::take(&mut v.logits)).collect());
+                let failed = out.is_err();
+                if result_tx.send(out).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self { steps, results, logits, index, pending: false, path }
+    }
+
+    fn send(&mut self, step: SideStep) -> Result<(), EngineError> {
+        self.steps.send(step).map_err(|_| self.gone())?;
+        self.pending = true;
+        Ok(())
+    }
+
+    /// The own voice's and the contrast model's logits of the step last sent (waits for them).
+    fn logits(&mut self) -> Result<SideLogits<'_>, EngineError> {
+        if self.pending {
+            self.logits = self.results.recv().map_err(|_| self.gone())??;
+            self.pending = false;
+        }
+        let get = |i: Option<usize>| i.map(|i| self.logits[i].as_slice());
+        Ok((get(self.index.own), get(self.index.contrast)))
+    }
+
+    fn gone(&self) -> EngineError {
+        runtime::runtime_error(&self.path, "the thread of the own voice and the contrast model stopped")
     }
 }
 

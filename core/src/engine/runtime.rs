@@ -15,6 +15,7 @@ use ort::value::{Tensor, TensorRef};
 use super::{EngineError, EngineOptions, ModelInfo, Provider};
 use crate::codec;
 use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
+use crate::sampling::ContrastAdvice;
 
 /// Environment variable naming the ONNX Runtime library (also what `ort` reads).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -560,7 +561,7 @@ impl Model {
     }
 }
 
-fn runtime_error(path: &Path, message: impl std::fmt::Display) -> EngineError {
+pub(crate) fn runtime_error(path: &Path, message: impl std::fmt::Display) -> EngineError {
     EngineError::Runtime { path: path.to_path_buf(), message: message.to_string() }
 }
 
@@ -609,7 +610,20 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         provider,
         library: library.to_path_buf(),
         validation_nll: meta.custom(onnx_names::META_VALIDATION_NLL).and_then(|v| v.trim().parse().ok()),
+        contrast_advice: contrast_advice(&meta).map_err(mismatch)?,
     })
+}
+
+/// The model's [`ContrastAdvice`], when its metadata holds one; a malformed one is an error.
+fn contrast_advice(meta: &ort::session::ModelMetadata) -> Result<Option<ContrastAdvice>, String> {
+    let Some(with) = meta.custom(onnx_names::META_CONTRAST_WITH) else { return Ok(None) };
+    let strength = meta.custom(onnx_names::META_CONTRAST).unwrap_or_default();
+    let strength: f32 =
+        strength.trim().parse().map_err(|_| format!("contrast strength `{strength}` is not a number"))?;
+    let measured = meta.custom(onnx_names::META_CONTRAST_MEASURED).unwrap_or_default();
+    let advice = ContrastAdvice { with, strength, measured };
+    advice.validate().map_err(|e| format!("its contrast advice: {e}"))?;
+    Ok(Some(advice))
 }
 
 /// What to do about a CUDA provider that would not start, from ONNX Runtime's

@@ -89,6 +89,9 @@ pub enum ExportError {
     WeightDtype { path: PathBuf, name: String, dtype: String },
     #[error("{}: {error}", path.display())]
     Config { path: PathBuf, error: crate::model::ConfigError },
+    /// The sidecar's contrast advice names no style or an impossible strength.
+    #[error("{}: its sidecar's contrast advice: {message}", path.display())]
+    Contrast { path: PathBuf, message: String },
     #[error("{}: the model would be {bytes} bytes, over the 2 GiB protobuf limit", path.display())]
     TooLarge { path: PathBuf, bytes: usize },
 }
@@ -294,6 +297,9 @@ pub fn export_weights(
     out: &Path,
 ) -> Result<ExportReport, ExportError> {
     meta.model.validate().map_err(|error| ExportError::Config { path: weights.source.clone(), error })?;
+    if let Some(advice) = &meta.contrast {
+        advice.validate().map_err(|e| ExportError::Contrast { path: weights.source.clone(), message: e })?;
+    }
     let model = build_model(weights, meta, precision)?;
     let bytes = model.encode_to_vec();
     if bytes.len() > MAX_MODEL_BYTES {
@@ -323,9 +329,17 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
         (onnx_names::META_PRECISION, precision.name().to_string()),
         (onnx_names::META_EXPORT_REVISION, EXPORT_REVISION.to_string()),
     ];
+    let advice = meta.contrast.iter().flat_map(|a| {
+        [
+            (onnx_names::META_CONTRAST_WITH, a.with.clone()),
+            (onnx_names::META_CONTRAST, a.strength.to_string()),
+            (onnx_names::META_CONTRAST_MEASURED, a.measured.clone()),
+        ]
+    });
     let props = props
         .into_iter()
-        .chain(meta.best_val_loss.filter(|v| v.is_finite()).map(|v| (onnx_names::META_VALIDATION_NLL, v.to_string())));
+        .chain(meta.best_val_loss.filter(|v| v.is_finite()).map(|v| (onnx_names::META_VALIDATION_NLL, v.to_string())))
+        .chain(advice);
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
@@ -726,6 +740,7 @@ pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> Checkpoi
         manifest_hash: String::new(),
         codec_version: codec::CODEC_VERSION,
         data_summary: summary.to_string(),
+        contrast: None,
     }
 }
 

@@ -266,6 +266,7 @@ mod tests {
             manifest_hash: "abc".into(),
             codec_version: codec::CODEC_VERSION,
             data_summary: "test".into(),
+            contrast: None,
         };
         write_sidecar(&path, &meta).expect("write");
         let back = read_sidecar(&path).expect("read");

@@ -20,6 +20,12 @@ pub struct PluginArgs {
     /// A model (.onnx) to measure with, offered as the user's only style; default: the shipped styles.
     #[arg(long)]
     pub model: Option<std::path::PathBuf>,
+    /// The style to generate in (a model file's stem); default: the first style found.
+    #[arg(long)]
+    pub style: Option<String>,
+    /// The Lean away parameter (0 = off; default the plugin's 0.5).
+    #[arg(long)]
+    pub lean: Option<f32>,
 }
 
 pub fn run(args: &PluginArgs) -> Result<()> {
@@ -33,6 +39,12 @@ pub fn run(args: &PluginArgs) -> Result<()> {
         .arg(&clap)
         .arg("--blocks")
         .arg(args.blocks.to_string());
+    if let Some(style) = &args.style {
+        cmd.arg("--style").arg(style);
+    }
+    if let Some(lean) = args.lean {
+        cmd.arg("--lean").arg(lean.to_string());
+    }
     // The plugin must find ONNX Runtime inside its bundle, as in a DAW.
     cmd.env_remove("ORT_DYLIB_PATH");
     // A private user data folder: the user's own styles stay out of the measurement.

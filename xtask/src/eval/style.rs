@@ -10,7 +10,7 @@ use cadenza_core::analysis::Meter;
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
 use cadenza_core::engine::{Engine, EngineOptions};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Sampling, Steering};
+use cadenza_core::sampling::{Sampling, Steering, DEFAULT_CONTRAST};
 use cadenza_core::{midi, Performance};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -69,11 +69,15 @@ pub struct Args {
     /// Longest a generated note may sound, in seconds (0 = no limit; see `Steering::max_note_s`).
     #[arg(long, default_value_t = Steering::default().max_note_s)]
     pub max_note_s: f64,
-    /// How far each style leans away from its contrast model (`Steering::contrast`; 0 = off).
-    #[arg(long, default_value_t = 0.0)]
-    pub contrast: f32,
+    /// How far each style leans away from its contrast model (`Steering::contrast`): 0
+    /// turns every style's off, its own choice included; default 0.5 for
+    /// --contrast-with and the strength a model names for its own choice.
+    #[arg(long)]
+    pub contrast: Option<f32>,
     /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
-    /// style but OTHER itself; repeatable (a style's own entry wins).
+    /// style but OTHER itself; repeatable (a style's own entry wins). A style
+    /// without one leans away from the style its model names, if any
+    /// (`ModelInfo::contrast_advice`; electronic from rock).
     #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
     pub contrast_with: Vec<String>,
     /// Generate only these styles (repeatable; default every style with a model).
@@ -131,14 +135,22 @@ fn contrast_of(style: &str, entries: &[String]) -> Result<Option<String>> {
     Ok(all)
 }
 
-/// A style's engine, leaning away from `contrast` when given.
-fn load_engine(model: &Path, contrast: Option<&Path>) -> Result<Engine> {
+/// A style's engine, leaning away from the `--contrast-with` entry for
+/// `style` or else its model's own choice, unless `--contrast 0`; with the
+/// strength and a line saying which style it leans from, when it does.
+fn load_engine(model: &Path, style: &str, args: &Args) -> Result<(Engine, f32, Option<String>)> {
     let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
     let mut engine = Engine::load(model, &opts)?;
-    if let Some(c) = contrast {
-        engine.set_contrast(Some(cadenza_core::engine::Model::load(c, &opts)?));
-    }
-    Ok(engine)
+    let (other, strength, whose) = match (contrast_of(style, &args.contrast_with)?, &engine.info().contrast_advice) {
+        _ if args.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
+        (Some(other), _) => (other, args.contrast.unwrap_or(DEFAULT_CONTRAST), ""),
+        (None, Some(a)) => (a.with.clone(), args.contrast.unwrap_or(a.strength), ", its model's own choice"),
+        (None, None) => return Ok((engine, 0.0, None)),
+    };
+    let path = model.with_file_name(format!("{other}.onnx"));
+    anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
+    engine.set_contrast(Some(cadenza_core::engine::Model::load(&path, &opts)?));
+    Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
 }
 
 fn generate(
@@ -265,17 +277,9 @@ pub fn run(args: &Args) -> Result<()> {
                 println!("eval style: no model {} — skipped", path.display());
                 continue;
             }
-            let contrast = match contrast_of(style, &args.contrast_with)? {
-                Some(other) if args.contrast > 0.0 => {
-                    let p = root.join(&args.sources.models).join(format!("{other}.onnx"));
-                    anyhow::ensure!(p.exists(), "--contrast-with: no model {}", p.display());
-                    contrasts.push(format!("{style} from {other}"));
-                    Some(p)
-                }
-                _ => None,
-            };
             // One engine for every seed: each request carries its own seed.
-            let mut engine = load_engine(&path, contrast.as_deref())?;
+            let (mut engine, contrast, leans) = load_engine(&path, style, args)?;
+            contrasts.extend(leans);
             let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {
                 let (perfs, secs, cost) = generate(
@@ -287,7 +291,7 @@ pub fn run(args: &Args) -> Result<()> {
                         own_voice: args.own_voice,
                         style_leads_foreign: args.style_lead,
                         max_note_s: args.max_note_s,
-                        contrast: args.contrast,
+                        contrast,
                         ..Steering::default()
                     },
                 )?;
@@ -351,9 +355,8 @@ pub fn run(args: &Args) -> Result<()> {
             ));
             if !contrasts.is_empty() {
                 report.push_str(&format!(
-                    "Each style leaned away from a contrast model at strength {} (`Steering::contrast`): {}.\n\n",
-                    args.contrast,
-                    contrasts.join(", ")
+                    "Styles leaning away from a contrast model (`Steering::contrast`): {}.\n\n",
+                    contrasts.join("; ")
                 ));
             }
             println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
