@@ -21,6 +21,67 @@ pub struct Sources {
     pub models: std::path::PathBuf,
 }
 
+/// Which style each style leans away from (`Steering::contrast`), for the
+/// evaluations that generate.
+#[derive(Debug, Default, clap::Args)]
+pub struct Lean {
+    /// How far each style leans away from its contrast model (`Steering::contrast`): 0
+    /// turns every style's off, its own choice included; default 0.5 for
+    /// --contrast-with and the strength a model names for its own choice.
+    #[arg(long)]
+    pub contrast: Option<f32>,
+    /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
+    /// style but OTHER itself; repeatable (a style's own entry wins). A style
+    /// without one leans away from the style its model names, if any
+    /// (`ModelInfo::contrast_advice`; electronic from rock).
+    #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
+    pub contrast_with: Vec<String>,
+}
+
+impl Lean {
+    /// The style whose model `style` leans away from, by the `--contrast-with` entries.
+    fn contrast_of(&self, style: &str) -> anyhow::Result<Option<String>> {
+        let mut all = None;
+        for e in &self.contrast_with {
+            match e.split_once('=') {
+                Some((s, other)) if s.trim().is_empty() || other.trim().is_empty() => {
+                    anyhow::bail!("--contrast-with {e:?}: write STYLE=OTHER or OTHER")
+                }
+                Some((s, other)) if s.trim() == style => return Ok(Some(other.trim().to_string())),
+                Some(_) => {}
+                None if e.trim().is_empty() => anyhow::bail!("--contrast-with is empty: write STYLE=OTHER or OTHER"),
+                None if e.trim() != style => all = Some(e.trim().to_string()),
+                None => {}
+            }
+        }
+        Ok(all)
+    }
+
+    /// The engine of `style`'s `model`, leaning away from its `--contrast-with`
+    /// entry or else its model's own choice (a model of that style beside
+    /// it), unless `--contrast 0`; with the strength and a line saying which
+    /// style it leans from, when it does.
+    pub fn engine(
+        &self,
+        model: &std::path::Path,
+        style: &str,
+    ) -> anyhow::Result<(cadenza_core::engine::Engine, f32, Option<String>)> {
+        use cadenza_core::engine::{Engine, EngineOptions, Model};
+        let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
+        let mut engine = Engine::load(model, &opts)?;
+        let (other, strength, whose) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
+            _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
+            (Some(other), _) => (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), ""),
+            (None, Some(a)) => (a.with.clone(), self.contrast.unwrap_or(a.strength), ", its model's own choice"),
+            (None, None) => return Ok((engine, 0.0, None)),
+        };
+        let path = model.with_file_name(format!("{other}.onnx"));
+        anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
+        engine.set_contrast(Some(Model::load(&path, &opts)?));
+        Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -47,5 +108,25 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         What::Continuation(a) => continuation::run(a),
         What::Transfer(a) => transfer::run(a),
         What::Nll(a) => nll::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lean;
+
+    #[test]
+    fn a_styles_own_contrast_entry_wins_over_one_for_every_style() {
+        let lean = Lean { contrast: None, contrast_with: vec!["jazz=classical".into(), "rock".into()] };
+        let of = |s: &str| lean.contrast_of(s).expect("well formed");
+        assert_eq!(of("jazz").as_deref(), Some("classical"));
+        assert_eq!(of("pop").as_deref(), Some("rock"), "OTHER alone is for every style");
+        assert_eq!(of("rock"), None, "but not for itself");
+        assert_eq!(Lean::default().contrast_of("jazz").expect("none"), None);
+        for bad in ["=classical", "jazz=", " "] {
+            let lean = Lean { contrast: None, contrast_with: vec![bad.into()] };
+            let e = lean.contrast_of("jazz").expect_err(bad);
+            assert!(e.to_string().contains("STYLE=OTHER"), "{e}");
+        }
     }
 }

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cadenza_core::analysis::Meter;
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
-use cadenza_core::engine::{Engine, EngineOptions};
+use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Sampling, Steering, DEFAULT_CONTRAST};
+use cadenza_core::sampling::{Sampling, Steering};
 use cadenza_core::{midi, Performance};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -69,17 +69,8 @@ pub struct Args {
     /// Longest a generated note may sound, in seconds (0 = no limit; see `Steering::max_note_s`).
     #[arg(long, default_value_t = Steering::default().max_note_s)]
     pub max_note_s: f64,
-    /// How far each style leans away from its contrast model (`Steering::contrast`): 0
-    /// turns every style's off, its own choice included; default 0.5 for
-    /// --contrast-with and the strength a model names for its own choice.
-    #[arg(long)]
-    pub contrast: Option<f32>,
-    /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
-    /// style but OTHER itself; repeatable (a style's own entry wins). A style
-    /// without one leans away from the style its model names, if any
-    /// (`ModelInfo::contrast_advice`; electronic from rock).
-    #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
-    pub contrast_with: Vec<String>,
+    #[command(flatten)]
+    pub lean: super::Lean,
     /// Generate only these styles (repeatable; default every style with a model).
     #[arg(long = "style", value_name = "STYLE")]
     pub only: Vec<String>,
@@ -115,42 +106,6 @@ struct PrimedCost {
     nats_per_event: f64,
     home: Option<f64>,
     foreignness: f64,
-}
-
-/// The style whose model `style` leans away from, by the `--contrast-with` entries.
-fn contrast_of(style: &str, entries: &[String]) -> Result<Option<String>> {
-    let mut all = None;
-    for e in entries {
-        match e.split_once('=') {
-            Some((s, other)) if s.trim() == style => return Ok(Some(other.trim().to_string())),
-            Some((s, other)) if s.trim().is_empty() || other.trim().is_empty() => {
-                anyhow::bail!("--contrast-with {e:?}: write STYLE=OTHER or OTHER")
-            }
-            Some(_) => {}
-            None if e.trim().is_empty() => anyhow::bail!("--contrast-with is empty: write STYLE=OTHER or OTHER"),
-            None if e.trim() != style => all = Some(e.trim().to_string()),
-            None => {}
-        }
-    }
-    Ok(all)
-}
-
-/// A style's engine, leaning away from the `--contrast-with` entry for
-/// `style` or else its model's own choice, unless `--contrast 0`; with the
-/// strength and a line saying which style it leans from, when it does.
-fn load_engine(model: &Path, style: &str, args: &Args) -> Result<(Engine, f32, Option<String>)> {
-    let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
-    let mut engine = Engine::load(model, &opts)?;
-    let (other, strength, whose) = match (contrast_of(style, &args.contrast_with)?, &engine.info().contrast_advice) {
-        _ if args.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
-        (Some(other), _) => (other, args.contrast.unwrap_or(DEFAULT_CONTRAST), ""),
-        (None, Some(a)) => (a.with.clone(), args.contrast.unwrap_or(a.strength), ", its model's own choice"),
-        (None, None) => return Ok((engine, 0.0, None)),
-    };
-    let path = model.with_file_name(format!("{other}.onnx"));
-    anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
-    engine.set_contrast(Some(cadenza_core::engine::Model::load(&path, &opts)?));
-    Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
 }
 
 fn generate(
@@ -278,7 +233,7 @@ pub fn run(args: &Args) -> Result<()> {
                 continue;
             }
             // One engine for every seed: each request carries its own seed.
-            let (mut engine, contrast, leans) = load_engine(&path, style, args)?;
+            let (mut engine, contrast, leans) = args.lean.engine(&path, style)?;
             contrasts.extend(leans);
             let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {
