@@ -33,6 +33,7 @@ pub(crate) const PARAM_IDS: &[&str] = &[
     "follow",
     "ownvoice",
     "stylelead",
+    "lean",
     "capbar",
     "thru",
     "outch",
