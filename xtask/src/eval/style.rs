@@ -362,12 +362,17 @@ fn seed_range(first: u64, count: u64) -> String {
 /// ("19/20 · 4/20"), then both shares over all styles.
 fn seed_table(by_seed: &[(u64, [Confusion; 2])], total: &[Confusion; 2]) -> String {
     let classes = &total[0].classes;
-    let mut s = format!("| seed | {} | improvised | primed |\n|---|", classes.join(" | "));
-    s.push_str(&"---|".repeat(classes.len() + 2));
+    // Only the styles that generated (`--style` may leave some out).
+    let shown: Vec<usize> =
+        (0..classes.len()).filter(|&c| total.iter().any(|m| m.counts[c].iter().sum::<usize>() > 0)).collect();
+    let names: Vec<&str> = shown.iter().map(|&c| classes[c].as_str()).collect();
+    let mut s = format!("| seed | {} | improvised | primed |\n|---|", names.join(" | "));
+    s.push_str(&"---|".repeat(shown.len() + 2));
     s.push('\n');
     let row = |label: String, modes: &[Confusion; 2]| {
-        let cells: Vec<String> = (0..classes.len())
-            .map(|c| {
+        let cells: Vec<String> = shown
+            .iter()
+            .map(|&c| {
                 let [imp, pri] = [&modes[0], &modes[1]].map(|m| (m.counts[c][c], m.counts[c].iter().sum::<usize>()));
                 format!("{}/{} · {}/{}", imp.0, imp.1, pri.0, pri.1)
             })
@@ -459,6 +464,12 @@ mod tests {
         assert_eq!(lines[3], "| 5 | 2/2 · 1/1 | 0/1 · 1/1 | 66.7% | 100.0% |");
         assert_eq!(lines[4], "| all | 3/4 · 1/2 | 1/2 · 2/2 | 66.7% | 75.0% |");
         assert_eq!(lines.len(), 5);
+        // A style that generated nothing (left out with --style) gets no column.
+        let three = vec!["jazz".to_string(), "folk".to_string(), "pop".to_string()];
+        let only = [confusion(&three, &[(0, 0), (2, 0)]), confusion(&three, &[(0, 2), (2, 2)])];
+        let table = seed_table(&[(1, only.clone())], &only);
+        assert_eq!(table.lines().next(), Some("| seed | jazz | pop | improvised | primed |"));
+        assert_eq!(table.lines().nth(2), Some("| 1 | 1/1 · 0/1 | 0/1 · 1/1 | 50.0% | 50.0% |"));
     }
 
     #[test]
