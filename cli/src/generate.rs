@@ -121,7 +121,7 @@ pub struct Args {
     /// Lean away from another style, usually the one this style was finetuned from (a
     /// style name or an .onnx path): what the finetuning taught is said more plainly.
     /// That model runs beside the style's, on a second thread. A model may name its own
-    /// (electronic leans away from rock by default, measured in models/README.md); this
+    /// (electronic leans away from rock and jazz from pop by default, measured in models/README.md); this
     /// replaces it.
     #[arg(long, value_name = "STYLE")]
     pub contrast_with: Option<String>,

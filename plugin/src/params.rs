@@ -272,7 +272,7 @@ pub struct CadenzaParams {
     /// figures and density take over; key, register and beat still follow. Off by default.
     #[id = "stylelead"]
     pub style_lead: BoolParam,
-    /// How far a style leans away from the style its model names (electronic from rock):
+    /// How far a style leans away from the style its model names (electronic from rock, jazz from pop):
     /// what its finetuning taught, said more plainly. 0 is off; styles that name none
     /// ignore it.
     #[id = "lean"]

@@ -33,7 +33,7 @@ pub struct Lean {
     /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
     /// style but OTHER itself; repeatable (a style's own entry wins). A style
     /// without one leans away from the style its model names, if any
-    /// (`ModelInfo::contrast_advice`; electronic from rock).
+    /// (`ModelInfo::contrast_advice`; electronic from rock, jazz from pop).
     #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
     pub contrast_with: Vec<String>,
 }
