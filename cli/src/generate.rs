@@ -350,21 +350,14 @@ fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option
     }
     match &info.contrast_advice {
         _ if asked == Some(0.0) => Ok(None),
-        Some(advice) => match cadenza_core::locate::model_beside_or_style(model, &advice.with) {
-            Some(path) => Ok(Some((
+        Some(advice) => match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
+            Ok(path) => Ok(Some((
                 path,
                 asked.unwrap_or(advice.strength),
                 format!(", {}'s own choice (--contrast 0 turns it off)", info.style),
             ))),
-            None => {
-                eprintln!(
-                    "generate: {} leans away from {} by default, but no {}.onnx is beside {} or among the styles; \
-                     generating without it",
-                    info.style,
-                    advice.with,
-                    advice.with,
-                    model.display()
-                );
+            Err(nowhere) => {
+                eprintln!("generate: {nowhere}; generating without it");
                 Ok(None)
             }
         },

@@ -205,6 +205,23 @@ pub fn model_beside_or_style(model: &Path, style: &str) -> Option<PathBuf> {
         .or_else(|| find_style_in(style, &shipped_model_dirs(), user_model_dir().as_deref()).ok().map(|s| s.path))
 }
 
+/// The model of the style `advice` names for `style`'s `model` to lean away
+/// from ([`model_beside_or_style`]), or a sentence saying it is nowhere.
+pub fn advised_contrast_model(
+    model: &Path,
+    style: &str,
+    advice: &crate::sampling::ContrastAdvice,
+) -> Result<PathBuf, String> {
+    model_beside_or_style(model, &advice.with).ok_or_else(|| {
+        format!(
+            "{style} leans away from {} by default, but no {}.onnx is beside {} or among the styles",
+            advice.with,
+            advice.with,
+            model.display()
+        )
+    })
+}
+
 /// Folders searched for soundfonts: the system's, then the user's.
 pub fn soundfont_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = SYSTEM_SOUNDFONT_DIRS.iter().map(PathBuf::from).collect();

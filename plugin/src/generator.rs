@@ -187,15 +187,12 @@ mod engine_impl {
     fn load_contrast(engine: &mut Engine, model: &Path, notices: &mut Vec<String>) -> Option<String> {
         let info = engine.info().clone();
         let advice = info.contrast_advice.as_ref()?;
-        let Some(path) = cadenza_core::locate::model_beside_or_style(model, &advice.with) else {
-            notices.push(format!(
-                "{} leans away from {}, but no {}.onnx is beside {} or among the styles; it plays without leaning",
-                info.style,
-                advice.with,
-                advice.with,
-                model.display()
-            ));
-            return None;
+        let path = match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
+            Ok(path) => path,
+            Err(nowhere) => {
+                notices.push(format!("{nowhere}; it plays without leaning"));
+                return None;
+            }
         };
         let provider = if info.provider == "CUDA" { Provider::Cuda } else { Provider::Cpu };
         match Model::load(&path, &options(Some(&info.library), provider)) {

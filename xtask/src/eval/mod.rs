@@ -69,14 +69,19 @@ impl Lean {
         use cadenza_core::engine::{Engine, EngineOptions, Model};
         let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
         let mut engine = Engine::load(model, &opts)?;
-        let (other, strength, whose) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
+        let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
             _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
-            (Some(other), _) => (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), ""),
-            (None, Some(a)) => (a.with.clone(), self.contrast.unwrap_or(a.strength), ", its model's own choice"),
+            (Some(other), _) => {
+                let path = model.with_file_name(format!("{other}.onnx"));
+                anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
+                (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), "", path)
+            }
+            (None, Some(a)) => {
+                let path = cadenza_core::locate::advised_contrast_model(model, style, a).map_err(anyhow::Error::msg)?;
+                (a.with.clone(), self.contrast.unwrap_or(a.strength), ", its model's own choice", path)
+            }
             (None, None) => return Ok((engine, 0.0, None)),
         };
-        let path = model.with_file_name(format!("{other}.onnx"));
-        anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
         engine.set_contrast(Some(Model::load(&path, &opts)?));
         Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
     }
