@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cadenza_test_support::clap_host::{param_hash, ClapLibrary, InEvent, Instance, Transport};
+use cadenza_test_support::hosts::{edit_state, session_of_state};
 
 const SAMPLE_RATE: f64 = 48_000.0;
 const FRAMES: u32 = 512;
@@ -86,27 +87,15 @@ fn real_time() -> impl FnMut(usize, &[cadenza_test_support::clap_host::OutNote])
 /// Choose the style `name` as a project load would: the saved session with its style replaced.
 fn choose_style(inst: &Instance, name: &str) {
     let state = inst.save_state();
-    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
-    let mut json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
-    let mut session: serde_json::Value =
-        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
-    session["style"] = serde_json::Value::String(name.to_string());
-    json["fields"]["session"] = serde_json::Value::String(session.to_string());
-    let body = serde_json::to_vec(&json).expect("json");
-    let mut bytes = (body.len() as u64).to_le_bytes().to_vec();
-    bytes.extend_from_slice(&body);
-    bytes.extend_from_slice(&state[8 + len..]);
-    assert!(inst.load_state(&bytes), "the plugin refused the style {name}");
+    let mut session = session_of_state(&state);
+    session["style"] = name.into();
+    let edited = edit_state(&state, |json| json["fields"]["session"] = session.to_string().into());
+    assert!(inst.load_state(&edited), "the plugin refused the style {name}");
 }
 
 /// The generation in the session the plugin saved.
 fn generation(inst: &Instance) -> serde_json::Value {
-    let state = inst.save_state();
-    let len = u64::from_le_bytes(state[..8].try_into().expect("len")) as usize;
-    let json: serde_json::Value = serde_json::from_slice(&state[8..8 + len]).expect("state");
-    let session: serde_json::Value =
-        serde_json::from_str(json["fields"]["session"].as_str().expect("session")).expect("json");
-    session["generation"].clone()
+    session_of_state(&inst.save_state())["generation"].clone()
 }
 
 /// One press: press -> the chosen variation's start ready to play and press -> all variations

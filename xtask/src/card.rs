@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cadenza_core::dataset::{read_manifest, Provenance, Split, MANIFEST_FILE};
-use cadenza_core::engine::{Engine, EngineOptions};
+use cadenza_core::engine::{Engine, EngineOptions, ModelInfo};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
 use cadenza_core::records::{self, CheckpointPaths, RunRecord, TrainMeta, BEST};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
@@ -35,8 +35,7 @@ pub struct Args {
     pub limit: Vec<String>,
 }
 
-fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
-    let mut engine = load(model)?;
+fn speed(engine: &mut Engine) -> Result<(f64, usize, &'static str)> {
     let provider = engine.info().provider;
     let req = GenerateRequest {
         settings: GenerationSettings {
@@ -53,21 +52,15 @@ fn speed(model: &Path) -> Result<(f64, usize, &'static str)> {
     Ok((t0.elapsed().as_secs_f64(), v[0].tokens.len(), provider))
 }
 
-fn load(model: &Path) -> Result<Engine> {
-    Ok(Engine::load(model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?)
-}
-
 /// The card's paragraph on the style its model leans away from by default, if any.
-fn leaning(model: &Path) -> Result<Option<String>> {
-    Ok(load(model)?.info().contrast_advice.clone().map(|a| {
+fn leaning(info: &ModelInfo) -> Option<String> {
+    info.contrast_advice.as_ref().map(|a| {
         format!(
-            "## Leaning away
-
-By default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
+            "## Leaning away\n\nBy default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
              Lean away, `cadenza generate --contrast`; 0 turns it off), from its checkpoint's sidecar: {}.\n\n",
             a.with, a.strength, a.measured
         )
-    }))
+    })
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -170,7 +163,9 @@ pub fn run(args: &Args) -> Result<()> {
         chain.iter().rev().map(|(d, r)| format!("{} (`{}`)", r.style, d.strip_prefix(&root).unwrap_or(d).display())),
     );
 
-    let (gen_s, gen_events, provider) = speed(&model)?;
+    let mut engine =
+        Engine::load(&model, &EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() })?;
+    let (gen_s, gen_events, provider) = speed(&mut engine)?;
     let cfg = meta.model;
     let mut md = format!("# Cadenza style: {}\n\n", args.style);
     md.push_str(&format!(
@@ -231,7 +226,7 @@ pub fn run(args: &Args) -> Result<()> {
         cpu_summary(),
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
-    md.push_str(&leaning(&model)?.unwrap_or_default());
+    md.push_str(&leaning(engine.info()).unwrap_or_default());
     md.push_str("## Known limits\n\n");
     md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));
