@@ -14,7 +14,7 @@ use cadenza_core::fsutil::temp_path;
 use cadenza_core::join::join_performances;
 use cadenza_core::locate::{general_midi_soundfont, resolve_model};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length, MAX_VARIATIONS};
-use cadenza_core::sampling::{Key, Sampling, Steering};
+use cadenza_core::sampling::{Key, Sampling, Steering, StyleLead};
 use cadenza_core::{codec, midi};
 
 use crate::render;
@@ -115,9 +115,11 @@ pub struct Args {
     /// Let the style lead a primer foreign to it (a nursery rhyme continued as jazz): the
     /// further the primer lies from the style, the more the style's own voice and its feel
     /// (straight or swung), figures and density take over; key, register and beat still
-    /// follow. A primer in the style's own idiom changes nothing.
-    #[arg(long)]
-    pub style_lead: bool,
+    /// follow. A primer in the style's own idiom changes nothing. `model` (the default)
+    /// leaves it to the model: classical and folk lead, measured to keep following their
+    /// own styles' phrases; `--style-lead` alone is `on`.
+    #[arg(long, value_name = "off|model|on", default_value_t = StyleLead::Model, num_args = 0..=1, default_missing_value = "on")]
+    pub style_lead: StyleLead,
     /// Lean away from another style, usually the one this style was finetuned from (a
     /// style name or an .onnx path): what the finetuning taught is said more plainly.
     /// That model runs beside the style's, on a second thread. A model may name its own
@@ -244,7 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
                 max_note_s: args.max_note_seconds,
                 follow: args.follow,
                 own_voice: args.own_voice,
-                style_leads_foreign: args.style_lead,
+                style_lead: args.style_lead,
                 // Set once the model is loaded: it may name a style to lean away from.
                 contrast: args.contrast.unwrap_or(0.0),
             },
@@ -298,7 +300,19 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / events.max(1) as f64
     );
 
-    if let Some(advice) = engine.primer_fit().and_then(|f| f.advice(&info.style, "--style-lead")) {
+    // With a primer to follow, the lean goes as far as the primer is foreign to the style.
+    let contrast = req.settings.steering.contrast;
+    if let Some(fit) = engine.primer_fit().filter(|_| engine.contrast_info().is_some() && contrast > 0.0) {
+        if req.settings.steering.follow > 0.0 {
+            eprintln!(
+                "generate: following the primer, which is {:.0}% foreign to {}, it leaned at {:.2}.",
+                100.0 * fit.foreignness,
+                info.style,
+                contrast * fit.foreignness
+            );
+        }
+    }
+    if let Some(advice) = engine.primer_fit().and_then(|f| f.advice(&info.style, "--style-lead on")) {
         eprintln!("generate: {advice}.");
     }
 

@@ -145,6 +145,10 @@ pub struct CheckpointMeta {
     /// (written by hand into a shipped checkpoint's sidecar; training writes none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<crate::sampling::ContrastAdvice>,
+    /// Whether these weights lead foreign primers by default, once measured
+    /// (written by hand into a shipped checkpoint's sidecar; training writes none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<crate::sampling::LeadAdvice>,
 }
 
 #[cfg(test)]

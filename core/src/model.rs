@@ -212,6 +212,9 @@ pub mod onnx_names {
     pub const META_CONTRAST: &str = "cadenza.contrast";
     /// Metadata: what the measurement behind it showed, one sentence.
     pub const META_CONTRAST_MEASURED: &str = "cadenza.contrast_measured";
+    /// Metadata: present when the model leads foreign primers by default
+    /// ([`crate::sampling::LeadAdvice`]): what the measurement showed, one sentence.
+    pub const META_LEADS: &str = "cadenza.style_leads";
     /// Metadata: [`crate::export::EXPORT_REVISION`] as a decimal string.
     pub const META_EXPORT_REVISION: &str = "cadenza.export_revision";
 }

@@ -244,6 +244,92 @@ impl ContrastAdvice {
     }
 }
 
+/// Whether a style leads a primer foreign to it ([`Steering::style_lead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleLead {
+    /// Never: the continuation follows the primer's manner, however foreign.
+    Off,
+    /// As the model's checkpoint advises ([`LeadAdvice`]): on where it was
+    /// measured to keep its own style's primers, else off.
+    #[default]
+    Model,
+    /// Always, in proportion to how foreign the primer is.
+    On,
+}
+
+impl StyleLead {
+    /// The names [`StyleLead::from_str`] takes, in order.
+    pub const NAMES: [&'static str; 3] = ["off", "model", "on"];
+
+    /// Whether a model with `advice` leads foreign primers under this setting.
+    pub fn leads(self, advice: Option<&LeadAdvice>) -> bool {
+        match self {
+            StyleLead::Off => false,
+            StyleLead::Model => advice.is_some(),
+            StyleLead::On => true,
+        }
+    }
+}
+
+impl std::fmt::Display for StyleLead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Self::NAMES[*self as usize])
+    }
+}
+
+impl std::str::FromStr for StyleLead {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" => Ok(StyleLead::Off),
+            "model" | "auto" => Ok(StyleLead::Model),
+            "on" | "true" | "yes" => Ok(StyleLead::On),
+            other => Err(format!("`{other}` is not a style lead: use off, model or on")),
+        }
+    }
+}
+
+/// Sessions saved before [`StyleLead`] recorded a bool (`style_leads_foreign`):
+/// true led, false did not.
+fn style_lead_from_bool_or_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StyleLead, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bool(bool),
+        Name(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Bool(b) => Ok(if b { StyleLead::On } else { StyleLead::Off }),
+        Either::Name(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// A model that leads foreign primers by default ([`StyleLead::Model`]):
+/// recorded in a checkpoint's sidecar once measured for those weights (its
+/// own style's held-out primers keep their following with the lead on),
+/// exported into the model's metadata
+/// ([`crate::model::onnx_names::META_LEADS`]) and read back into
+/// [`crate::engine::ModelInfo::lead_advice`]. A checkpoint trained further
+/// carries none until it is measured again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadAdvice {
+    /// What the measurement showed, in one sentence.
+    pub measured: String,
+}
+
+impl LeadAdvice {
+    /// A sentence Cadenza can store, else what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.measured.trim().is_empty() {
+            return Err("its lead advice says nothing of what was measured".into());
+        }
+        Ok(())
+    }
+}
+
 /// An event the style itself finds this many nats less likely than its
 /// likeliest is implausible: contrast may lower it, never raise it (else
 /// an event both models all but rule out could win on their ratio).
@@ -315,19 +401,24 @@ pub struct Steering {
     /// less Follow pulls towards the primer's rhythmic feel, density,
     /// figures and dynamics; its key, register and beat pulls stay. A primer
     /// in the model's own style changes nothing. See
-    /// [`crate::engine::foreignness`]. Off by default: on nursery primers it
-    /// names 87% of continuations in their style against 43%, but it loosens
-    /// how cross-style continuations keep the primer's density, key and
-    /// register (models/README.md).
-    #[serde(default)]
-    pub style_leads_foreign: bool,
+    /// [`crate::engine::foreignness`]. By default the model decides
+    /// ([`StyleLead::Model`]): a model leads when its checkpoint was measured
+    /// to keep following its own style's primers with the lead on
+    /// ([`LeadAdvice`]; classical and folk), and not otherwise (jazz, pop
+    /// and rock find some of their own real primers foreign; models/README.md).
+    #[serde(default, alias = "style_leads_foreign", deserialize_with = "style_lead_from_bool_or_name")]
+    pub style_lead: StyleLead,
     /// How far the style leans away from a contrast model, 0 (off) to
     /// [`MAX_CONTRAST`]: when the engine has one ([`crate::engine::Engine::set_contrast`],
     /// usually the style's parent), each event's log-probability gains
     /// `contrast` times the style's log-probability less the contrast
     /// model's ([`contrast_log_probs`]), so what the finetuning taught the
-    /// style is said more plainly. Costs a step of the contrast model per
-    /// event; without a contrast model it changes nothing.
+    /// style is said more plainly. With a primer to follow (`follow` above
+    /// 0) it leans only as far as the primer is foreign to the style
+    /// ([`crate::engine::foreignness`]): a phrase in the style's own idiom is
+    /// followed as it sounds (jazz leaning away from pop held a folk tune's
+    /// key at 0.45 grounding against 0.78 without). Costs a step of the
+    /// contrast model per event; without a contrast model it changes nothing.
     #[serde(default)]
     pub contrast: f32,
 }
@@ -356,7 +447,7 @@ impl Default for Steering {
             max_note_s: DEFAULT_MAX_NOTE_S,
             follow: DEFAULT_FOLLOW,
             own_voice: DEFAULT_OWN_VOICE,
-            style_leads_foreign: false,
+            style_lead: StyleLead::Model,
             contrast: 0.0,
         }
     }
@@ -570,6 +661,33 @@ mod tests {
     }
 
     #[test]
+    fn style_lead_reads_its_names_and_the_bool_sessions_saved_before_it() {
+        assert_eq!(Steering::default().style_lead, StyleLead::Model);
+        for (i, name) in StyleLead::NAMES.iter().enumerate() {
+            let lead: StyleLead = name.parse().expect("a name");
+            assert_eq!((lead as usize, lead.to_string().as_str()), (i, *name));
+        }
+        let refused = "sometimes".parse::<StyleLead>().expect_err("not a lead");
+        assert!(refused.contains("`sometimes` is not a style lead"), "{refused}");
+        let advice = LeadAdvice { measured: "kept".into() };
+        assert_eq!(
+            [StyleLead::Off, StyleLead::Model, StyleLead::On].map(|l| (l.leads(None), l.leads(Some(&advice)))),
+            [(false, false), (false, true), (true, true)]
+        );
+        let mut json = serde_json::to_value(Steering::default()).expect("json");
+        assert_eq!(json["style_lead"], "model");
+        let field = json.as_object_mut().expect("object").remove("style_lead").expect("field");
+        for (old, lead) in [(serde_json::json!(true), StyleLead::On), (serde_json::json!(false), StyleLead::Off)] {
+            json["style_leads_foreign"] = old;
+            assert_eq!(serde_json::from_value::<Steering>(json.clone()).expect("old session").style_lead, lead);
+        }
+        json.as_object_mut().expect("object").remove("style_leads_foreign");
+        json["style_lead"] = field;
+        assert_eq!(serde_json::from_value::<Steering>(json).expect("new session"), Steering::default());
+        assert!(LeadAdvice { measured: " ".into() }.validate().is_err());
+    }
+
+    #[test]
     fn steering_masks_range_key_polyphony_and_silent_note_offs() {
         let steer = Steering {
             lowest_pitch: 48,
@@ -581,7 +699,7 @@ mod tests {
             max_note_s: 4.0,
             follow: 0.0,
             own_voice: 0.0,
-            style_leads_foreign: false,
+            style_lead: StyleLead::Off,
             contrast: 0.0,
         };
         let mut sounding = [false; 128];

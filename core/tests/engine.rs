@@ -23,7 +23,7 @@ use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{ContrastAdvice, Key, Sampling, Steering};
+use cadenza_core::sampling::{ContrastAdvice, Key, LeadAdvice, Sampling, Steering, StyleLead};
 use cadenza_core::{codec, Performance};
 use cadenza_test_support::{chorale, chorale_tokens, engine_options, python};
 use prost::Message;
@@ -190,7 +190,7 @@ fn a_real_primer_is_continued_within_the_steering_and_length() {
         max_note_s: 3.0,
         follow: 0.0,
         own_voice: 0.0,
-        style_leads_foreign: false,
+        style_lead: StyleLead::Off,
         contrast: 0.0,
     };
     let req = GenerateRequest {
@@ -290,7 +290,8 @@ fn the_own_voice_reads_the_continuation_without_the_primer() {
 /// A contrast model leans the style away from itself: at strength 0, or
 /// against the style's own model, nothing changes; against another model
 /// the music does. It slides its own (shorter) window, and the chosen
-/// variation handed over early is the batch's.
+/// variation handed over early is the batch's. Following a primer, it leans
+/// as far as the primer is foreign to the style: not at all on its own music.
 #[test]
 fn the_style_leans_away_from_a_contrast_model() {
     let fx = exported();
@@ -305,7 +306,8 @@ fn the_style_leans_away_from_a_contrast_model() {
             length: Length::Events(events),
             variations: 3,
             sampling: Sampling { seed: 13, ..Default::default() },
-            steering: Steering { contrast, allow_end: false, ..Default::default() },
+            // Following nothing, the lean is whole.
+            steering: Steering { contrast, allow_end: false, follow: 0.0, ..Default::default() },
         },
         ..Default::default()
     };
@@ -325,6 +327,24 @@ fn the_style_leans_away_from_a_contrast_model() {
     assert!(batch.iter().all(|v| v.tokens.len() == window + 100));
     let early = e.generate_one_early(&long, 1, &mut |_| true, &mut |_, _| {}).expect("early");
     assert_eq!(early, batch);
+    // Following the chorale: these weights record no loss of their own, so no primer is
+    // foreign to them and they do not lean; weights that find their own music cheap do.
+    let following = |contrast| {
+        let mut r = req(contrast, 80);
+        r.settings.steering.follow = 0.7;
+        r
+    };
+    let plain = run(&mut e, &following(0.0));
+    assert_eq!(run(&mut e, &following(1.0)), plain, "a primer it finds its own is followed as it sounds");
+    assert_eq!(e.primer_fit().map(|f| f.foreignness), Some(0.0));
+    let path = dir.path().join("cheap-home.onnx");
+    let meta = CheckpointMeta { best_val_loss: Some(2.0), ..fx.meta.clone() };
+    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+    let mut cheap = Engine::load(&path, &engine_options()).expect("engine");
+    assert_eq!(run(&mut cheap, &following(1.0)), plain, "the same weights, no contrast model");
+    cheap.set_contrast(Some(cadenza_core::engine::Model::load(&other, &engine_options()).expect("other")));
+    assert_ne!(run(&mut cheap, &following(1.0)), plain, "a foreign primer: it leans");
+    assert_eq!(cheap.primer_fit().map(|f| f.foreignness), Some(1.0));
     e.set_contrast(None);
     assert_eq!(run(&mut e, &req(1.0, 80)), alone);
 }
@@ -355,6 +375,11 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_WITH, "../rock", &odd);
     let e = Engine::load(&odd, &engine_options()).err().expect("not a style");
     assert!(e.to_string().contains("`../rock` is not a style name"), "{e}");
+    // Lead advice that says nothing of what was measured is refused at export, naming the checkpoint.
+    let mute = CheckpointMeta { lead: Some(LeadAdvice { measured: " ".into() }), ..fx.meta.clone() };
+    let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
+    let source = fx.weights.source.display().to_string();
+    assert!(e.to_string().contains("lead advice") && e.to_string().contains(&source), "{e}");
 }
 
 #[test]
@@ -362,17 +387,18 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     let fx = exported();
     let dir = tempfile::tempdir().expect("tempdir");
     // The same random weights, recorded as finding their own music cheap or as dear as anything.
-    let load = |home: f64, name: &str| {
-        let meta = CheckpointMeta { best_val_loss: Some(home), ..fx.meta.clone() };
+    let load_with = |home: f64, name: &str, lead: Option<LeadAdvice>| {
+        let meta = CheckpointMeta { best_val_loss: Some(home), lead, ..fx.meta.clone() };
         let path = dir.path().join(format!("{name}.onnx"));
         cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
         Engine::load(&path, &engine_options()).expect("engine")
     };
-    let req = |primer: Option<Performance>, lead: bool| GenerateRequest {
+    let load = |home: f64, name: &str| load_with(home, name, None);
+    let req = |primer: Option<Performance>, lead: StyleLead| GenerateRequest {
         primer,
         settings: GenerationSettings {
             length: Length::Events(16),
-            steering: Steering { style_leads_foreign: lead, ..Default::default() },
+            steering: Steering { style_lead: lead, ..Default::default() },
             ..Default::default()
         },
         ..Default::default()
@@ -383,28 +409,46 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     };
     // Random weights pay about ln 391 = 6 nats for each of a chorale's events.
     let mut cheap_home = load(2.0, "cheap");
-    let fit = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), false)).expect("a primer's fit");
+    // By default the model decides, and one whose sidecar says nothing does not lead.
+    assert_eq!(cheap_home.info().lead_advice, None);
+    let fit = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), StyleLead::Model)).expect("a primer's fit");
     assert!((5.0..7.0).contains(&fit.nats_per_event), "{fit:?}");
     assert_eq!((fit.home_nats_per_event, fit.foreignness, fit.led), (Some(2.0), 1.0, false));
-    let advice = fit.advice("tiny", "--style-lead").expect("a foreign primer is worth a word");
-    assert!(advice.contains("foreign to tiny") && advice.contains("--style-lead"), "{advice}");
+    let advice = fit.advice("tiny", "--style-lead on").expect("a foreign primer is worth a word");
+    assert!(advice.contains("foreign to tiny") && advice.contains("--style-lead on lets tiny lead it"), "{advice}");
     // Let the style lead, and it says it did, with no advice to turn the lead on.
-    let led = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), true)).expect("a primer's fit");
+    let led = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), StyleLead::On)).expect("a primer's fit");
     assert!(led.led && led.nats_per_event == fit.nats_per_event, "{led:?}");
-    let advice = led.advice("tiny", "--style-lead").expect("a word on the lead");
+    let advice = led.advice("tiny", "--style-lead on").expect("a word on the lead");
     assert!(advice.starts_with("Led by tiny: your phrase") && !advice.contains("--style-lead"), "{advice}");
     // Improvising has no primer to weigh, and a failed request leaves no fit behind.
-    assert_eq!(generate(&mut cheap_home, &req(None, false)), None);
-    generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), false));
-    let mut bad = req(Some(chorale("bwv1_6.mid")), false);
+    assert_eq!(generate(&mut cheap_home, &req(None, StyleLead::Off)), None);
+    generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), StyleLead::Off));
+    let mut bad = req(Some(chorale("bwv1_6.mid")), StyleLead::Off);
     bad.settings.steering.follow = 2.0;
     assert!(cheap_home.generate_variations(&bad, &mut |_| true).is_err());
     assert_eq!(cheap_home.primer_fit(), None);
     // A model whose own music costs as much finds the chorale its own: nothing to say, nothing led.
     let mut dear_home = load(6.5, "dear");
-    let own = generate(&mut dear_home, &req(Some(chorale("bwv1_6.mid")), true)).expect("a primer's fit");
+    let own = generate(&mut dear_home, &req(Some(chorale("bwv1_6.mid")), StyleLead::On)).expect("a primer's fit");
     assert_eq!((own.foreignness, own.led), (0.0, false));
-    assert_eq!(own.advice("tiny", "--style-lead"), None);
+    assert_eq!(own.advice("tiny", "--style-lead on"), None);
+    // A checkpoint measured to lead carries it into the model: it leads by default, and Off still stops it.
+    let advice = LeadAdvice { measured: "its own primers kept".into() };
+    let mut leads = load_with(2.0, "leads", Some(advice.clone()));
+    assert_eq!(leads.info().lead_advice, Some(advice));
+    let by_default = generate(&mut leads, &req(Some(chorale("bwv1_6.mid")), StyleLead::Model)).expect("a fit");
+    assert!(by_default.led && by_default.foreignness == 1.0, "{by_default:?}");
+    let off = generate(&mut leads, &req(Some(chorale("bwv1_6.mid")), StyleLead::Off)).expect("a fit");
+    assert!(!off.led, "{off:?}");
+    // The lead changes the music: the own voice takes over.
+    let music = |e: &mut Engine, lead| {
+        e.generate_variations(&req(Some(chorale("bwv1_6.mid")), lead), &mut |_| true).expect("generate")[0]
+            .tokens
+            .clone()
+    };
+    assert_ne!(music(&mut leads, StyleLead::Model), music(&mut leads, StyleLead::Off));
+    assert_eq!(music(&mut leads, StyleLead::Model), music(&mut cheap_home, StyleLead::On));
 }
 
 /// Write `fx`'s model with one metadata entry changed.

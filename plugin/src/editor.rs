@@ -295,7 +295,7 @@ impl CadenzaEditor {
             with_setter(&self.gui, |s| {
                 slider(ui, "Follow primer", &params.follow, s, 80.0);
                 slider(ui, "Style voice", &params.own_voice, s, 80.0);
-                toggle(ui, &params.style_lead, s, "Style leads");
+                choose(ui, "Style leads", &params.style_lead, s, 110.0);
                 slider(ui, "Lean away", &params.lean, s, 70.0);
                 slider(ui, "Density", &params.density, s, 80.0);
                 slider(ui, "Longest note", &params.max_note, s, 80.0);

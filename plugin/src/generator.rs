@@ -273,8 +273,10 @@ mod engine_impl {
             let from = self.source.map(|s| format!(" ({})", s.describe())).unwrap_or_default();
             let leans =
                 self.leans_from.as_ref().map(|s| format!("; leans away from {s} (Lean away)")).unwrap_or_default();
+            let leads =
+                if info.lead_advice.is_some() { "; leads foreign phrases by default (Style leads)" } else { "" };
             format!(
-                "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}{leans}",
+                "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}{leans}{leads}",
                 info.style,
                 info.config.n_layers,
                 info.config.max_seq_len,

@@ -157,6 +157,10 @@ impl Plugin for Cadenza {
         self.params.clone()
     }
 
+    fn filter_state(state: &mut PluginState) {
+        params::migrate_style_lead(state);
+    }
+
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
         editor::create(self.editor_state.clone(), self.params.clone(), self.shared.clone(), self.workers.clone())
     }

@@ -5,11 +5,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use nice_plug::plugin::ParamValue;
 use nice_plug::prelude::*;
 
 use cadenza_core::request::{GenerationSettings, Length};
 use cadenza_core::sampling::{
-    Key, Sampling, ScaleMode, Steering, DEFAULT_CONTRAST, MAX_CONTRAST, MAX_NOTE_S, MIN_NOTE_S,
+    Key, Sampling, ScaleMode, Steering, StyleLead, DEFAULT_CONTRAST, MAX_CONTRAST, MAX_NOTE_S, MIN_NOTE_S,
 };
 
 use crate::state::SessionSlot;
@@ -26,6 +27,8 @@ pub const MAX_BARS: i32 = 32;
 pub const MAX_CAPTURE_BARS: i32 = 16;
 /// The name of the parameter that lets a style lead a phrase foreign to it.
 pub const STYLE_LEAD_NAME: &str = "Style leads foreign phrases";
+/// The id of that parameter; projects saved before it had three choices hold a bool there.
+pub const STYLE_LEAD_ID: &str = "stylelead";
 /// The `answer` parameter's default for instances created from now on: the
 /// standalone's `--answer` flag sets it (a host never does).
 pub static ANSWER_BY_DEFAULT: AtomicBool = AtomicBool::new(false);
@@ -178,6 +181,49 @@ impl ScaleKind {
     }
 }
 
+/// Whether the style leads a phrase foreign to it ([`StyleLead`]): the host shows these names.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadChoice {
+    #[id = "off"]
+    #[name = "Off"]
+    Off,
+    #[id = "model"]
+    #[name = "Style's choice"]
+    Model,
+    #[id = "on"]
+    #[name = "On"]
+    On,
+}
+
+impl From<StyleLead> for LeadChoice {
+    fn from(lead: StyleLead) -> Self {
+        match lead {
+            StyleLead::Off => LeadChoice::Off,
+            StyleLead::Model => LeadChoice::Model,
+            StyleLead::On => LeadChoice::On,
+        }
+    }
+}
+
+impl From<LeadChoice> for StyleLead {
+    fn from(choice: LeadChoice) -> Self {
+        match choice {
+            LeadChoice::Off => StyleLead::Off,
+            LeadChoice::Model => StyleLead::Model,
+            LeadChoice::On => StyleLead::On,
+        }
+    }
+}
+
+/// Projects saved while "Style leads" was a checkbox hold a bool: on stays on;
+/// off, then the only other choice and the default, becomes the style's choice.
+pub fn migrate_style_lead(state: &mut PluginState) {
+    if let Some(ParamValue::Bool(on)) = state.params.get(STYLE_LEAD_ID) {
+        let id = if *on { "on" } else { "model" };
+        state.params.insert(STYLE_LEAD_ID.to_string(), ParamValue::String(id.to_string()));
+    }
+}
+
 /// The grid that quantize pulls onsets towards.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantizeGrid {
@@ -269,12 +315,13 @@ pub struct CadenzaParams {
     pub own_voice: FloatParam,
     /// Let the style lead a phrase foreign to it (a nursery tune continued as jazz): the
     /// further the model finds the phrase from its style, the more its own voice, feel,
-    /// figures and density take over; key, register and beat still follow. Off by default.
+    /// figures and density take over; key, register and beat still follow. By default the
+    /// style's model decides: classical and folk lead, jazz, pop, rock and electronic do not.
     #[id = "stylelead"]
-    pub style_lead: BoolParam,
+    pub style_lead: EnumParam<LeadChoice>,
     /// How far a style leans away from the style its model names (electronic from rock, jazz from pop):
-    /// what its finetuning taught, said more plainly. 0 is off; styles that name none
-    /// ignore it.
+    /// what its finetuning taught, said more plainly (on a phrase, only as far as the phrase
+    /// is foreign to the style). 0 is off; styles that name none ignore it.
     #[id = "lean"]
     pub lean: FloatParam,
 
@@ -381,7 +428,7 @@ impl CadenzaParams {
                 .with_string_to_value(Arc::new(|s| {
                     s.trim().trim_end_matches('%').trim().parse::<f32>().ok().map(|v| v / 100.0)
                 })),
-            style_lead: BoolParam::new(STYLE_LEAD_NAME, steering.style_leads_foreign),
+            style_lead: EnumParam::new(STYLE_LEAD_NAME, LeadChoice::from(steering.style_lead)),
             lean: FloatParam::new("Lean away", DEFAULT_CONTRAST, FloatRange::Linear { min: 0.0, max: MAX_CONTRAST })
                 .with_step_size(0.05)
                 .with_value_to_string(Arc::new(|v| if v <= 0.0 { "off".into() } else { format!("{v:.2}") }))
@@ -450,7 +497,7 @@ impl CadenzaParams {
                 max_note_s: self.max_note_s(),
                 follow: self.follow.value().clamp(0.0, 1.0),
                 own_voice: self.own_voice.value().clamp(0.0, 1.0),
-                style_leads_foreign: self.style_lead.value(),
+                style_lead: self.style_lead.value().into(),
                 // Only a style whose model names one leans (the inference thread loads it).
                 contrast: self.lean.value().clamp(0.0, MAX_CONTRAST),
             },
@@ -501,6 +548,36 @@ mod tests {
     }
 
     #[test]
+    fn a_projects_style_lead_checkbox_becomes_a_choice() {
+        let state = |value: Option<ParamValue>| PluginState {
+            version: String::new(),
+            params: value.map(|v| (STYLE_LEAD_ID.to_string(), v)).into_iter().collect(),
+            fields: Default::default(),
+        };
+        let migrated = |value| {
+            let mut s = state(value);
+            migrate_style_lead(&mut s);
+            match s.params.get(STYLE_LEAD_ID) {
+                Some(ParamValue::String(id)) => Some(id.clone()),
+                Some(other) => panic!("not an enum id: {other:?}"),
+                None => None,
+            }
+        };
+        assert_eq!(migrated(Some(ParamValue::Bool(true))).as_deref(), Some("on"));
+        assert_eq!(migrated(Some(ParamValue::Bool(false))).as_deref(), Some("model"));
+        assert_eq!(migrated(Some(ParamValue::String("off".into()))).as_deref(), Some("off"), "a choice stays");
+        assert_eq!(migrated(None), None);
+        // The ids are the enum's, and each choice is the engine's.
+        let p = CadenzaParams::new(SessionSlot::default());
+        assert_eq!(p.style_lead.value(), LeadChoice::Model);
+        assert_eq!(p.generation_settings(Length::Seconds(4.0)).steering.style_lead, StyleLead::Model);
+        assert_eq!(LeadChoice::ids(), Some(&StyleLead::NAMES[..]));
+        for (i, lead) in [StyleLead::Off, StyleLead::Model, StyleLead::On].into_iter().enumerate() {
+            assert_eq!((LeadChoice::from(lead).to_index(), StyleLead::from(LeadChoice::from_index(i))), (i, lead));
+        }
+    }
+
+    #[test]
     fn longest_note_maps_to_the_engines_range_with_zero_for_free() {
         assert_eq!(max_note_s(0.0), 0.0);
         assert_eq!(max_note_s(0.01), 0.0, "below the engine's shortest note is free, not an error");
@@ -511,8 +588,8 @@ mod tests {
         let s = p.generation_settings(Length::Seconds(4.0));
         let engine = Steering::default();
         assert_eq!(
-            (s.steering.max_note_s, s.steering.follow, s.steering.own_voice, s.steering.style_leads_foreign),
-            (engine.max_note_s, engine.follow, engine.own_voice, engine.style_leads_foreign)
+            (s.steering.max_note_s, s.steering.follow, s.steering.own_voice, s.steering.style_lead),
+            (engine.max_note_s, engine.follow, engine.own_voice, engine.style_lead)
         );
         assert_eq!(s.sampling, Sampling { seed: 1, ..Sampling::default() }, "the seed parameter starts at 1");
         assert!(s.validate().is_ok());

@@ -843,7 +843,7 @@ impl Session {
                     // A phrase foreign to the style: say what was done with it, and how to let the style lead.
                     let advice = f
                         .primer_fit
-                        .and_then(|fit| fit.advice(&job.style, &format!("\"{}\"", crate::params::STYLE_LEAD_NAME)))
+                        .and_then(|fit| fit.advice(&job.style, &format!("\"{}\" On", crate::params::STYLE_LEAD_NAME)))
                         .map(|a| format!(" {a}."))
                         .unwrap_or_default();
                     Status::success(format!(

@@ -77,7 +77,7 @@ impl SettingsV1 {
                 // Format 1 had no following, and no second voice.
                 follow: 0.0,
                 own_voice: 0.0,
-                style_leads_foreign: false,
+                style_lead: cadenza_core::sampling::StyleLead::Off,
                 contrast: 0.0,
             },
         }

@@ -852,6 +852,7 @@ impl SaveContext<'_> {
             codec_version: codec::CODEC_VERSION,
             data_summary: self.corpus.summary.clone(),
             contrast: None,
+            lead: None,
         }
     }
 }

@@ -57,10 +57,29 @@ fn leaning(info: &ModelInfo) -> Option<String> {
     info.contrast_advice.as_ref().map(|a| {
         format!(
             "## Leaning away\n\nBy default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
-             Lean away, `cadenza generate --contrast`; 0 turns it off), from its checkpoint's sidecar: {}.\n\n",
+             Lean away, `cadenza generate --contrast`; 0 turns it off; following a phrase, only as far as the phrase \
+             is foreign to it), from its checkpoint's sidecar: {}.\n\n",
             a.with, a.strength, a.measured
         )
     })
+}
+
+/// The card's paragraph on whether this style leads a phrase foreign to it by default.
+fn leading(info: &ModelInfo) -> String {
+    let setting = "(`Steering::style_lead`: the plugin's Style leads, `cadenza generate --style-lead off|model|on`)";
+    match &info.lead_advice {
+        Some(a) => format!(
+            "## Leading foreign phrases\n\nBy default this style leads a phrase foreign to it {setting}: the more \
+             foreign, the more of the manner is its own, while key, register and beat follow the phrase. From its \
+             checkpoint's sidecar: {}.\n\n",
+            a.measured
+        ),
+        None => format!(
+            "## Leading foreign phrases\n\nBy default this style follows any phrase as it sounds; Style leads On \
+             {setting} lets it lead a phrase foreign to it. Its checkpoint records no measurement that its own \
+             style's phrases keep their following with the lead on.\n\n"
+        ),
+    }
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -227,6 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
     md.push_str(&leaning(engine.info()).unwrap_or_default());
+    md.push_str(&leading(engine.info()));
     md.push_str("## Known limits\n\n");
     md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use cadenza_core::dataset::CheckpointMeta;
 use cadenza_core::export::{build_model, export_weights, random_weights, synthetic_meta, Precision};
 use cadenza_core::model::{onnx_names, ModelConfig};
-use cadenza_core::sampling::ContrastAdvice;
+use cadenza_core::sampling::{ContrastAdvice, LeadAdvice};
 use cadenza_core::{midi, Performance};
 use cadenza_test_support::{random_model, repo_root};
 use prost::Message;
@@ -242,14 +242,23 @@ fn the_contrast_flags_lean_away_from_another_model_and_refuse_nonsense() {
     let r = run(&[], &plain);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let (a, b) = (dir.join("a.mid"), dir.join("b.mid"));
+    // Following nothing (--follow 0), the lean is whole.
+    let free = dir.join("free.mid");
+    assert!(run(&["--follow", "0"], &free).status.success());
     for out in [&a, &b] {
-        let r = run(&["--contrast-with", s(&other)], out);
+        let r = run(&["--contrast-with", s(&other), "--follow", "0"], out);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         assert!(String::from_utf8_lossy(&r.stderr).contains("leaning away from"), "says so");
     }
     let read = |p: &Path| std::fs::read(p).expect("written");
     assert_eq!(read(&a), read(&b), "same seed, same file");
-    assert_ne!(read(&a), read(&plain), "leaning away changes the music");
+    assert_ne!(read(&a), read(&free), "leaning away changes the music");
+    // Following Twinkle, which this model (no loss of its own recorded) does not find foreign: no lean.
+    let followed = dir.join("followed.mid");
+    let r = run(&["--contrast-with", s(&other)], &followed);
+    let said = String::from_utf8_lossy(&r.stderr);
+    assert!(said.contains("0% foreign to") && said.contains("it leaned at 0.00"), "{said}");
+    assert_eq!(read(&followed), read(&plain), "a familiar primer is followed as it sounds");
 
     let out = dir.join("bad.mid");
     expect_failure(
@@ -273,7 +282,12 @@ fn a_models_own_contrast_choice_is_the_default() {
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = ModelConfig::TINY;
     let advice = ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new() };
-    let meta = CheckpointMeta { contrast: Some(advice), ..synthetic_meta(&cfg, "child", "random weights") };
+    // Random weights pay about 6 nats an event for Twinkle: against a home of 2 it is foreign, so the child leans.
+    let meta = CheckpointMeta {
+        contrast: Some(advice),
+        best_val_loss: Some(2.0),
+        ..synthetic_meta(&cfg, "child", "random weights")
+    };
     let child = dir.join("child.onnx");
     export_weights(&random_weights(&cfg, 3), &meta, Precision::Float32, &child).expect("export");
     let plain_model = dir.join("plain.onnx");
@@ -310,4 +324,41 @@ fn a_models_own_contrast_choice_is_the_default() {
     let (off, said) = run(&child, &["--contrast", "0"], &dir.join("off.mid"));
     assert_eq!(off, alone, "--contrast 0 turns it off");
     assert!(!said.contains("leaning away"), "{said}");
+}
+
+/// A model measured to lead foreign primers ([`LeadAdvice`] in its sidecar)
+/// leads them by default, as `--style-lead` makes any model do; `--style-lead
+/// off` stops it; a model without the advice follows and says how to let it lead.
+#[test]
+fn a_model_that_leads_foreign_primers_does_so_by_default() {
+    let fx = fixture();
+    let dir = fx.dir.path().join("leads");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = ModelConfig::TINY;
+    // Random weights pay about 6 nats an event for anything: against a home of 2, Twinkle is wholly foreign.
+    let plain = CheckpointMeta { best_val_loss: Some(2.0), ..synthetic_meta(&cfg, "tiny", "random weights") };
+    let leads = CheckpointMeta { lead: Some(LeadAdvice { measured: "measured".into() }), ..plain.clone() };
+    let (plain_model, lead_model) = (dir.join("plain.onnx"), dir.join("leads.onnx"));
+    export_weights(&random_weights(&cfg, 5), &plain, Precision::Float32, &plain_model).expect("export");
+    export_weights(&random_weights(&cfg, 5), &leads, Precision::Float32, &lead_model).expect("export");
+    let primer = twinkle();
+    let run = |model: &Path, extra: &[&str], out: &Path| {
+        let mut args = vec!["--style", s(model), "--primer", s(&primer), "--seconds", "6", "--seed", "2"];
+        args.extend_from_slice(&["--no-end", "--out", s(out)]);
+        args.extend_from_slice(extra);
+        let r = generate(&args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        (std::fs::read(out).expect("written"), String::from_utf8_lossy(&r.stderr).into_owned())
+    };
+    let (led, said) = run(&lead_model, &[], &dir.join("led.mid"));
+    assert!(said.contains("Led by tiny"), "{said}");
+    let (followed, said) = run(&plain_model, &[], &dir.join("followed.mid"));
+    assert!(said.contains("--style-lead on lets tiny lead it"), "{said}");
+    assert_ne!(led, followed, "the lead changes the music");
+    assert_eq!(led, run(&plain_model, &["--style-lead"], &dir.join("on.mid")).0, "--style-lead alone is on");
+    assert_eq!(led, run(&plain_model, &["--style-lead", "on"], &dir.join("on2.mid")).0);
+    assert_eq!(followed, run(&lead_model, &["--style-lead", "off"], &dir.join("off.mid")).0);
+    let r = generate(&["--style", s(&lead_model), "--style-lead", "sometimes", "--out", s(&dir.join("x.mid"))]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("`sometimes` is not a style lead"));
 }

@@ -26,7 +26,10 @@
 //! With a contrast model ([`Engine::set_contrast`]) and
 //! [`crate::sampling::Steering::contrast`] above 0, a third stream per
 //! variation runs the contrast model over the primed context, and the
-//! style's prediction leans away from its.
+//! style's prediction leans away from its: fully when it improvises or
+//! ignores its primer (follow 0), else as far as the primer is foreign to
+//! the style ([`foreignness`]), so a phrase in its own idiom is followed
+//! as it sounds.
 //!
 //! Both side streams ([`SideVoice`]) run on a thread beside the primed
 //! stream's, each step at the same time as its step, the own voice on a
@@ -139,6 +142,9 @@ pub struct ModelInfo {
     pub validation_nll: Option<f64>,
     /// The style it leans away from by default, when its export recorded one.
     pub contrast_advice: Option<crate::sampling::ContrastAdvice>,
+    /// Whether it leads foreign primers by default ([`crate::sampling::StyleLead::Model`]),
+    /// when its export recorded so.
+    pub lead_advice: Option<crate::sampling::LeadAdvice>,
 }
 
 /// Reported after every generated event.
@@ -237,7 +243,7 @@ pub const FOREIGN_ADVICE_FROM: f32 = 0.5;
 impl PrimerFit {
     /// A sentence for the musician when the primer was foreign to `style`:
     /// what was done with it, and `control` (the setting that lets the style
-    /// lead) when the style did not lead. `None` for a primer in the style.
+    /// lead, as the musician would write it: `--style-lead on`) when the style did not lead. `None` for a primer in the style.
     pub fn advice(&self, style: &str, control: &str) -> Option<String> {
         let cost = match self.home_nats_per_event {
             Some(home) => {
@@ -254,7 +260,7 @@ impl PrimerFit {
         } else if self.foreignness >= FOREIGN_ADVICE_FROM {
             Some(format!(
                 "Your phrase is foreign to {style} ({cost}), so the continuation sounds more like your phrase than like \
-                 {style}; turn on {control} to let {style} lead it"
+                 {style}; {control} lets {style} lead it"
             ))
         } else {
             None
@@ -364,7 +370,7 @@ impl Engine {
         let home = self.info().validation_nll;
         let fit = primer_nll.filter(|_| prefix.len() > 1).map(|nll| {
             let foreignness = foreignness(nll, home);
-            let led = settings.steering.style_leads_foreign && foreignness > 0.0;
+            let led = settings.steering.style_lead.leads(self.info().lead_advice.as_ref()) && foreignness > 0.0;
             PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led }
         });
         let foreign = fit.filter(|f| f.led).map_or(0.0, |f| f.foreignness);
@@ -387,8 +393,15 @@ impl Engine {
         // The style's own voice: the same model reading each continuation
         // without the primer; a foreign primer raises it towards 1.
         let own_weight = settings.steering.own_voice + (1.0 - settings.steering.own_voice) * foreign;
+        // Leaning says the style more plainly; a phrase the style finds its own is
+        // followed as it sounds, so with a primer to follow it leans as far as the
+        // primer is foreign to it.
+        let contrast_strength = match (&follower, fit) {
+            (Some(_), Some(f)) => settings.steering.contrast * f.foreignness,
+            _ => settings.steering.contrast,
+        };
         // The contrast model reads the same context: its own prefill of the window it fits.
-        let contrast = match self.contrast.as_mut().filter(|_| settings.steering.contrast > 0.0) {
+        let contrast = match self.contrast.as_mut().filter(|_| contrast_strength > 0.0) {
             Some(m) => {
                 let mut cache = m.empty_cache(1);
                 let last = m.prefill(&[context_window(&prefix, m.info().config.max_seq_len)], &mut cache)?;
@@ -409,6 +422,7 @@ impl Engine {
             follower: follower.as_ref(),
             own_weight,
             contrast: contrast.as_ref().map(|(c, l)| (c, l.as_slice())),
+            contrast_strength,
             keep,
         };
         let mut events = 0usize;
@@ -470,6 +484,8 @@ struct Wave<'a> {
     own_weight: Option<f32>,
     /// The contrast model's prefilled context and last logits, when it leans.
     contrast: Option<(&'a KvCache, &'a [f32])>,
+    /// How far it leans ([`crate::sampling::Steering::contrast`], less on a familiar primer).
+    contrast_strength: f32,
     keep: usize,
 }
 
@@ -554,7 +570,7 @@ impl Wave<'_> {
                             contrast_log_probs(
                                 &mut row,
                                 &c[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE],
-                                self.steering.contrast,
+                                self.contrast_strength,
                             );
                         }
                         self.steering.apply(&mut row, &voice.sounding);

@@ -15,7 +15,7 @@ use ort::value::{Tensor, TensorRef};
 use super::{EngineError, EngineOptions, ModelInfo, Provider};
 use crate::codec;
 use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
-use crate::sampling::ContrastAdvice;
+use crate::sampling::{ContrastAdvice, LeadAdvice};
 
 /// Environment variable naming the ONNX Runtime library (also what `ort` reads).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -611,6 +611,7 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         library: library.to_path_buf(),
         validation_nll: meta.custom(onnx_names::META_VALIDATION_NLL).and_then(|v| v.trim().parse().ok()),
         contrast_advice: contrast_advice(&meta).map_err(mismatch)?,
+        lead_advice: meta.custom(onnx_names::META_LEADS).map(|measured| LeadAdvice { measured }),
     })
 }
 

@@ -92,6 +92,9 @@ pub enum ExportError {
     /// The sidecar's contrast advice names no style or an impossible strength.
     #[error("{}: its sidecar's contrast advice: {message}", path.display())]
     Contrast { path: PathBuf, message: String },
+    /// The sidecar's lead advice says nothing.
+    #[error("{}: its sidecar's lead advice: {message}", path.display())]
+    Lead { path: PathBuf, message: String },
     #[error("{}: the model would be {bytes} bytes, over the 2 GiB protobuf limit", path.display())]
     TooLarge { path: PathBuf, bytes: usize },
 }
@@ -300,6 +303,9 @@ pub fn export_weights(
     if let Some(advice) = &meta.contrast {
         advice.validate().map_err(|e| ExportError::Contrast { path: weights.source.clone(), message: e })?;
     }
+    if let Some(advice) = &meta.lead {
+        advice.validate().map_err(|e| ExportError::Lead { path: weights.source.clone(), message: e })?;
+    }
     let model = build_model(weights, meta, precision)?;
     let bytes = model.encode_to_vec();
     if bytes.len() > MAX_MODEL_BYTES {
@@ -339,7 +345,8 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
     let props = props
         .into_iter()
         .chain(meta.best_val_loss.filter(|v| v.is_finite()).map(|v| (onnx_names::META_VALIDATION_NLL, v.to_string())))
-        .chain(advice);
+        .chain(advice)
+        .chain(meta.lead.iter().map(|a| (onnx_names::META_LEADS, a.measured.clone())));
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
@@ -741,6 +748,7 @@ pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> Checkpoi
         codec_version: codec::CODEC_VERSION,
         data_summary: summary.to_string(),
         contrast: None,
+        lead: None,
     }
 }
 

@@ -267,6 +267,7 @@ mod tests {
             codec_version: codec::CODEC_VERSION,
             data_summary: "test".into(),
             contrast: None,
+            lead: None,
         };
         write_sidecar(&path, &meta).expect("write");
         let back = read_sidecar(&path).expect("read");

@@ -18,7 +18,7 @@ use cadenza_core::analysis::{
 use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
 use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Sampling, Steering, DEFAULT_FOLLOW};
+use cadenza_core::sampling::{Sampling, Steering, StyleLead, DEFAULT_FOLLOW};
 use cadenza_core::{midi, Note, Performance};
 use plotters::prelude::*;
 
@@ -51,9 +51,8 @@ pub struct Args {
     /// How much the style's own voice leads (0 = the primer's context alone; see `Steering::own_voice`).
     #[arg(long, default_value_t = Steering::default().own_voice)]
     pub own_voice: f32,
-    /// Let the style lead primers foreign to it (see `Steering::style_leads_foreign`).
-    #[arg(long)]
-    pub style_lead: bool,
+    #[command(flatten)]
+    pub lead: super::Lead,
     #[command(flatten)]
     pub lean: super::Lean,
     /// Strengths of the sweep plotted against grounding and style accuracy (empty: no sweep).
@@ -328,7 +327,7 @@ fn run_case(
                     allow_end: false,
                     follow: strength,
                     own_voice: args.own_voice,
-                    style_leads_foreign: args.style_lead,
+                    style_lead: args.lead.style_lead,
                     contrast,
                     ..Steering::default()
                 },
@@ -468,7 +467,10 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
         args.seeds,
         args.seed,
         args.own_voice,
-        if args.style_lead { " --style-lead" } else { "" },
+        match args.lead.style_lead {
+            StyleLead::Model => String::new(),
+            lead => format!(" --style-lead {lead}"),
+        },
         PRIMER_S + CONTINUATION_S,
         args.seeds
     );
@@ -510,7 +512,7 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
     r.push_str(
         "\nEach cell: generated / truth / floor. Primer cost: what the primers cost the model, nats per event \
          (its own music's cost is its validation loss, on its card); foreign: how far above that they lie, 0 \
-         (its own style) to 1 (`Steering::style_leads_foreign`).\n\n## Follow strength against grounding\n\n",
+         (its own style) to 1 (`Steering::style_lead`; classical and folk lead by default).\n\n## Follow strength against grounding\n\n",
     );
     r.push_str("| model | primers | strength |");
     for (name, _) in MEASURES {

@@ -21,6 +21,27 @@ pub struct Sources {
     pub models: std::path::PathBuf,
 }
 
+/// Whether each style leads primers foreign to it (`Steering::style_lead`), for the
+/// evaluations that generate.
+#[derive(Debug, clap::Args)]
+pub struct Lead {
+    /// off, model (each model's own choice, the default) or on; `--style-lead` alone is on.
+    #[arg(long, value_name = "off|model|on", num_args = 0..=1, default_missing_value = "on",
+          default_value_t = cadenza_core::sampling::StyleLead::Model)]
+    pub style_lead: cadenza_core::sampling::StyleLead,
+}
+
+impl Lead {
+    /// How a report names the setting.
+    pub fn words(&self) -> &'static str {
+        match self.style_lead {
+            cadenza_core::sampling::StyleLead::Off => "off",
+            cadenza_core::sampling::StyleLead::Model => "each model's own choice",
+            cadenza_core::sampling::StyleLead::On => "on",
+        }
+    }
+}
+
 /// Which style each style leans away from (`Steering::contrast`), for the
 /// evaluations that generate.
 #[derive(Debug, Default, clap::Args)]
@@ -118,7 +139,27 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Lean;
+    use super::{Lead, Lean};
+    use cadenza_core::sampling::StyleLead;
+
+    #[test]
+    fn style_lead_is_each_models_choice_unless_asked_and_alone_means_on() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            lead: Lead,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(std::iter::once("eval").chain(args.iter().copied())).map(|c| c.lead)
+        };
+        let lead = |args: &[&str]| parse(args).expect("parses").style_lead;
+        assert_eq!(lead(&[]), StyleLead::Model);
+        assert_eq!(lead(&["--style-lead"]), StyleLead::On);
+        assert_eq!(lead(&["--style-lead", "off"]), StyleLead::Off);
+        assert_eq!(lead(&["--style-lead", "model"]), StyleLead::Model);
+        assert!(parse(&["--style-lead", "maybe"]).is_err());
+        assert_eq!(parse(&[]).expect("parses").words(), "each model's own choice");
+    }
 
     #[test]
     fn a_styles_own_contrast_entry_wins_over_one_for_every_style() {

@@ -57,9 +57,8 @@ pub struct Args {
     /// How much the style's own voice leads primed pieces (0 = the primer's context alone).
     #[arg(long, default_value_t = Steering::default().own_voice)]
     pub own_voice: f32,
-    /// Let the style lead primers foreign to it (see `Steering::style_leads_foreign`).
-    #[arg(long)]
-    pub style_lead: bool,
+    #[command(flatten)]
+    pub lead: super::Lead,
     /// Sampling temperature of the generated pieces.
     #[arg(long, default_value_t = Sampling::default().temperature)]
     pub temperature: f32,
@@ -106,6 +105,8 @@ struct PrimedCost {
     nats_per_event: f64,
     home: Option<f64>,
     foreignness: f64,
+    /// Whether the style led them.
+    led: bool,
 }
 
 fn generate(
@@ -140,6 +141,7 @@ fn generate(
         nats_per_event: fits.iter().map(|f| f.nats_per_event).sum::<f64>() / n,
         home: fits[0].home_nats_per_event,
         foreignness: fits.iter().map(|f| f64::from(f.foreignness)).sum::<f64>() / n,
+        led: fits.iter().any(|f| f.led),
     });
     Ok((out, t0.elapsed().as_secs_f64(), cost))
 }
@@ -206,7 +208,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.top_p,
         args.follow,
         args.own_voice,
-        if args.style_lead { "on" } else { "off" },
+        args.lead.words(),
         if args.max_note_s == 0.0 { "unlimited".to_string() } else { format!("{} s", args.max_note_s) },
         super::features::NUM_FEATURES,
         train_windows,
@@ -244,7 +246,7 @@ pub fn run(args: &Args) -> Result<()> {
                     Steering {
                         follow: args.follow,
                         own_voice: args.own_voice,
-                        style_leads_foreign: args.style_lead,
+                        style_lead: args.lead.style_lead,
                         max_note_s: args.max_note_s,
                         contrast,
                         ..Steering::default()
@@ -255,8 +257,10 @@ pub fn run(args: &Args) -> Result<()> {
                 if let (Some(c), true) = (cost, seed == args.seed) {
                     let home = c.home.map_or(String::new(), |h| format!(", its own music {h:.2}"));
                     primed_costs.push(format!(
-                        "{style} {:.2} nats per event{home}, foreignness {:.2}",
-                        c.nats_per_event, c.foreignness
+                        "{style} {:.2} nats per event{home}, foreignness {:.2}{}",
+                        c.nats_per_event,
+                        c.foreignness,
+                        if c.led { ", led" } else { "" }
                     ));
                 }
                 pieces.extend(perfs);
@@ -304,8 +308,8 @@ pub fn run(args: &Args) -> Result<()> {
             ));
             report.push_str(&format!(
                 "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
-                 own style) to 1; with the style lead on, that much of the manner is the style's \
-                 (`Steering::style_leads_foreign`).\n\n",
+                 own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
+                 the style's.\n\n",
                 primed_costs.join("; ")
             ));
             if !contrasts.is_empty() {
