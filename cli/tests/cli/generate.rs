@@ -271,6 +271,18 @@ fn the_contrast_flags_lean_away_from_another_model_and_refuse_nonsense() {
     expect_failure(&["--style", s(&fx.model), "--out", s(&out), "--contrast", "0.5"], "contrast-with", &out);
 }
 
+/// `model` continuing Twinkle for 6 s at `seed` with `extra` flags into `out`,
+/// which must succeed: the file's bytes and what generate said.
+fn continue_twinkle(model: &Path, seed: &str, extra: &[&str], out: &Path) -> (Vec<u8>, String) {
+    let primer = twinkle();
+    let mut args = vec!["--style", s(model), "--primer", s(&primer), "--seconds", "6", "--seed", seed];
+    args.extend_from_slice(&["--no-end", "--out", s(out)]);
+    args.extend_from_slice(extra);
+    let r = generate(&args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    (std::fs::read(out).expect("written"), String::from_utf8_lossy(&r.stderr).into_owned())
+}
+
 /// A model that names a style to lean away from does so by default when
 /// that style's model lies beside it, as `--contrast-with` would, and says
 /// so; `--contrast 0` turns it off; without the other model it says so and
@@ -298,15 +310,7 @@ fn a_models_own_contrast_choice_is_the_default() {
         &plain_model,
     )
     .expect("export");
-    let primer = twinkle();
-    let run = |model: &Path, extra: &[&str], out: &Path| {
-        let mut args = vec!["--style", s(model), "--primer", s(&primer), "--seconds", "6", "--seed", "4"];
-        args.extend_from_slice(&["--no-end", "--out", s(out)]);
-        args.extend_from_slice(extra);
-        let r = generate(&args);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        (std::fs::read(out).expect("written"), String::from_utf8_lossy(&r.stderr).into_owned())
-    };
+    let run = |model: &Path, extra: &[&str], out: &Path| continue_twinkle(model, "4", extra, out);
     let (alone, said) = run(&child, &[], &dir.join("alone.mid"));
     assert!(said.contains("leans away from parent by default, but no parent.onnx"), "{said}");
     assert_eq!(
@@ -341,15 +345,7 @@ fn a_model_that_leads_foreign_primers_does_so_by_default() {
     let (plain_model, lead_model) = (dir.join("plain.onnx"), dir.join("leads.onnx"));
     export_weights(&random_weights(&cfg, 5), &plain, Precision::Float32, &plain_model).expect("export");
     export_weights(&random_weights(&cfg, 5), &leads, Precision::Float32, &lead_model).expect("export");
-    let primer = twinkle();
-    let run = |model: &Path, extra: &[&str], out: &Path| {
-        let mut args = vec!["--style", s(model), "--primer", s(&primer), "--seconds", "6", "--seed", "2"];
-        args.extend_from_slice(&["--no-end", "--out", s(out)]);
-        args.extend_from_slice(extra);
-        let r = generate(&args);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        (std::fs::read(out).expect("written"), String::from_utf8_lossy(&r.stderr).into_owned())
-    };
+    let run = |model: &Path, extra: &[&str], out: &Path| continue_twinkle(model, "2", extra, out);
     let (led, said) = run(&lead_model, &[], &dir.join("led.mid"));
     assert!(said.contains("Led by tiny"), "{said}");
     let (followed, said) = run(&plain_model, &[], &dir.join("followed.mid"));
