@@ -416,6 +416,11 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     assert_eq!((fit.home_nats_per_event, fit.foreignness, fit.led), (Some(2.0), 1.0, false));
     let advice = fit.advice("tiny", "--style-lead on").expect("a foreign primer is worth a word");
     assert!(advice.contains("foreign to tiny") && advice.contains("--style-lead on lets tiny lead it"), "{advice}");
+    // Scoring a primer alone gives what the generation found it cost, and a primer without notes costs nothing.
+    let cost = cheap_home.primer_cost(&chorale("bwv1_6.mid"), None).expect("scored");
+    assert_eq!(cost, Some(fit.nats_per_event));
+    assert_eq!(cheap_home.primer_cost(&Performance::default(), None).expect("scored"), None);
+    assert!(cheap_home.primer_cost(&chorale("bwv1_6.mid"), Some(f64::NAN)).is_err(), "an end that is no time");
     // Let the style lead, and it says it did, with no advice to turn the lead on.
     let led = generate(&mut cheap_home, &req(Some(chorale("bwv1_6.mid")), StyleLead::On)).expect("a primer's fit");
     assert!(led.led && led.nats_per_event == fit.nats_per_event, "{led:?}");

@@ -298,6 +298,21 @@ impl Engine {
         self.last_fit
     }
 
+    /// What `primer` (ending at `end_s`, when later than its last note) costs the model, nats per
+    /// event, scored as a generation scores it before it weighs how foreign the primer is; `None`
+    /// for a primer without notes. Generates nothing.
+    pub fn primer_cost(&mut self, primer: &Performance, end_s: Option<f64>) -> Result<Option<f64>, EngineError> {
+        let req = GenerateRequest { primer: Some(primer.clone()), primer_end_s: end_s, ..Default::default() };
+        req.validate().map_err(EngineError::Request)?;
+        let prefix = prefix_tokens(&req);
+        if prefix.len() <= 1 {
+            return Ok(None);
+        }
+        let window = context_window(&prefix, self.info().config.max_seq_len);
+        let mut cache = self.model.empty_cache(1);
+        Ok(self.model.prefill_scored(window, &mut cache)?.1)
+    }
+
     /// The session underneath, for parity tests and benchmarks that drive the graph directly.
     pub fn model(&mut self) -> &mut Model {
         &mut self.model

@@ -15,7 +15,7 @@ use cadenza_core::analysis::{
     intervals, motifs, pearson, pitch_class_histogram, KeyEstimate, Meter, PrimerAnalysis, MAX_NOTE_WEIGHT_S,
     MOTIF_INTERVALS,
 };
-use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
+use cadenza_core::dataset::{read_manifest, ManifestRow, Split, MANIFEST_FILE};
 use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering, StyleLead, DEFAULT_FOLLOW};
@@ -204,14 +204,20 @@ fn cut(path: &Path, name: &str) -> Result<Option<Piece>> {
     Ok(Some(Piece { name: name.to_string(), primer, analysis, truth, meter, steady: tempo.steady_until(end_s) }))
 }
 
+/// The manifest rows of the style folder `dir` in `split`, by file hash: a choice of pieces that
+/// stays the same from run to run.
+pub fn split_rows(dir: &Path, split: Split) -> Result<Vec<ManifestRow>> {
+    let mut rows = read_manifest(&dir.join(MANIFEST_FILE))?;
+    rows.retain(|r| r.split == split);
+    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    Ok(rows)
+}
+
 /// Up to `max` usable test pieces of a style, the first by file hash.
 fn test_pieces(data: &Path, style: &str, max: usize) -> Result<Vec<Piece>> {
     let dir = data.join(style);
-    let mut rows = read_manifest(&dir.join(MANIFEST_FILE))?;
-    rows.retain(|r| r.split == Split::Test);
-    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
     let mut out = Vec::new();
-    for r in rows {
+    for r in split_rows(&dir, Split::Test)? {
         if out.len() >= max {
             break;
         }

@@ -6,6 +6,7 @@
 pub mod classifier;
 pub mod continuation;
 pub mod features;
+pub mod home;
 pub mod nll;
 pub mod style;
 pub mod transfer;
@@ -126,6 +127,9 @@ pub enum What {
     /// Validation loss of exported models (.onnx) on a data folder's validation split, through the
     /// engine: compares models that shipped without a checkpoint on today's split.
     Nll(nll::Args),
+    /// What a phrase of the style's own music costs it against the nursery primers, by the
+    /// phrase's length: where a primer starts to be foreign.
+    Home(home::Args),
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -134,6 +138,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         What::Continuation(a) => continuation::run(a),
         What::Transfer(a) => transfer::run(a),
         What::Nll(a) => nll::run(a),
+        What::Home(a) => home::run(a),
     }
 }
 
