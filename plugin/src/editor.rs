@@ -27,6 +27,7 @@ use crate::playback::PlayState;
 use crate::session::{Command, Workers};
 use crate::settings::{execution_name, MachineSettings, ORT_LIBRARY_ENV};
 use crate::shared::Shared;
+use crate::state::LeanFrom;
 use crate::view::{Level, PrimerSource, View};
 
 /// Editor size in logical pixels.
@@ -224,6 +225,25 @@ impl CadenzaEditor {
             if ui.button("Rescan").on_hover_text("Look for new models in the bundle and your model folder").clicked() {
                 self.send(Command::RescanStyles);
             }
+            ui.label("leaning away from").on_hover_text(
+                "Whose manner the style steers away from, as far as Lean away says: what its finetuning \
+                 taught, said more plainly. Style's choice: the style its model names (jazz from pop, \
+                 electronic from rock), none for the others.",
+            );
+            egui::ComboBox::from_id_salt("lean_from").width(110.0).selected_text(view.lean_from.label()).show_ui(
+                ui,
+                |ui| {
+                    let others = view.styles.iter().filter(|s| view.style.as_deref() != Some(s.name.as_str()));
+                    let choices = [LeanFrom::Model, LeanFrom::Off]
+                        .into_iter()
+                        .chain(others.map(|s| LeanFrom::Style(s.name.clone())));
+                    for choice in choices {
+                        if ui.selectable_label(view.lean_from == choice, choice.label()).clicked() {
+                            self.send(Command::SetLeanFrom(choice));
+                        }
+                    }
+                },
+            );
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let clock = &self.shared.clock;
                 let (num, den) = clock.time_signature();

@@ -19,6 +19,7 @@ use crossbeam::channel::{Receiver, Sender};
 
 use crate::settings::OrtChoice;
 use crate::shared::Shared;
+use crate::state::LeanFrom;
 
 /// One generation: the request in seconds (the session converts from beats), the model to run
 /// it, and the ONNX Runtime libraries and provider this machine's settings choose.
@@ -38,6 +39,8 @@ pub struct Job {
     /// with what runs it (a [`Finished`] without variations, its `id` that of no generation):
     /// the session sends one when the musician starts playing into a style.
     pub warm_only: bool,
+    /// Which style's model the style leans away from.
+    pub lean_from: LeanFrom,
 }
 
 /// Why a generation produced nothing.
@@ -109,11 +112,12 @@ pub struct Loaded {
     pub notices: Vec<String>,
 }
 
-/// Load the model at `model` with the first library of `ort` that loads, on its provider.
-/// ONNX Runtime loads once per process: once it has, that library runs every model, and a
-/// choice of another one is a notice asking for a restart of the host.
-pub fn load_generator(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError> {
-    engine_impl::load(model, ort)
+/// Load the model at `model` with the first library of `ort` that loads, on its provider, with
+/// the model it leans away from (`lean_from`). ONNX Runtime loads once per process: once it has,
+/// that library runs every model, and a choice of another one is a notice asking for a restart of
+/// the host.
+pub fn load_generator(model: &Path, ort: &OrtChoice, lean_from: &LeanFrom) -> Result<Loaded, GenError> {
+    engine_impl::load(model, ort, lean_from)
 }
 
 mod engine_impl {
@@ -124,8 +128,9 @@ mod engine_impl {
     struct EngineGenerator {
         engine: Engine,
         model: PathBuf,
-        /// The style it leans away from (its model's choice), when that model loaded.
-        leans_from: Option<String>,
+        /// The style it leans away from, when that model loaded, and whether the musician chose
+        /// it (else its model did).
+        leans_from: Option<(String, bool)>,
         /// Where the library came from; `None`: the development fallback (`ORT_DYLIB_PATH`).
         source: Option<LibrarySource>,
     }
@@ -180,37 +185,65 @@ mod engine_impl {
         Engine::load(model, &options(library, Provider::Cpu))
     }
 
-    /// The model of the style `engine`'s model leans away from, when it names one
-    /// ([`cadenza_core::engine::ModelInfo::contrast_advice`]), found beside it or among
-    /// the styles and loaded on the same library and provider; returns that style. A model
-    /// that is missing or does not load is a notice: the style still plays, without leaning.
-    fn load_contrast(engine: &mut Engine, model: &Path, notices: &mut Vec<String>) -> Option<String> {
+    /// The model of the style `engine`'s model leans away from: the musician's choice
+    /// (`lean_from`), else the one its model names
+    /// ([`cadenza_core::engine::ModelInfo::contrast_advice`]); found beside it or among the
+    /// styles and loaded on the same library and provider. Returns that style and whether the
+    /// musician chose it. A model that is missing or does not load is a notice: the style still
+    /// plays, without leaning.
+    fn load_contrast(
+        engine: &mut Engine,
+        model: &Path,
+        lean_from: &LeanFrom,
+        notices: &mut Vec<String>,
+    ) -> Option<(String, bool)> {
         let info = engine.info().clone();
-        let advice = info.contrast_advice.as_ref()?;
-        let path = match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
-            Ok(path) => path,
-            Err(nowhere) => {
-                notices.push(format!("{nowhere}; it plays without leaning"));
+        let (other, path) = match lean_from {
+            LeanFrom::Off => return None,
+            LeanFrom::Style(other) if *other == info.style => {
+                notices.push(format!("{other} cannot lean away from itself; it plays without leaning"));
                 return None;
+            }
+            LeanFrom::Style(other) => match cadenza_core::locate::model_beside_or_style(model, other) {
+                Some(path) => (other.clone(), path),
+                None => {
+                    notices.push(format!(
+                        "no {other}.onnx is beside {} or among the styles to lean away from; {} plays without leaning",
+                        model.display(),
+                        info.style
+                    ));
+                    return None;
+                }
+            },
+            LeanFrom::Model => {
+                let advice = info.contrast_advice.as_ref()?;
+                match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
+                    Ok(path) => (advice.with.clone(), path),
+                    Err(nowhere) => {
+                        notices.push(format!("{nowhere}; it plays without leaning"));
+                        return None;
+                    }
+                }
             }
         };
         let provider = if info.provider == "CUDA" { Provider::Cuda } else { Provider::Cpu };
         match Model::load(&path, &options(Some(&info.library), provider)) {
+            // Each model was checked against this build's codec as it loaded.
             Ok(m) => {
                 engine.set_contrast(Some(m));
-                Some(advice.with.clone())
+                Some((other, !lean_from.is_model()))
             }
             Err(e) => {
-                notices.push(format!("{} plays without leaning away from {}: {e}", info.style, advice.with));
+                notices.push(format!("{} plays without leaning away from {other}: {e}", info.style));
                 None
             }
         }
     }
 
-    pub fn load(model: &Path, ort: &OrtChoice) -> Result<Loaded, GenError> {
+    pub fn load(model: &Path, ort: &OrtChoice, lean_from: &LeanFrom) -> Result<Loaded, GenError> {
         let mut notices = Vec::new();
         let done = |mut engine: Engine, source, mut notices: Vec<String>| {
-            let leans_from = load_contrast(&mut engine, model, &mut notices);
+            let leans_from = load_contrast(&mut engine, model, lean_from, &mut notices);
             let generator = Box::new(EngineGenerator { engine, model: model.to_path_buf(), leans_from, source });
             Ok(Loaded { generator, notices })
         };
@@ -271,8 +304,9 @@ mod engine_impl {
         fn describe(&self) -> String {
             let info = self.engine.info();
             let from = self.source.map(|s| format!(" ({})", s.describe())).unwrap_or_default();
-            let leans =
-                self.leans_from.as_ref().map(|s| format!("; leans away from {s} (Lean away)")).unwrap_or_default();
+            let leans = self.leans_from.as_ref().map_or(String::new(), |(s, chosen)| {
+                format!("; leans away from {s}{} (Lean away)", if *chosen { ", as you chose" } else { "" })
+            });
             let leads =
                 if info.lead_advice.is_some() { "; leads foreign phrases by default (Style leads)" } else { "" };
             format!(
@@ -312,6 +346,7 @@ struct Cached {
     model: PathBuf,
     modified: std::time::SystemTime,
     ort: OrtChoice,
+    lean_from: LeanFrom,
     loaded: Loaded,
 }
 
@@ -381,13 +416,17 @@ fn load_cached(job: &Job, cache: &mut Option<Cached>) -> Result<(), GenError> {
         path: job.model.clone(),
         message: format!("{}: cannot read the model: {e}", job.model.display()),
     })?;
-    let fresh = matches!(cache, Some(c) if c.model == job.model && c.modified == modified && c.ort == job.ort);
+    let fresh = matches!(cache, Some(c) if c.model == job.model && c.modified == modified && c.ort == job.ort
+        && c.lean_from == job.lean_from);
     if !fresh {
         *cache = None;
         // A panic while loading (inside ONNX Runtime's bindings) must not take the host down either.
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_generator(&job.model, &job.ort)))
-            .unwrap_or_else(|_| Err(GenError::Failed("loading the model panicked; see the log".into())))?;
-        *cache = Some(Cached { model: job.model.clone(), modified, ort: job.ort.clone(), loaded });
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            load_generator(&job.model, &job.ort, &job.lean_from)
+        }))
+        .unwrap_or_else(|_| Err(GenError::Failed("loading the model panicked; see the log".into())))?;
+        let lean_from = job.lean_from.clone();
+        *cache = Some(Cached { model: job.model.clone(), modified, ort: job.ort.clone(), lean_from, loaded });
     }
     Ok(())
 }

@@ -319,9 +319,10 @@ pub struct CadenzaParams {
     /// style's model decides: classical and folk lead, jazz, pop, rock and electronic do not.
     #[id = "stylelead"]
     pub style_lead: EnumParam<LeadChoice>,
-    /// How far a style leans away from the style its model names (electronic from rock, jazz from pop):
-    /// what its finetuning taught, said more plainly (on a phrase, only as far as the phrase
-    /// is foreign to the style). 0 is off; styles that name none ignore it.
+    /// How far a style leans away from the style its model names (electronic from rock, jazz from pop)
+    /// or the one the musician chose in the editor ([`crate::state::LeanFrom`]): what its
+    /// finetuning taught, said more plainly (on a phrase, only as far as the phrase is foreign to
+    /// the style). 0 is off; with the model's choice, styles that name none ignore it.
     #[id = "lean"]
     pub lean: FloatParam,
 

@@ -27,7 +27,7 @@ use crate::playback::{PlaySet, StartMode, PLAY_SET_POOL};
 use crate::preview::PreviewSynth;
 use crate::settings::{MachineSettings, OrtChoice};
 use crate::shared::Shared;
-use crate::state::{Generation, LoadedPrimer, SessionState};
+use crate::state::{Generation, LeanFrom, LoadedPrimer, SessionState};
 use crate::view::{GenerationView, Level, PrimerSource, Status, StyleView, View};
 
 /// How often the session thread looks at the audio thread's counters and queues.
@@ -48,6 +48,8 @@ pub enum Command {
     UseCapture,
     ClearCapture,
     SetStyle(String),
+    /// Which style's model the style leans away from.
+    SetLeanFrom(LeanFrom),
     RescanStyles,
     Export {
         with_primer: bool,
@@ -128,7 +130,7 @@ struct Session {
     jobs_tx: Option<Sender<Job>>,
     /// The model and machine settings the inference thread was last asked to load ahead of a
     /// Generate ([`Job::warm_only`]).
-    warmed: Option<(PathBuf, MachineSettings)>,
+    warmed: Option<(PathBuf, MachineSettings, LeanFrom)>,
     inference: Option<std::thread::JoinHandle<()>>,
     loaders: Vec<std::thread::JoinHandle<()>>,
 
@@ -418,6 +420,15 @@ impl Session {
                 self.state.style = Some(name);
                 self.store();
             }
+            Command::SetLeanFrom(lean_from) => {
+                self.status = Status::info(match &lean_from {
+                    LeanFrom::Model => "Each style leans away from the style its model names, if any.".to_string(),
+                    LeanFrom::Off => "No style leans away from another.".to_string(),
+                    LeanFrom::Style(other) => format!("The style leans away from {other} (as far as Lean away says)."),
+                });
+                self.state.lean_from = lean_from;
+                self.store();
+            }
             Command::RescanStyles => {
                 self.rescan_styles();
                 self.status = Status::info(format!("{} styles found.", self.styles.len()));
@@ -478,7 +489,7 @@ impl Session {
             return;
         }
         let Some(style) = self.current_style() else { return };
-        let key = (style.path.clone(), self.machine.clone());
+        let key = (style.path.clone(), self.machine.clone(), self.state.lean_from.clone());
         if self.warmed.as_ref() == Some(&key) {
             return;
         }
@@ -490,6 +501,7 @@ impl Session {
             first: 0,
             stream_start: false,
             warm_only: true,
+            lean_from: key.2.clone(),
             request: GenerateRequest::default(),
         };
         if self.jobs_tx.as_ref().is_some_and(|tx| tx.send(job).is_ok()) {
@@ -637,6 +649,7 @@ impl Session {
             first,
             stream_start: !self.shared.clock.offline.load(Ordering::Acquire),
             warm_only: false,
+            lean_from: self.state.lean_from.clone(),
             request: GenerateRequest {
                 primer: primer.as_ref().map(|c| c.to_performance(tempo_bpm)),
                 primer_end_s: primer.as_ref().map(|_| primer_len_beats * 60.0 / tempo_bpm),
@@ -1031,6 +1044,7 @@ impl Session {
             status: self.status.clone(),
             styles: self.styles.iter().map(|s| StyleView { name: s.name.clone(), shipped: s.shipped }).collect(),
             style: self.current_style().map(|s| s.name.clone()),
+            lean_from: self.state.lean_from.clone(),
             primer_source,
             live_capture: self.capture.recent(capture_bars),
             capture_notes: self.capture.len(),

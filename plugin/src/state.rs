@@ -130,6 +130,35 @@ pub struct Generation {
     pub first_ms: u64,
 }
 
+/// Which style's model a style leans away from ([`cadenza_core::sampling::Steering::contrast`],
+/// as far as the "Lean away" parameter says).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeanFrom {
+    /// The one the style's model names, if any (jazz from pop, electronic from rock).
+    #[default]
+    Model,
+    /// None: the style plays as it was trained.
+    Off,
+    /// This style's model (its file stem), whatever the model names.
+    Style(String),
+}
+
+impl LeanFrom {
+    pub fn is_model(&self) -> bool {
+        *self == LeanFrom::Model
+    }
+
+    /// How the editor names the choice.
+    pub fn label(&self) -> String {
+        match self {
+            LeanFrom::Model => "Style's choice".into(),
+            LeanFrom::Off => "None".into(),
+            LeanFrom::Style(s) => s.clone(),
+        }
+    }
+}
+
 /// Everything the session keeps beyond parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -146,6 +175,10 @@ pub struct SessionState {
     pub last_export: Option<PathBuf>,
     /// Soundfont the preview piano uses; `None` searches the system.
     pub soundfont: Option<PathBuf>,
+    /// Which style the chosen style leans away from; left out while it is the model's choice, so a
+    /// project that keeps the default opens in builds from before the choice.
+    #[serde(skip_serializing_if = "LeanFrom::is_model")]
+    pub lean_from: LeanFrom,
 }
 
 impl Default for SessionState {
@@ -158,6 +191,7 @@ impl Default for SessionState {
             export_dir: None,
             last_export: None,
             soundfont: None,
+            lean_from: LeanFrom::Model,
         }
     }
 }
@@ -314,6 +348,21 @@ mod tests {
         let state = sample_state();
         let value = serde_json::to_value(&state).expect("serialize");
         assert_eq!(SessionState::from_json(&value).expect("parse"), state);
+    }
+
+    /// The choice of whom to lean away from is kept; the default is left out of the saved
+    /// session, so such a project opens in builds from before the choice.
+    #[test]
+    fn the_lean_from_choice_round_trips_and_its_default_is_not_written() {
+        let value = serde_json::to_value(sample_state()).expect("serialize");
+        assert!(value.get("lean_from").is_none(), "{value}");
+        for lean_from in [LeanFrom::Off, LeanFrom::Style("rock".into())] {
+            let state = SessionState { lean_from: lean_from.clone(), ..sample_state() };
+            let value = serde_json::to_value(&state).expect("serialize");
+            assert_eq!(SessionState::from_json(&value).expect("parse").lean_from, lean_from, "{value}");
+        }
+        let written = serde_json::to_value(LeanFrom::Style("rock".into())).expect("serialize");
+        assert_eq!(written, serde_json::json!({"style": "rock"}));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct View {
     pub status: Status,
     pub styles: Vec<StyleView>,
     pub style: Option<String>,
+    /// Which style's model the style leans away from.
+    pub lean_from: crate::state::LeanFrom,
     pub primer_source: PrimerSource,
     /// What was played recently, in beats before now (all starts <= 0).
     pub live_capture: Vec<ClipNote>,
@@ -105,6 +107,7 @@ impl Default for View {
             status: Status::info("Play something, then press Generate."),
             styles: Vec::new(),
             style: None,
+            lean_from: crate::state::LeanFrom::Model,
             primer_source: PrimerSource::Capture,
             live_capture: Vec::new(),
             capture_notes: 0,

@@ -20,7 +20,7 @@ use cadenza_plugin::params::CadenzaParams;
 use cadenza_plugin::session::{self, AudioPorts, Command};
 use cadenza_plugin::settings::{self, MachineSettings};
 use cadenza_plugin::shared::Shared;
-use cadenza_plugin::state::SessionSlot;
+use cadenza_plugin::state::{LeanFrom, SessionSlot};
 use cadenza_plugin::view::{Level, View};
 use crossbeam::channel::Sender;
 
@@ -199,6 +199,36 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert!(v.status.text.contains("no parent.onnx") && v.status.text.contains("without leaning"), "{}", v.status.text);
     assert!(!v.engine.contains("leans away"), "{}", v.engine);
     drop(r);
+    // The musician chooses whom a style leans away from: none, any other style (here the parent,
+    // which names none, leaning away from the child), or one that is not there, which is said.
+    let chosen = resources(&tmp.path().join("lean-chosen"), true, &[("child", &child), ("parent", &parent)]);
+    let generate_with = |style: &str, lean_from: LeanFrom| {
+        let mut r = start(&chosen);
+        r.commands.send(Command::SetStyle(style.into())).expect("send");
+        r.commands.send(Command::SetLeanFrom(lean_from.clone())).expect("send");
+        play_phrase(&mut r);
+        r.commands.send(Command::Generate).expect("send");
+        let v = wait_view(&r, "a generation leaning as chosen", |v| {
+            v.generation.is_some() && v.status.level != Level::Info
+        });
+        eprintln!("lean {lean_from:?} -> {} [{}]", v.status.text, v.engine);
+        assert_eq!(v.lean_from, lean_from, "the editor shows the choice");
+        v
+    };
+    let v = generate_with("child", LeanFrom::Off);
+    assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
+    assert!(v.engine.contains("child model (") && !v.engine.contains("leans away"), "{}", v.engine);
+    let v = generate_with("parent", LeanFrom::Style("child".into()));
+    assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
+    assert!(
+        v.engine.contains("parent model (") && v.engine.contains("leans away from child, as you chose"),
+        "{}",
+        v.engine
+    );
+    let v = generate_with("child", LeanFrom::Style("nosuch".into()));
+    assert_eq!(v.status.level, Level::Warning, "{}", v.status.text);
+    assert!(v.status.text.contains("no nosuch.onnx") && v.status.text.contains("without leaning"), "{}", v.status.text);
+    assert!(!v.engine.contains("leans away"), "{}", v.engine);
 
     // A real model: the result reaches the audio thread and the editor.
     let mut r = start(&resources(&tmp.path().join("d"), true, &[(&style, &model_bytes)]));
