@@ -263,15 +263,19 @@ impl CadenzaEditor {
         let gui = self.gui.clone();
         ui.horizontal(|ui| {
             if running {
+                // Cancel over the progress, in the Generate button's width: the row keeps its layout.
                 let permille = self.shared.progress.permille.load(Ordering::Acquire);
-                if ui.add_sized([110.0, 34.0], egui::Button::new(RichText::new("Cancel").strong())).clicked() {
-                    self.send(Command::Cancel);
-                }
-                ui.add(
-                    egui::ProgressBar::new(permille as f32 / 1000.0)
-                        .desired_width(130.0)
-                        .text(format!("{:.0}%", permille as f32 / 10.0)),
-                );
+                ui.vertical(|ui| {
+                    if ui.add_sized([110.0, 16.0], egui::Button::new(RichText::new("Cancel").strong())).clicked() {
+                        self.send(Command::Cancel);
+                    }
+                    ui.add(
+                        egui::ProgressBar::new(permille as f32 / 1000.0)
+                            .desired_width(110.0)
+                            .desired_height(14.0)
+                            .text(RichText::new(format!("{:.0}%", permille as f32 / 10.0)).small()),
+                    );
+                });
             } else {
                 let button = egui::Button::new(RichText::new("Generate").strong().size(16.0).color(Color32::BLACK))
                     .fill(GENERATED_COLOUR);
@@ -535,19 +539,17 @@ impl CadenzaEditor {
     }
 }
 
+/// The status in words, wrapped to as many lines as it needs (a foreign phrase's advice runs
+/// long), then what runs the model on one line of its own, cut to the width (all of it on hover).
 fn status_line(ui: &mut egui::Ui, view: &View) {
-    ui.horizontal(|ui| {
-        let colour = match view.status.level {
-            Level::Info => Color32::from_rgb(0xd0, 0xd4, 0xdc),
-            Level::Success => LIVE_COLOUR,
-            Level::Warning => Color32::from_rgb(0xff, 0xcc, 0x66),
-            Level::Error => Color32::from_rgb(0xff, 0x6b, 0x6b),
-        };
-        ui.label(RichText::new(&view.status.text).color(colour));
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.label(RichText::new(&view.engine).small().weak());
-        });
-    });
+    let colour = match view.status.level {
+        Level::Info => Color32::from_rgb(0xd0, 0xd4, 0xdc),
+        Level::Success => LIVE_COLOUR,
+        Level::Warning => Color32::from_rgb(0xff, 0xcc, 0x66),
+        Level::Error => Color32::from_rgb(0xff, 0x6b, 0x6b),
+    };
+    ui.add(egui::Label::new(RichText::new(&view.status.text).color(colour)).wrap());
+    ui.add(egui::Label::new(RichText::new(&view.engine).small().weak()).truncate()).on_hover_text(&view.engine);
 }
 
 /// The notes to draw: (start, length, pitch, velocity, colour), beats relative to the continuation's start.
