@@ -82,7 +82,13 @@ pub struct Args {
 }
 
 /// Real windows of a style's split: (features, stats) per window.
-fn real_windows(data: &Path, style: &str, split: Split, max_pieces: usize) -> Result<Vec<Performance>> {
+fn real_windows(
+    data: &Path,
+    style: &str,
+    split: Split,
+    max_pieces: usize,
+    (window_s, per_piece): (f64, usize),
+) -> Result<Vec<Performance>> {
     let dir = data.join(style);
     let manifest = dir.join(MANIFEST_FILE);
     let mut rows = read_manifest(&manifest)?;
@@ -93,7 +99,7 @@ fn real_windows(data: &Path, style: &str, split: Split, max_pieces: usize) -> Re
     for r in rows {
         let path = dir.join(&r.path);
         match midi::read_file(&path, &midi::ReadOptions::default()) {
-            Ok(p) => out.extend(windows(&p, WINDOW_S, MAX_WINDOWS_PER_PIECE)),
+            Ok(p) => out.extend(windows(&p, window_s, per_piece)),
             Err(e) => eprintln!("eval: skipping {e}"),
         }
     }
@@ -160,6 +166,12 @@ fn mean_stats(perfs: &[Performance]) -> [f64; 8] {
 /// [`STYLES`] with data in `data` (at most `max_pieces` pieces each), and how
 /// many windows it saw. Its classes are those styles, in [`STYLES`] order.
 pub fn style_classifier(data: &Path, max_pieces: usize) -> Result<(Classifier, usize)> {
+    style_classifier_over(data, max_pieces, (WINDOW_S, MAX_WINDOWS_PER_PIECE))
+}
+
+/// [`style_classifier`] on windows of another length, at most so many per piece: a phrase of a few
+/// seconds is told by one trained on phrases that long.
+pub fn style_classifier_over(data: &Path, max_pieces: usize, windowing: (f64, usize)) -> Result<(Classifier, usize)> {
     let styles: Vec<String> =
         STYLES.iter().filter(|s| data.join(s).join(MANIFEST_FILE).exists()).map(|s| s.to_string()).collect();
     if styles.len() < 2 {
@@ -167,7 +179,7 @@ pub fn style_classifier(data: &Path, max_pieces: usize) -> Result<(Classifier, u
     }
     let mut train = Vec::new();
     for (c, style) in styles.iter().enumerate() {
-        let tr = real_windows(data, style, Split::Train, max_pieces)?;
+        let tr = real_windows(data, style, Split::Train, max_pieces, windowing)?;
         println!("eval: {style}: {} train windows", tr.len());
         train.extend(tr.iter().map(|p| (features(p).to_vec(), c)));
     }
@@ -186,7 +198,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut test: Vec<Vec<Performance>> = Vec::new();
     for style in &styles {
-        let te = real_windows(&data, style, Split::Test, args.max_pieces)?;
+        let te = real_windows(&data, style, Split::Test, args.max_pieces, (WINDOW_S, MAX_WINDOWS_PER_PIECE))?;
         println!("eval style: {style}: {} test windows", te.len());
         test.push(te);
     }
