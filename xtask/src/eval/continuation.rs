@@ -24,7 +24,7 @@ use plotters::prelude::*;
 
 use super::classifier::Classifier;
 use super::features::features;
-use super::style::{shipped_styles, style_classifier};
+use super::style::{shipped_styles, style_classifier, style_classifier_over};
 use crate::env::repo_root;
 
 /// The primer: this much music from the piece's first note.
@@ -53,6 +53,12 @@ pub struct Args {
     pub own_voice: f32,
     #[command(flatten)]
     pub lead: super::Lead,
+    /// A trial: also let the style lead every primer that a style classifier trained on
+    /// primer-length windows of the real train splits does not name as the style, whatever its
+    /// cost (`cargo xtask eval home` shows the classifier telling the nursery tunes from jazz's and
+    /// pop's own phrases where cost cannot).
+    #[arg(long)]
+    pub lead_unless_named: bool,
     #[command(flatten)]
     pub lean: super::Lean,
     /// Strengths of the sweep plotted against grounding and style accuracy (empty: no sweep).
@@ -253,6 +259,8 @@ struct Outcome {
     /// What the primers cost the model (nats per event) and how foreign it found them, per piece.
     primer_cost: Mean1,
     foreignness: Mean1,
+    /// Primers the style led.
+    led: usize,
 }
 
 /// A running mean of one number.
@@ -280,11 +288,18 @@ impl Outcome {
     }
 }
 
+/// Who names styles: the continuations, and (with `--lead-unless-named`) the primers, with the
+/// same classes.
+struct Judges {
+    continuations: Classifier,
+    primers: Option<Classifier>,
+}
+
 fn run_case(
     engine: &mut Engine,
     pieces: &[Piece],
     case: &Case,
-    classifier: &Classifier,
+    judges: &Judges,
     args: &Args,
     strength: f32,
     contrast: f32,
@@ -302,6 +317,7 @@ fn run_case(
         seconds: 0.0,
         primer_cost: Mean1::default(),
         foreignness: Mean1::default(),
+        led: 0,
     };
     for (i, p) in pieces.iter().enumerate() {
         let meter = p.steady.then_some(&p.meter);
@@ -333,7 +349,11 @@ fn run_case(
                     allow_end: false,
                     follow: strength,
                     own_voice: args.own_voice,
-                    style_lead: args.lead.style_lead,
+                    // Led as asked, and also where the primer is not named as the style.
+                    style_lead: match &judges.primers {
+                        Some(j) if j.predict(&features(&p.primer)) != case.class => StyleLead::On,
+                        _ => args.lead.style_lead,
+                    },
                     contrast,
                     ..Steering::default()
                 },
@@ -343,11 +363,12 @@ fn run_case(
         if let Some(fit) = engine.primer_fit() {
             o.primer_cost.add(fit.nats_per_event);
             o.foreignness.add(f64::from(fit.foreignness));
+            o.led += usize::from(fit.led);
         }
         let mut per_piece = Mean::default();
         for c in &conts {
             o.style_all += 1;
-            if classifier.predict(&features(c)) == case.class {
+            if judges.continuations.predict(&features(c)) == case.class {
                 o.style_right += 1;
             }
             match score(&p.primer, key, c, meter) {
@@ -393,6 +414,14 @@ pub fn run(args: &Args) -> Result<()> {
     crate::setup::tool_env()?;
     let (classifier, _) = style_classifier(&data, 400)?;
     let classes = classifier.classes.clone();
+    let primers = if args.lead_unless_named {
+        let (c, _) = style_classifier_over(&data, 400, (PRIMER_S, 9))?;
+        anyhow::ensure!(c.classes == classes, "the two classifiers know different styles");
+        Some(c)
+    } else {
+        None
+    };
+    let judges = Judges { continuations: classifier, primers };
     let styles: Vec<&str> = shipped_styles()
         .into_iter()
         .filter(|s| classes.iter().any(|c| c == s))
@@ -432,7 +461,7 @@ pub fn run(args: &Args) -> Result<()> {
         leaning.extend(leans.filter(|l| !leaning.contains(l)));
         let set = &pieces.iter().find(|(s, _)| *s == case.primers).expect("pieces of every style").1;
         for &strength in &strengths {
-            let o = run_case(&mut engine, set, case, &classifier, args, strength, contrast)?;
+            let o = run_case(&mut engine, set, case, &judges, args, strength, contrast)?;
             println!(
                 "eval continuation: {} continuing {} at follow {strength:.2}: key {} register {} density {} motif {} \
                  beat {} style {:.0}%, primer cost {} foreign {} ({:.0} s)",
@@ -476,7 +505,7 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
         match args.lead.style_lead {
             StyleLead::Model => String::new(),
             lead => format!(" --style-lead {lead}"),
-        },
+        } + if args.lead_unless_named { " --lead-unless-named" } else { "" },
         PRIMER_S + CONTINUATION_S,
         args.seeds
     );
@@ -497,7 +526,7 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
         let trio =
             |i: usize| format!("{} / {} / {}", fmt(o.generated.get(i)), fmt(o.truth.get(i)), fmt(o.floor.get(i)));
         r.push_str(&format!(
-            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {:.1}% | {} ({}) |\n",
+            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {:.1}% | {} ({}; led {} of {}) |\n",
             c.model,
             c.primers,
             o.pieces,
@@ -512,13 +541,16 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
             fmt(o.grounding(5)),
             100.0 * o.style_right as f64 / o.style_all.max(1) as f64,
             fmt(o.primer_cost.get()),
-            fmt(o.foreignness.get())
+            fmt(o.foreignness.get()),
+            o.led,
+            o.pieces
         ));
     }
     r.push_str(
         "\nEach cell: generated / truth / floor. Primer cost: what the primers cost the model, nats per event \
          (its own music's cost is its validation loss, on its card); foreign: how far above that they lie, 0 \
-         (its own style) to 1 (`Steering::style_lead`; classical and folk lead by default).\n\n## Follow strength against grounding\n\n",
+         (its own style) to 1 (`Steering::style_lead`; classical and folk lead by default); led: the primers \
+         the style led.\n\n## Follow strength against grounding\n\n",
     );
     r.push_str("| model | primers | strength |");
     for (name, _) in MEASURES {
@@ -645,6 +677,7 @@ mod tests {
             seconds: 0.0,
             primer_cost: Mean1::default(),
             foreignness: Mean1::default(),
+            led: 0,
         };
         let at = |key: f64| Scores { key, ..Scores::default() };
         o.generated.add(&at(0.6));
