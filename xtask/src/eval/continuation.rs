@@ -15,7 +15,7 @@ use cadenza_core::analysis::{
     intervals, motifs, pearson, pitch_class_histogram, KeyEstimate, Meter, PrimerAnalysis, MAX_NOTE_WEIGHT_S,
     MOTIF_INTERVALS,
 };
-use cadenza_core::dataset::{read_manifest, ManifestRow, Split, MANIFEST_FILE};
+use cadenza_core::dataset::Split;
 use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering, StyleLead, DEFAULT_FOLLOW};
@@ -23,7 +23,7 @@ use cadenza_core::{midi, Note, Performance};
 use plotters::prelude::*;
 
 use super::classifier::Classifier;
-use super::features::features;
+use super::features::{excerpt, features};
 use super::style::{shipped_styles, style_classifier, style_classifier_over};
 use crate::env::repo_root;
 
@@ -191,17 +191,8 @@ fn cut(path: &Path, name: &str) -> Result<Option<Piece>> {
     if perf.duration_s() < end_s {
         return Ok(None);
     }
-    let window = |from: f64, to: f64| {
-        Performance::new(
-            perf.notes
-                .iter()
-                .filter(|n| n.start_s >= from && n.start_s < to)
-                .map(|n| Note { start_s: n.start_s - from, end_s: n.end_s.min(to) - from, ..*n })
-                .collect(),
-        )
-    };
-    let primer = window(t0, cut_s);
-    let truth = window(cut_s, end_s);
+    let primer = excerpt(&perf, t0, cut_s);
+    let truth = excerpt(&perf, cut_s, end_s);
     if primer.notes.len() < 4 || truth.notes.is_empty() {
         return Ok(None);
     }
@@ -210,20 +201,11 @@ fn cut(path: &Path, name: &str) -> Result<Option<Piece>> {
     Ok(Some(Piece { name: name.to_string(), primer, analysis, truth, meter, steady: tempo.steady_until(end_s) }))
 }
 
-/// The manifest rows of the style folder `dir` in `split`, by file hash: a choice of pieces that
-/// stays the same from run to run.
-pub fn split_rows(dir: &Path, split: Split) -> Result<Vec<ManifestRow>> {
-    let mut rows = read_manifest(&dir.join(MANIFEST_FILE))?;
-    rows.retain(|r| r.split == split);
-    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
-    Ok(rows)
-}
-
 /// Up to `max` usable test pieces of a style, the first by file hash.
 fn test_pieces(data: &Path, style: &str, max: usize) -> Result<Vec<Piece>> {
     let dir = data.join(style);
     let mut out = Vec::new();
-    for r in split_rows(&dir, Split::Test)? {
+    for r in super::split_rows(&dir, Split::Test)? {
         if out.len() >= max {
             break;
         }

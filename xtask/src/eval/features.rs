@@ -250,6 +250,18 @@ fn normalise(h: &mut [f64]) {
     }
 }
 
+/// The notes of `perf` struck from `from` to before `to` seconds, shifted to start at 0 and cut
+/// at `to`.
+pub fn excerpt(perf: &Performance, from: f64, to: f64) -> Performance {
+    Performance::new(
+        perf.notes
+            .iter()
+            .filter(|n| n.start_s >= from && n.start_s < to)
+            .map(|n| cadenza_core::Note { start_s: n.start_s - from, end_s: n.end_s.min(to) - from, ..*n })
+            .collect(),
+    )
+}
+
 /// Windows of `window_s` seconds (at most `max_windows`, evenly spread), each
 /// shifted to start at 0; a piece shorter than one window is one window.
 pub fn windows(perf: &Performance, window_s: f64, max_windows: usize) -> Vec<Performance> {
@@ -257,16 +269,8 @@ pub fn windows(perf: &Performance, window_s: f64, max_windows: usize) -> Vec<Per
     let count = ((end / window_s).floor() as usize).clamp(1, max_windows.max(1));
     let stride = if count > 1 { (end - window_s).max(0.0) / (count - 1) as f64 } else { 0.0 };
     (0..count)
-        .map(|i| {
-            let t0 = i as f64 * stride;
-            let notes = perf
-                .notes
-                .iter()
-                .filter(|n| n.start_s >= t0 && n.start_s < t0 + window_s)
-                .map(|n| cadenza_core::Note { start_s: n.start_s - t0, end_s: n.end_s.min(t0 + window_s) - t0, ..*n })
-                .collect();
-            Performance::new(notes)
-        })
+        .map(|i| i as f64 * stride)
+        .map(|t0| excerpt(perf, t0, t0 + window_s))
         .filter(|p| p.notes.len() >= 8)
         .collect()
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cadenza_core::dataset::Split;
 use cadenza_core::engine::{Engine, EngineOptions};
-use cadenza_core::{midi, Note, Performance};
+use cadenza_core::{midi, Performance};
 
 use super::classifier::Classifier;
-use super::features::features;
+use super::features::{excerpt, features};
 use super::style::{shipped_styles, style_classifier_over};
 use crate::env::repo_root;
 use crate::primers::PRIMERS;
@@ -56,13 +56,7 @@ pub fn phrase(perf: &Performance, from_s: f64, length_s: f64) -> Option<Performa
     if perf.duration_s() < t0 + length_s {
         return None;
     }
-    let notes: Vec<Note> = perf
-        .notes
-        .iter()
-        .filter(|n| n.start_s >= t0 && n.start_s < t0 + length_s)
-        .map(|n| Note { start_s: n.start_s - t0, end_s: n.end_s.min(t0 + length_s) - t0, ..*n })
-        .collect();
-    (notes.len() >= 4).then(|| Performance::new(notes))
+    Some(excerpt(perf, t0, t0 + length_s)).filter(|p| p.notes.len() >= 4)
 }
 
 /// Every phrase of `length_s` in `perf`, one each [`PHRASE_EVERY_S`] from its first note.
@@ -111,7 +105,7 @@ impl Spread {
 fn validation_pieces(data: &Path, style: &str, max: usize) -> Result<Vec<Performance>> {
     let dir = data.join(style);
     let mut out = Vec::new();
-    for r in super::continuation::split_rows(&dir, Split::Valid)?.iter().take(max) {
+    for r in super::split_rows(&dir, Split::Valid)?.iter().take(max) {
         match midi::read_file_timed(&dir.join(&r.path), &midi::ReadOptions::default()) {
             Ok((perf, _)) => out.push(perf),
             Err(e) => eprintln!("eval home: skipping {e}"),
@@ -157,10 +151,8 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
-    let named = |perfs: &[Performance], length: f64| -> Vec<usize> {
-        classifier.as_ref().map_or(Vec::new(), |c| {
-            perfs.iter().flat_map(|p| phrases(p, length)).map(|p| c.predict(&features(&p))).collect()
-        })
+    let named = |phrases: &[Performance]| -> Vec<usize> {
+        classifier.as_ref().map_or(Vec::new(), |c| phrases.iter().map(|p| c.predict(&features(p))).collect())
     };
     let mut rows = Vec::new();
     for style in &styles {
@@ -168,10 +160,10 @@ pub fn run(args: &Args) -> Result<()> {
         let mut engine = Engine::load(&model, &opts)?;
         let pieces = validation_pieces(&data, style, args.pieces)
             .with_context(|| format!("{}: no validation split (run cargo xtask data)", data.join(style).display()))?;
-        let mut costs = |perfs: &[Performance], length: f64| -> Result<Option<Spread>> {
+        let mut costs = |phrases: &[Performance], length: f64| -> Result<Option<Spread>> {
             let mut xs = Vec::new();
-            for p in perfs.iter().flat_map(|p| phrases(p, length)) {
-                xs.extend(engine.primer_cost(&p, Some(length))?);
+            for p in phrases {
+                xs.extend(engine.primer_cost(p, Some(length))?);
             }
             Ok(Spread::of(&xs))
         };
@@ -184,10 +176,13 @@ pub fn run(args: &Args) -> Result<()> {
             nursery_named: Vec::new(),
         };
         for &l in &args.lengths {
-            row.own.push(costs(&pieces, l)?);
-            row.nursery.push(costs(&nursery, l)?);
-            row.own_named.push(named(&pieces, l));
-            row.nursery_named.push(named(&nursery, l));
+            let cut =
+                |perfs: &[Performance]| -> Vec<Performance> { perfs.iter().flat_map(|p| phrases(p, l)).collect() };
+            let (own, theirs) = (cut(&pieces), cut(&nursery));
+            row.own.push(costs(&own, l)?);
+            row.nursery.push(costs(&theirs, l)?);
+            row.own_named.push(named(&own));
+            row.nursery_named.push(named(&theirs));
         }
         row.validation_nll = engine.info().validation_nll;
         println!(
@@ -277,6 +272,7 @@ fn report(args: &Args, rows: &[Row], classifier: Option<&Classifier>) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cadenza_core::Note;
 
     fn note(pitch: u8, start_s: f64) -> Note {
         Note { pitch, velocity: 80, start_s, end_s: start_s + 0.5 }

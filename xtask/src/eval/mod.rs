@@ -11,6 +11,19 @@ pub mod nll;
 pub mod style;
 pub mod transfer;
 
+/// The manifest rows of the style folder `dir` in `split`, by file hash: a choice of pieces that
+/// stays the same from run to run.
+pub fn split_rows(
+    dir: &std::path::Path,
+    split: cadenza_core::dataset::Split,
+) -> anyhow::Result<Vec<cadenza_core::dataset::ManifestRow>> {
+    use cadenza_core::dataset::{read_manifest, MANIFEST_FILE};
+    let mut rows = read_manifest(&dir.join(MANIFEST_FILE))?;
+    rows.retain(|r| r.split == split);
+    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    Ok(rows)
+}
+
 /// Where an evaluation finds real music and the style models.
 #[derive(Debug, clap::Args)]
 pub struct Sources {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cadenza_core::analysis::Meter;
-use cadenza_core::dataset::{read_manifest, Split, MANIFEST_FILE};
+use cadenza_core::dataset::{Split, MANIFEST_FILE};
 use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
 use cadenza_core::sampling::{Sampling, Steering};
@@ -90,10 +90,7 @@ fn real_windows(
     (window_s, per_piece): (f64, usize),
 ) -> Result<Vec<Performance>> {
     let dir = data.join(style);
-    let manifest = dir.join(MANIFEST_FILE);
-    let mut rows = read_manifest(&manifest)?;
-    rows.retain(|r| r.split == split);
-    rows.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+    let mut rows = super::split_rows(&dir, split)?;
     rows.truncate(max_pieces);
     let mut out = Vec::new();
     for r in rows {
