@@ -5,6 +5,7 @@
 //! needs libtorch).
 
 pub mod analysis;
+pub mod classifier;
 pub mod clip;
 pub mod codec;
 pub mod compare;
@@ -12,6 +13,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod engine;
 pub mod export;
+pub mod features;
 pub mod follow;
 pub mod fsutil;
 pub mod join;

@@ -250,26 +250,19 @@ impl ContrastAdvice {
 pub enum StyleLead {
     /// Never: the continuation follows the primer's manner, however foreign.
     Off,
-    /// As the model's checkpoint advises ([`LeadAdvice`]): on where it was
-    /// measured to keep its own style's primers, else off.
+    /// As the model's checkpoint advises ([`LeadAdvice`]): by cost where it
+    /// was measured to keep its own style's primers; else where the style
+    /// judge shipped beside the models names the primer another style
+    /// ([`crate::classifier::StyleJudge`]), and never without one.
     #[default]
     Model,
-    /// Always, in proportion to how foreign the primer is.
+    /// Always, in proportion to how foreign the primer is (by cost or by the judge).
     On,
 }
 
 impl StyleLead {
     /// The names [`StyleLead::from_str`] takes, in order.
     pub const NAMES: [&'static str; 3] = ["off", "model", "on"];
-
-    /// Whether a model with `advice` leads foreign primers under this setting.
-    pub fn leads(self, advice: Option<&LeadAdvice>) -> bool {
-        match self {
-            StyleLead::Off => false,
-            StyleLead::Model => advice.is_some(),
-            StyleLead::On => true,
-        }
-    }
 }
 
 impl std::fmt::Display for StyleLead {
@@ -669,11 +662,6 @@ mod tests {
         }
         let refused = "sometimes".parse::<StyleLead>().expect_err("not a lead");
         assert!(refused.contains("`sometimes` is not a style lead"), "{refused}");
-        let advice = LeadAdvice { measured: "kept".into() };
-        assert_eq!(
-            [StyleLead::Off, StyleLead::Model, StyleLead::On].map(|l| (l.leads(None), l.leads(Some(&advice)))),
-            [(false, false), (false, true), (true, true)]
-        );
         let mut json = serde_json::to_value(Steering::default()).expect("json");
         assert_eq!(json["style_lead"], "model");
         let field = json.as_object_mut().expect("object").remove("style_lead").expect("field");

@@ -456,6 +456,87 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     assert_eq!(music(&mut leads, StyleLead::Model), music(&mut cheap_home, StyleLead::On));
 }
 
+/// A style judge beside a model lets a model that does not lead by cost lead a primer it names
+/// another style, as foreign as it doubts the model's style, and says so; one naming the primer
+/// the model's own style leaves it be. A malformed judge is refused at load, naming its file.
+#[test]
+fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
+    use cadenza_core::classifier::{StyleJudge, JUDGE_FILE, JUDGE_VERSION};
+    use cadenza_core::features::NUM_FEATURES;
+    let fx = exported();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Its own music as dear as the chorale: by cost nothing is foreign to it.
+    let meta = CheckpointMeta { best_val_loss: Some(6.5), ..fx.meta.clone() };
+    let path = dir.path().join("judged.onnx");
+    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+    // A judge that names everything by its bias alone: `other` (by 4 nats) or the model's own style.
+    let judge = |named_other: bool| -> StyleJudge {
+        let row = |bias: f64| [vec![0.0; NUM_FEATURES], vec![bias]].concat();
+        let (own, other) = if named_other { (0.0, 4.0) } else { (4.0, 0.0) };
+        serde_json::from_value(serde_json::json!({
+            "version": JUDGE_VERSION,
+            "window_s": 10.0,
+            "measured": "by its bias alone",
+            "classifier": {
+                "classes": [STYLE, "other"],
+                "mean": vec![0.0; NUM_FEATURES],
+                "std": vec![1.0; NUM_FEATURES],
+                "weights": [row(own), row(other)],
+            }
+        }))
+        .expect("a judge")
+    };
+    let req = |lead| GenerateRequest {
+        primer: Some(chorale("bwv1_6.mid")),
+        settings: GenerationSettings {
+            length: Length::Events(16),
+            steering: Steering { style_lead: lead, ..Default::default() },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let run = |e: &mut Engine, lead| {
+        let tokens = e.generate_variations(&req(lead), &mut |_| true).expect("generate")[0].tokens.clone();
+        (tokens, e.primer_fit().expect("a primer's fit"))
+    };
+    let mut alone = Engine::load(&path, &engine_options()).expect("engine");
+    assert!(alone.judge().is_none());
+    let (followed, fit) = run(&mut alone, StyleLead::Model);
+    assert_eq!((fit.foreignness, fit.led, fit.judged), (0.0, false, None));
+
+    let file = dir.path().join(JUDGE_FILE);
+    let write = |j: &StyleJudge| std::fs::write(&file, serde_json::to_string(j).expect("json")).expect("write");
+    write(&judge(true));
+    let mut judged = Engine::load(&path, &engine_options()).expect("engine with a judge");
+    let (led_music, led) = run(&mut judged, StyleLead::Model);
+    let other = 4f64.exp() / (1.0 + 4f64.exp());
+    assert!(led.led && (f64::from(led.foreignness) - other).abs() < 1e-4, "{led:?}");
+    assert_eq!(led.judged.as_ref().map(|j| j.named.as_str()), Some("other"));
+    assert_ne!(led_music, followed, "led, the own voice takes over");
+    let advice = led.advice(STYLE, "--style-lead on").expect("a word on the lead");
+    assert!(advice.starts_with(&format!("Led by {STYLE}")) && advice.contains("sounds like other"), "{advice}");
+    assert!(!run(&mut judged, StyleLead::Off).1.led, "Off still follows");
+    // Without the judge the same engine follows as before.
+    judged.set_judge(None);
+    assert_eq!(run(&mut judged, StyleLead::Model).0, followed);
+
+    write(&judge(false));
+    let mut own = Engine::load(&path, &engine_options()).expect("engine with a judge");
+    let (music, fit) = run(&mut own, StyleLead::Model);
+    assert_eq!((music, fit.foreignness, fit.led), (followed, 0.0, false));
+    assert_eq!(fit.judged.map(|j| j.named), Some(STYLE.to_string()));
+
+    let mut short = judge(true);
+    short.window_s = 0.0;
+    write(&short);
+    let e = Engine::load(&path, &engine_options()).err().expect("a bad judge");
+    assert!(matches!(e, EngineError::Judge(_)) && e.to_string().contains(JUDGE_FILE), "{e}");
+    assert!(e.to_string().contains("phrase length 0 s"), "{e}");
+    std::fs::write(&file, "{").expect("write");
+    let e = Engine::load(&path, &engine_options()).err().expect("not json");
+    assert!(e.to_string().contains("not a style judge"), "{e}");
+}
+
 /// Write `fx`'s model with one metadata entry changed.
 fn with_metadata(fx: &Exported, key: &str, value: &str, out: &Path) {
     with_metadata_of(fx, &fx.meta, key, value, out);

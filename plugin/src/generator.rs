@@ -307,8 +307,13 @@ mod engine_impl {
             let leans = self.leans_from.as_ref().map_or(String::new(), |(s, chosen)| {
                 format!("; leans away from {s}{} (Lean away)", if *chosen { ", as you chose" } else { "" })
             });
-            let leads =
-                if info.lead_advice.is_some() { "; leads foreign phrases by default (Style leads)" } else { "" };
+            let leads = if info.lead_advice.is_some() {
+                "; leads foreign phrases by default (Style leads)"
+            } else if self.engine.judge().is_some_and(|j| j.knows(&info.style)) {
+                "; leads phrases that sound like another style (Style leads)"
+            } else {
+                ""
+            };
             format!(
                 "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}{leans}{leads}",
                 info.style,

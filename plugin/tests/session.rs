@@ -230,8 +230,14 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     assert!(v.status.text.contains("no nosuch.onnx") && v.status.text.contains("without leaning"), "{}", v.status.text);
     assert!(!v.engine.contains("leans away"), "{}", v.engine);
 
-    // A real model: the result reaches the audio thread and the editor.
-    let mut r = start(&resources(&tmp.path().join("d"), true, &[(&style, &model_bytes)]));
+    // A real model: the result reaches the audio thread and the editor. The style judge the
+    // models ship with goes beside it, as a bundle has it.
+    let with_model = resources(&tmp.path().join("d"), true, &[(&style, &model_bytes)]);
+    let judge = model.with_file_name(cadenza_core::classifier::JUDGE_FILE);
+    if judge.exists() {
+        std::fs::copy(&judge, with_model.join("models").join(cadenza_core::classifier::JUDGE_FILE)).expect("judge");
+    }
+    let mut r = start(&with_model);
     play_phrase(&mut r);
     // Playing into the style loads its model before Generate is pressed, and the editor says
     // what will run it.
@@ -243,11 +249,13 @@ fn session_reports_problems_in_words_generates_exports_and_refuses_newer_project
     eprintln!("generated     -> {} [{}]", v.status.text, v.engine);
     assert_eq!(v.status.level, Level::Success, "{}", v.status.text);
     // A nursery tune is foreign to every shipped style (each pays over 3 nats an event for it, twice
-    // its own music's cost or more): the status line says so. A style that leads by default says it
-    // led; one that does not names the parameter that lets it lead. The stand-in random model
-    // records no validation loss to weigh it against.
+    // its own music's cost or more), and the style judge names it classical or folk: the status
+    // line says so. A style that leads by cost or by the judge says it led; one that does not
+    // names the parameter that lets it lead. The stand-in random model records no validation loss
+    // to weigh it against.
     if style != "tinytest" {
-        let says = if v.engine.contains("leads foreign phrases by default") {
+        let judged = v.engine.contains("leads phrases that sound like another style");
+        let says = if v.engine.contains("leads foreign phrases by default") || judged {
             vec![format!("Led by {style}"), "% foreign to it".to_owned()]
         } else {
             vec![format!("foreign to {style}"), format!("\"{}\"", cadenza_plugin::params::STYLE_LEAD_NAME)]

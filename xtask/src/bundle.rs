@@ -6,7 +6,7 @@
 //! target/bundled/
 //!   Cadenza.clap                       the plugin (one file, as CLAP wants on Linux)
 //!   Cadenza.clap.resources/lib/        libonnxruntime.so.1.31.1
-//!   Cadenza.clap.resources/models/     <style>.onnx, <style>.md
+//!   Cadenza.clap.resources/models/     <style>.onnx, <style>.md, style-judge.json
 //!   Cadenza.vst3/Contents/x86_64-linux/Cadenza.so
 //!   Cadenza.vst3/Contents/Resources/{lib,models}/
 //!   cadenza-standalone                 (with --standalone) finds Cadenza.clap.resources beside it
@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cadenza_core::classifier::JUDGE_FILE;
 
 use crate::env::{cargo, repo_root, run_checked};
 
@@ -149,7 +150,8 @@ pub fn run_install(args: &InstallArgs) -> Result<()> {
     for m in shipped_models()? {
         let Some(name) = m.file_name() else { continue };
         let dest = user_models.join(name);
-        if dest.exists() {
+        // The style judge is Cadenza's, not a style of yours: it is brought up to date.
+        if dest.exists() && name != JUDGE_FILE {
             println!("kept {} (already there)", dest.display());
         } else {
             copy(&m, &dest)?;
@@ -168,13 +170,14 @@ fn user_model_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/cadenza/models"))
 }
 
-/// `models/*.onnx` and their `*.md` model cards.
+/// `models/*.onnx`, their `*.md` model cards and the style judge that decides when they lead.
 fn shipped_models() -> Result<Vec<PathBuf>> {
     let dir = repo_root().join("models");
     let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot read", dir.display()))? {
         let p = e?.path();
-        if p.is_file() && p.extension().is_some_and(|x| x == "onnx" || x == "md") {
+        let shipped = p.extension().is_some_and(|x| x == "onnx" || x == "md") || p.ends_with(JUDGE_FILE);
+        if p.is_file() && shipped {
             out.push(p);
         }
     }
@@ -239,4 +242,18 @@ fn dir_size(p: &Path) -> Option<u64> {
         total += dir_size(&e.path())?;
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundles and the user model folder get the style judge with the models: without it
+    /// jazz, pop, rock and electronic would not lead a nursery tune by default.
+    #[test]
+    fn the_style_judge_ships_with_the_models() {
+        let shipped = shipped_models().expect("models/");
+        assert!(shipped.iter().any(|p| p.ends_with(JUDGE_FILE)), "{shipped:?}");
+        assert!(shipped.iter().any(|p| p.extension().is_some_and(|x| x == "onnx")), "{shipped:?}");
+    }
 }

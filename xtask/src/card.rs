@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use cadenza_core::classifier::{StyleJudge, JUDGE_FILE};
 use cadenza_core::dataset::{read_manifest, Provenance, Split, MANIFEST_FILE};
 use cadenza_core::engine::{Engine, EngineOptions, ModelInfo};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
@@ -64,8 +65,9 @@ fn leaning(info: &ModelInfo) -> Option<String> {
     })
 }
 
-/// The card's paragraph on whether this style leads a phrase foreign to it by default.
-fn leading(info: &ModelInfo) -> String {
+/// The card's paragraph on whether this style leads a phrase foreign to it by default, by its
+/// sidecar's measurement or by the style judge beside its model (`judge`, when it knows the style).
+fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
     let setting = "(`Steering::style_lead`: the plugin's Style leads, `cadenza generate --style-lead off|model|on`)";
     match &info.lead_advice {
         Some(a) => format!(
@@ -73,6 +75,15 @@ fn leading(info: &ModelInfo) -> String {
              foreign, the more of the manner is its own, while key, register and beat follow the phrase. From its \
              checkpoint's sidecar: {}.\n\n",
             a.measured
+        ),
+        None if judge.is_some_and(|j| j.knows(&info.style)) => format!(
+            "## Leading foreign phrases\n\nBy default this style leads a phrase that the style judge shipped with the \
+             models (`models/{JUDGE_FILE}`, `cargo xtask judge`) names another style {setting}, the more of the manner \
+             its own the more the judge doubts the phrase is {0}, while key, register and beat follow the phrase. A \
+             phrase it names {0} is followed as it sounds, however much it costs the model: some of {0}'s own phrases \
+             cost it as much as a nursery tune (`cargo xtask eval home`), so cost alone cannot decide. Style leads On \
+             leads whatever is foreign by cost or by the judge; Off never leads.\n\n",
+            info.style
         ),
         None => format!(
             "## Leading foreign phrases\n\nBy default this style follows any phrase as it sounds; Style leads On \
@@ -246,7 +257,7 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
     md.push_str(&leaning(engine.info()).unwrap_or_default());
-    md.push_str(&leading(engine.info()));
+    md.push_str(&leading(engine.info(), engine.judge()));
     md.push_str("## Known limits\n\n");
     md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));

@@ -1,5 +1,5 @@
 //! `cargo xtask`: Cadenza's front door in the repository. The chores live
-//! here (setup, data, bundle, test, bench, eval, card, samples, demo);
+//! here (setup, data, bundle, test, bench, eval, judge, card, samples, demo);
 //! `generate`, `render`, `roundtrip`, `export` and `train` forward to the
 //! `cadenza` crate (cli/), the command users install. Each subcommand's
 //! `--help` explains its flags.
@@ -14,6 +14,7 @@ mod eval;
 mod export;
 mod fuzz;
 mod generate;
+mod judge;
 mod primers;
 mod render;
 mod roundtrip;
@@ -56,6 +57,9 @@ enum Cmd {
     Primers,
     /// Evaluate the styles: a style classifier on real and generated music.
     Eval(eval::Args),
+    /// Train the style judge shipped beside the models (models/style-judge.json): it names a
+    /// primer's style, so that a style leads a phrase that is not its own.
+    Judge(judge::Args),
     /// Write a style's model card (models/STYLE.md) from its run, its data and a speed measurement.
     Card(card::Args),
     /// Write the listening examples in models/samples/ with the shipped styles.
@@ -85,6 +89,7 @@ fn main() {
         Cmd::Primers => primers::run(),
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Card(a) => card::run(a),
+        Cmd::Judge(a) => judge::run(a),
         Cmd::Samples(a) => samples::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Bundle(a) => bundle::run_bundle(a),

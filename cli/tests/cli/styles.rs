@@ -7,16 +7,24 @@ use std::process::Command;
 
 use crate::{cadenza, shipped, stderr};
 
-/// Issue 12: a style placed in the user's style folder is found by name from any folder,
-/// and a shipped style still is.
-#[test]
-fn generates_with_a_style_from_the_users_folder_and_a_shipped_one() {
+/// A temporary folder holding the user's data folder, with the shipped jazz weights as their
+/// style `mine`, and a working folder: (it, data, work).
+fn with_mine() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let (data, work) = (tmp.path().join("data"), tmp.path().join("work"));
     let styles = data.join("cadenza/models");
     std::fs::create_dir_all(&styles).expect("dir");
     std::fs::create_dir_all(&work).expect("dir");
     std::fs::copy(shipped("jazz.onnx"), styles.join("mine.onnx")).expect("place a style");
+    (tmp, data, work)
+}
+
+/// Issue 12: a style placed in the user's style folder is found by name from any folder,
+/// and a shipped style still is.
+#[test]
+fn generates_with_a_style_from_the_users_folder_and_a_shipped_one() {
+    let (_tmp, data, work) = with_mine();
+    let styles = data.join("cadenza/models");
 
     let out =
         cadenza(&work, &data, &["generate", "--style", "mine", "--seconds", "2", "--seed", "1", "--out", "x.mid"]);
@@ -89,4 +97,30 @@ fn train_without_the_trainer_says_how_to_install_it() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("`cadenza-train` was not found") && err.contains("cargo install --path trainer"), "{err}");
+}
+
+/// The style judge shipped beside the models names a nursery tune classical or folk, so jazz,
+/// which does not lead by cost (its own phrases cost it as much), leads it and says why;
+/// `--style-lead off` still follows it. The same weights as a style of the user's own, with no
+/// judge beside them, follow it and say how to let it lead.
+#[test]
+fn the_shipped_judge_lets_jazz_lead_a_nursery_tune() {
+    let (_tmp, data, work) = with_mine();
+    let twinkle = shipped("primers/twinkle.mid");
+    let run = |style: &str, extra: &[&str]| {
+        let mut args = vec!["generate", "--style", style, "--primer", twinkle.to_str().expect("utf-8")];
+        args.extend_from_slice(&["--seconds", "4", "--seed", "1", "--out", "x.mid"]);
+        args.extend_from_slice(extra);
+        let out = cadenza(&work, &data, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (std::fs::read(work.join("x.mid")).expect("written"), stderr(&out))
+    };
+    let (led, said) = run("jazz", &[]);
+    assert!(said.contains("Led by jazz") && said.contains("sounds like"), "{said}");
+    let (followed, said) = run("jazz", &["--style-lead", "off"]);
+    assert!(!said.contains("Led by"), "{said}");
+    assert_ne!(led, followed, "the lead changes the music");
+    let (mine, said) = run("mine", &[]);
+    assert!(said.contains("--style-lead on lets jazz lead it"), "{said}");
+    assert_ne!(mine, led, "no judge: not led");
 }

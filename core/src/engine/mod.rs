@@ -45,11 +45,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classifier::{Judgement, StyleJudge};
 use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
 use crate::follow::{FollowState, Follower};
 use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
-use crate::sampling::{contrast_log_probs, mix_log_probs, Sampler};
+use crate::sampling::{contrast_log_probs, mix_log_probs, Sampler, StyleLead};
 
 use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
@@ -202,6 +203,9 @@ pub enum EngineError {
     Runtime { path: PathBuf, message: String },
     #[error("generation was cancelled")]
     Cancelled,
+    /// The style judge beside the model ([`StyleJudge::beside`]) is unreadable or invalid.
+    #[error("{0}")]
+    Judge(String),
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -220,12 +224,14 @@ pub struct Engine {
     own: Option<Model>,
     /// What [`crate::sampling::Steering::contrast`] leans away from.
     contrast: Option<Model>,
+    /// What names a primer's style, when shipped beside the model.
+    judge: Option<StyleJudge>,
     /// What the last request's primer cost the model ([`Engine::primer_fit`]).
     last_fit: Option<PrimerFit>,
 }
 
 /// How a primer sat with the model that continued it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PrimerFit {
     /// What the primer cost the model, nats per event.
     pub nats_per_event: f64,
@@ -235,6 +241,8 @@ pub struct PrimerFit {
     pub foreignness: f32,
     /// Whether the style led the primer (the request let it, and the primer was foreign).
     pub led: bool,
+    /// What the style judge named the primer, when the engine has one that knows the style.
+    pub judged: Option<Judgement>,
 }
 
 /// From this foreignness on, a primer that the style did not lead is worth a word to the musician.
@@ -251,16 +259,20 @@ impl PrimerFit {
             }
             None => format!("{:.1} nats per event", self.nats_per_event),
         };
+        let heard = match &self.judged {
+            Some(j) if j.names_other_than(style) => format!("; it sounds like {} more than {style}", j.named),
+            _ => String::new(),
+        };
         if self.led {
             Some(format!(
-                "Led by {style}: your phrase is {:.0}% foreign to it ({cost}), so its key, register and beat were followed \
-                 and the manner is {style}'s",
+                "Led by {style}: your phrase is {:.0}% foreign to it ({cost}{heard}), so its key, register and beat were \
+                 followed and the manner is {style}'s",
                 100.0 * self.foreignness
             ))
         } else if self.foreignness >= FOREIGN_ADVICE_FROM {
             Some(format!(
-                "Your phrase is foreign to {style} ({cost}), so the continuation sounds more like your phrase than like \
-                 {style}; {control} lets {style} lead it"
+                "Your phrase is foreign to {style} ({cost}{heard}), so the continuation sounds more like your phrase \
+                 than like {style}; {control} lets {style} lead it"
             ))
         } else {
             None
@@ -271,7 +283,26 @@ impl PrimerFit {
 impl Engine {
     /// Load `model`, checking its metadata against this build's codec and architecture.
     pub fn load(model: &Path, opts: &EngineOptions) -> Result<Engine, EngineError> {
-        Ok(Engine { model: Model::load(model, opts)?, opts: opts.clone(), own: None, contrast: None, last_fit: None })
+        let judge = StyleJudge::beside(model).map_err(EngineError::Judge)?;
+        Ok(Engine {
+            model: Model::load(model, opts)?,
+            opts: opts.clone(),
+            own: None,
+            contrast: None,
+            judge,
+            last_fit: None,
+        })
+    }
+
+    /// Name primers' styles with `judge` (`None`: by cost alone); [`Engine::load`] takes the one
+    /// shipped beside the model.
+    pub fn set_judge(&mut self, judge: Option<StyleJudge>) {
+        self.judge = judge;
+    }
+
+    /// The style judge in use, if any.
+    pub fn judge(&self) -> Option<&StyleJudge> {
+        self.judge.as_ref()
     }
 
     /// Lean generations away from `model` by [`crate::sampling::Steering::contrast`]
@@ -295,7 +326,7 @@ impl Engine {
     /// style led it; `None` after an improvisation (no primer) or a failed
     /// request.
     pub fn primer_fit(&self) -> Option<PrimerFit> {
-        self.last_fit
+        self.last_fit.clone()
     }
 
     /// What `primer` (ending at `end_s`, when later than its last note) costs the model, nats per
@@ -362,6 +393,30 @@ impl Engine {
         self.generate_in_waves(req, progress, Some((one, ready)))
     }
 
+    /// How a primer that cost `nll` nats per event sits with the model, and whether the style
+    /// leads it. Foreign by cost ([`foreignness`]) or by ear: a style judge naming it another
+    /// style makes it as foreign as the judge doubts the style (1 − its probability), whichever
+    /// is more. A model whose export says it leads ([`ModelInfo::lead_advice`]) leads by cost,
+    /// as measured; the others lead what the judge names another style (none without a judge).
+    fn fit(&self, req: &GenerateRequest, nll: f64) -> PrimerFit {
+        let info = self.info();
+        let home = info.validation_nll;
+        let by_cost = foreignness(nll, home);
+        let judged = match (&self.judge, &req.primer) {
+            (Some(j), Some(p)) => j.judge(p, req.primer_end_s.unwrap_or(0.0).max(p.duration_s()), &info.style),
+            _ => None,
+        };
+        let by_ear = judged.as_ref().filter(|j| j.names_other_than(&info.style)).map_or(0.0, |j| (1.0 - j.own) as f32);
+        let either = by_cost.max(by_ear);
+        let (foreignness, led) = match req.settings.steering.style_lead {
+            StyleLead::Off => (either, false),
+            StyleLead::Model if info.lead_advice.is_some() => (by_cost, by_cost > 0.0),
+            StyleLead::Model => (either, by_ear > 0.0),
+            StyleLead::On => (either, either > 0.0),
+        };
+        PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led, judged }
+    }
+
     fn generate_in_waves(
         &mut self,
         req: &GenerateRequest,
@@ -382,13 +437,8 @@ impl Engine {
         let window = context_window(&prefix, max_len);
         let mut shared = self.model.empty_cache(1);
         let (last, primer_nll) = self.model.prefill_scored(window, &mut shared)?;
-        let home = self.info().validation_nll;
-        let fit = primer_nll.filter(|_| prefix.len() > 1).map(|nll| {
-            let foreignness = foreignness(nll, home);
-            let led = settings.steering.style_lead.leads(self.info().lead_advice.as_ref()) && foreignness > 0.0;
-            PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led }
-        });
-        let foreign = fit.filter(|f| f.led).map_or(0.0, |f| f.foreignness);
+        let fit = primer_nll.filter(|_| prefix.len() > 1).map(|nll| self.fit(req, nll));
+        let foreign = fit.as_ref().filter(|f| f.led).map_or(0.0, |f| f.foreignness);
         // A free request (follow 0) has nothing to follow: its primer is not analysed.
         let follower = (settings.steering.follow > 0.0)
             .then(|| req.analysis())
@@ -411,7 +461,7 @@ impl Engine {
         // Leaning says the style more plainly; a phrase the style finds its own is
         // followed as it sounds, so with a primer to follow it leans as far as the
         // primer is foreign to it.
-        let contrast_strength = match (&follower, fit) {
+        let contrast_strength = match (&follower, &fit) {
             (Some(_), Some(f)) => settings.steering.contrast * f.foreignness,
             _ => settings.steering.contrast,
         };

@@ -18,14 +18,14 @@ use cadenza_core::analysis::{
 use cadenza_core::dataset::Split;
 use cadenza_core::engine::Engine;
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{Sampling, Steering, StyleLead, DEFAULT_FOLLOW};
+use cadenza_core::sampling::{Sampling, Steering, DEFAULT_FOLLOW};
 use cadenza_core::{midi, Note, Performance};
 use plotters::prelude::*;
 
-use super::classifier::Classifier;
-use super::features::{excerpt, features};
-use super::style::{shipped_styles, style_classifier, style_classifier_over};
+use super::style::{shipped_styles, style_classifier};
 use crate::env::repo_root;
+use cadenza_core::classifier::Classifier;
+use cadenza_core::features::{excerpt, features};
 
 /// The primer: this much music from the piece's first note.
 pub const PRIMER_S: f64 = 10.0;
@@ -53,12 +53,6 @@ pub struct Args {
     pub own_voice: f32,
     #[command(flatten)]
     pub lead: super::Lead,
-    /// A trial: also let the style lead every primer that a style classifier trained on
-    /// primer-length windows of the real train splits does not name as the style, whatever its
-    /// cost (`cargo xtask eval home` shows the classifier telling the nursery tunes from jazz's and
-    /// pop's own phrases where cost cannot).
-    #[arg(long)]
-    pub lead_unless_named: bool,
     #[command(flatten)]
     pub lean: super::Lean,
     /// Strengths of the sweep plotted against grounding and style accuracy (empty: no sweep).
@@ -270,18 +264,11 @@ impl Outcome {
     }
 }
 
-/// Who names styles: the continuations, and (with `--lead-unless-named`) the primers, with the
-/// same classes.
-struct Judges {
-    continuations: Classifier,
-    primers: Option<Classifier>,
-}
-
 fn run_case(
     engine: &mut Engine,
     pieces: &[Piece],
     case: &Case,
-    judges: &Judges,
+    classifier: &Classifier,
     args: &Args,
     strength: f32,
     contrast: f32,
@@ -331,11 +318,7 @@ fn run_case(
                     allow_end: false,
                     follow: strength,
                     own_voice: args.own_voice,
-                    // Led as asked, and also where the primer is not named as the style.
-                    style_lead: match &judges.primers {
-                        Some(j) if j.predict(&features(&p.primer)) != case.class => StyleLead::On,
-                        _ => args.lead.style_lead,
-                    },
+                    style_lead: args.lead.style_lead,
                     contrast,
                     ..Steering::default()
                 },
@@ -350,7 +333,7 @@ fn run_case(
         let mut per_piece = Mean::default();
         for c in &conts {
             o.style_all += 1;
-            if judges.continuations.predict(&features(c)) == case.class {
+            if classifier.predict(&features(c)) == case.class {
                 o.style_right += 1;
             }
             match score(&p.primer, key, c, meter) {
@@ -396,14 +379,6 @@ pub fn run(args: &Args) -> Result<()> {
     crate::setup::tool_env()?;
     let (classifier, _) = style_classifier(&data, 400)?;
     let classes = classifier.classes.clone();
-    let primers = if args.lead_unless_named {
-        let (c, _) = style_classifier_over(&data, 400, (PRIMER_S, 9))?;
-        anyhow::ensure!(c.classes == classes, "the two classifiers know different styles");
-        Some(c)
-    } else {
-        None
-    };
-    let judges = Judges { continuations: classifier, primers };
     let styles: Vec<&str> = shipped_styles()
         .into_iter()
         .filter(|s| classes.iter().any(|c| c == s))
@@ -440,10 +415,11 @@ pub fn run(args: &Args) -> Result<()> {
     for (ci, case) in cases.iter().enumerate() {
         let model = root.join(&args.sources.models).join(format!("{}.onnx", case.model));
         let (mut engine, contrast, leans) = args.lean.engine(&model, &case.model)?;
+        args.lead.judge(&mut engine);
         leaning.extend(leans.filter(|l| !leaning.contains(l)));
         let set = &pieces.iter().find(|(s, _)| *s == case.primers).expect("pieces of every style").1;
         for &strength in &strengths {
-            let o = run_case(&mut engine, set, case, &judges, args, strength, contrast)?;
+            let o = run_case(&mut engine, set, case, &classifier, args, strength, contrast)?;
             println!(
                 "eval continuation: {} continuing {} at follow {strength:.2}: key {} register {} density {} motif {} \
                  beat {} style {:.0}%, primer cost {} foreign {} ({:.0} s)",
@@ -484,10 +460,7 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
         args.seeds,
         args.seed,
         args.own_voice,
-        match args.lead.style_lead {
-            StyleLead::Model => String::new(),
-            lead => format!(" --style-lead {lead}"),
-        } + if args.lead_unless_named { " --lead-unless-named" } else { "" },
+        args.lead.flags(),
         PRIMER_S + CONTINUATION_S,
         args.seeds
     );

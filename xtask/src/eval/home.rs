@@ -14,11 +14,11 @@ use cadenza_core::dataset::Split;
 use cadenza_core::engine::{Engine, EngineOptions};
 use cadenza_core::{midi, Performance};
 
-use super::classifier::Classifier;
-use super::features::{excerpt, features};
 use super::style::{shipped_styles, style_classifier_over};
 use crate::env::repo_root;
 use crate::primers::PRIMERS;
+use cadenza_core::classifier::Classifier;
+use cadenza_core::features::{excerpt, features};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_report_counts_own_phrases_named_right_and_names_the_nursery_ones() {
-        use super::super::classifier::Fit;
+        use cadenza_core::classifier::Fit;
         let samples = vec![(vec![0.0], 0), (vec![1.0], 1)];
         let c = Classifier::fit(vec!["jazz".into(), "folk".into()], &samples, Fit::default());
         let args = Args {

@@ -3,9 +3,7 @@
 //! learning buy (`eval transfer`); the validation loss of exported models
 //! (`eval nll`).
 
-pub mod classifier;
 pub mod continuation;
-pub mod features;
 pub mod home;
 pub mod nll;
 pub mod style;
@@ -43,15 +41,36 @@ pub struct Lead {
     #[arg(long, value_name = "off|model|on", num_args = 0..=1, default_missing_value = "on",
           default_value_t = cadenza_core::sampling::StyleLead::Model)]
     pub style_lead: cadenza_core::sampling::StyleLead,
+    /// Judge primers by their cost alone: leave out the style judge shipped beside the models
+    /// (`cargo xtask judge`), which lets a style lead a primer it names another style.
+    #[arg(long)]
+    pub no_judge: bool,
 }
 
 impl Lead {
     /// How a report names the setting.
-    pub fn words(&self) -> &'static str {
-        match self.style_lead {
+    pub fn words(&self) -> String {
+        let lead = match self.style_lead {
             cadenza_core::sampling::StyleLead::Off => "off",
             cadenza_core::sampling::StyleLead::Model => "each model's own choice",
             cadenza_core::sampling::StyleLead::On => "on",
+        };
+        format!("{lead}{}", if self.no_judge { ", without the style judge" } else { "" })
+    }
+
+    /// The setting as the command's flags, each with its leading space; empty for the defaults.
+    pub fn flags(&self) -> String {
+        let lead = match self.style_lead {
+            cadenza_core::sampling::StyleLead::Model => String::new(),
+            lead => format!(" --style-lead {lead}"),
+        };
+        lead + if self.no_judge { " --no-judge" } else { "" }
+    }
+
+    /// Leave out `engine`'s style judge under `--no-judge`.
+    pub fn judge(&self, engine: &mut cadenza_core::engine::Engine) {
+        if self.no_judge {
+            engine.set_judge(None);
         }
     }
 }

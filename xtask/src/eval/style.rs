@@ -15,10 +15,10 @@ use cadenza_core::{midi, Performance};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::classifier::{Classifier, Confusion, Fit};
-use super::features::{features, stats, windows, Stats};
 use crate::env::repo_root;
 use crate::primers::PRIMERS;
+use cadenza_core::classifier::{Classifier, Confusion, Fit};
+use cadenza_core::features::{features, stats, windows, Stats};
 
 /// The styles Cadenza ships, in report order.
 pub const STYLES: [&str; 6] = ["classical", "jazz", "pop", "folk", "rock", "electronic"];
@@ -82,7 +82,7 @@ pub struct Args {
 }
 
 /// Real windows of a style's split: (features, stats) per window.
-fn real_windows(
+pub(crate) fn real_windows(
     data: &Path,
     style: &str,
     split: Split,
@@ -219,7 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
         args.own_voice,
         args.lead.words(),
         if args.max_note_s == 0.0 { "unlimited".to_string() } else { format!("{} s", args.max_note_s) },
-        super::features::NUM_FEATURES,
+        cadenza_core::features::NUM_FEATURES,
         train_windows,
         100.0 * real_cm.accuracy(),
         100.0 * real_cm.balanced_accuracy(),
@@ -245,6 +245,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
             // One engine for every seed: each request carries its own seed.
             let (mut engine, contrast, leans) = args.lean.engine(&path, style)?;
+            args.lead.judge(&mut engine);
             contrasts.extend(leans);
             let mut pieces = Vec::new();
             for seed in args.seed..args.seed + args.seeds {

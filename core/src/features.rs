@@ -3,9 +3,9 @@
 //! even the rhythm, how loud and how varied), as a fixed-length vector for the
 //! style classifier and as named statistics for the real-vs-generated report.
 
-use cadenza_core::analysis::estimate_key;
-use cadenza_core::sampling::ScaleMode;
-use cadenza_core::Performance;
+use crate::analysis::estimate_key;
+use crate::sampling::ScaleMode;
+use crate::Performance;
 
 /// Onsets closer than this form one chord or attack.
 const ONSET_GROUP_S: f64 = 0.03;
@@ -257,7 +257,7 @@ pub fn excerpt(perf: &Performance, from: f64, to: f64) -> Performance {
         perf.notes
             .iter()
             .filter(|n| n.start_s >= from && n.start_s < to)
-            .map(|n| cadenza_core::Note { start_s: n.start_s - from, end_s: n.end_s.min(to) - from, ..*n })
+            .map(|n| crate::Note { start_s: n.start_s - from, end_s: n.end_s.min(to) - from, ..*n })
             .collect(),
     )
 }
@@ -271,14 +271,14 @@ pub fn windows(perf: &Performance, window_s: f64, max_windows: usize) -> Vec<Per
     (0..count)
         .map(|i| i as f64 * stride)
         .map(|t0| excerpt(perf, t0, t0 + window_s))
-        .filter(|p| p.notes.len() >= 8)
+        .filter(|p| p.notes.len() >= crate::classifier::MIN_JUDGED_NOTES)
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cadenza_core::Note;
+    use crate::Note;
 
     fn scale_run(tonic: u8, steps: &[u8], chords: bool) -> Performance {
         let mut notes = Vec::new();
