@@ -133,7 +133,7 @@ fn choose<T: Enum + PartialEq + Copy + 'static>(
     param: &EnumParam<T>,
     setter: &ParamSetter,
     width: f32,
-) {
+) -> egui::Response {
     ui.vertical(|ui| {
         ui.label(RichText::new(label).small().weak());
         let current = param.value();
@@ -148,7 +148,8 @@ fn choose<T: Enum + PartialEq + Copy + 'static>(
                 }
             },
         );
-    });
+    })
+    .response
 }
 
 impl NiceEguiApp for CadenzaEditor {
@@ -319,7 +320,12 @@ impl CadenzaEditor {
             with_setter(&self.gui, |s| {
                 slider(ui, "Follow primer", &params.follow, s, 80.0);
                 slider(ui, "Style voice", &params.own_voice, s, 80.0);
-                choose(ui, "Style leads", &params.style_lead, s, 110.0);
+                choose(ui, "Style leads", &params.style_lead, s, 110.0).on_hover_text(
+                    "Whether the style plays its own manner over a phrase that is not in its style, keeping \
+                     your key, register and beat. Style's choice: classical and folk lead what their model \
+                     finds foreign; jazz, pop, rock and electronic what Cadenza's style judge names another \
+                     style. On: whatever is foreign. Off: follow your phrase as it sounds.",
+                );
                 slider(ui, "Lean away", &params.lean, s, 70.0);
                 slider(ui, "Density", &params.density, s, 80.0);
                 slider(ui, "Longest note", &params.max_note, s, 80.0);
