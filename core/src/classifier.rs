@@ -105,8 +105,18 @@ impl Classifier {
     }
 
     pub fn predict(&self, x: &[f64]) -> usize {
-        let p = self.probabilities(x);
-        p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
+        most_likely(&self.probabilities(x))
+    }
+
+    /// What it names the windows of each class (`windows[class]`), against their class.
+    pub fn confusion(&self, windows: &[Vec<Performance>]) -> Confusion {
+        let mut cm = Confusion::new(&self.classes);
+        for (c, perfs) in windows.iter().enumerate() {
+            for p in perfs {
+                cm.add(c, self.predict(&features(p)));
+            }
+        }
+        cm
     }
 
     /// That it reads `dim` features into at least two distinct, named classes with finite weights.
@@ -130,6 +140,11 @@ impl Classifier {
         }
         Ok(())
     }
+}
+
+/// The index of the largest of `p` (0 when empty).
+fn most_likely(p: &[f64]) -> usize {
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
 /// The file the style judge is shipped in, beside the styles' models.
@@ -218,7 +233,7 @@ impl StyleJudge {
             return None;
         }
         let p = self.classifier.probabilities(&features(&phrase));
-        let named = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(own, |(i, _)| i);
+        let named = most_likely(&p);
         Some(Judgement { named: self.classifier.classes[named].clone(), own: p[own] })
     }
 }

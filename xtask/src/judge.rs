@@ -7,9 +7,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cadenza_core::classifier::{Confusion, StyleJudge, JUDGE_FILE, JUDGE_VERSION};
+use cadenza_core::classifier::{StyleJudge, JUDGE_FILE, JUDGE_VERSION};
 use cadenza_core::dataset::Split;
-use cadenza_core::features::features;
 
 use crate::env::repo_root;
 use crate::eval::style::{real_windows, style_classifier_over};
@@ -27,22 +26,23 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Phrases taken from one real piece, at most, and real pieces per style and split.
-const PER_PIECE: usize = 9;
-const MAX_PIECES: usize = 400;
+/// Phrases taken from one real piece, at most, and real pieces per style and split (`eval home`'s
+/// classifier takes as many).
+pub const PHRASES_PER_PIECE: usize = 9;
+pub const MAX_PIECES: usize = 400;
 
 pub fn run(args: &Args) -> Result<()> {
     anyhow::ensure!(args.window_s.is_finite() && args.window_s > 0.0, "--window-s: give seconds above 0");
     let root = repo_root();
     let data = root.join(&args.data);
-    let windowing = (args.window_s, PER_PIECE);
+    let windowing = (args.window_s, PHRASES_PER_PIECE);
     let (classifier, train) = style_classifier_over(&data, MAX_PIECES, windowing)?;
-    let mut test = Confusion::new(&classifier.classes);
-    for (c, style) in classifier.classes.iter().enumerate() {
-        for w in real_windows(&data, style, Split::Test, MAX_PIECES, windowing)? {
-            test.add(c, classifier.predict(&features(&w)));
-        }
-    }
+    let windows = classifier
+        .classes
+        .iter()
+        .map(|style| real_windows(&data, style, Split::Test, MAX_PIECES, windowing))
+        .collect::<Result<Vec<_>>>()?;
+    let test = classifier.confusion(&windows);
     let names = classifier.classes.join(", ");
     let measured = format!(
         "`cargo xtask judge --window-s {}`: {train} phrases of the real train splits ({names}); names the test \

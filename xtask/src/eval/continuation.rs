@@ -414,8 +414,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut leaning: Vec<String> = Vec::new();
     for (ci, case) in cases.iter().enumerate() {
         let model = root.join(&args.sources.models).join(format!("{}.onnx", case.model));
-        let (mut engine, contrast, leans) = args.lean.engine(&model, &case.model)?;
-        args.lead.judge(&mut engine);
+        let (mut engine, contrast, leans) = args.lean.engine(&model, &case.model, &args.lead)?;
         leaning.extend(leans.filter(|l| !leaning.contains(l)));
         let set = &pieces.iter().find(|(s, _)| *s == case.primers).expect("pieces of every style").1;
         for &strength in &strengths {

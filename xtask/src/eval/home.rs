@@ -16,6 +16,7 @@ use cadenza_core::{midi, Performance};
 
 use super::style::{shipped_styles, style_classifier_over};
 use crate::env::repo_root;
+use crate::judge::{MAX_PIECES, PHRASES_PER_PIECE};
 use crate::primers::PRIMERS;
 use cadenza_core::classifier::Classifier;
 use cadenza_core::features::{excerpt, features};
@@ -125,9 +126,6 @@ struct Row {
     nursery_named: Vec<Vec<usize>>,
 }
 
-/// Phrases a classifier trained on windows this long takes from one real piece.
-const CLASSIFY_PER_PIECE: usize = 9;
-
 pub fn run(args: &Args) -> Result<()> {
     anyhow::ensure!(
         !args.lengths.is_empty() && args.lengths.iter().all(|l| l.is_finite() && *l > 0.0),
@@ -145,7 +143,7 @@ pub fn run(args: &Args) -> Result<()> {
     let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
     anyhow::ensure!(args.classify_s.is_finite() && args.classify_s >= 0.0, "--classify-s: give seconds, or 0");
     let classifier = if args.classify_s > 0.0 {
-        let (c, windows) = style_classifier_over(&data, 400, (args.classify_s, CLASSIFY_PER_PIECE))?;
+        let (c, windows) = style_classifier_over(&data, MAX_PIECES, (args.classify_s, PHRASES_PER_PIECE))?;
         println!("eval home: classifier on {windows} windows of {} s: {}", args.classify_s, c.classes.join(", "));
         Some(c)
     } else {
@@ -235,7 +233,7 @@ fn report(args: &Args, rows: &[Row], classifier: Option<&Classifier>) -> String 
         s.push_str(&format!(
             "\n## What a style classifier names them\n\nA logistic-regression classifier on the style \
              evaluation's features, trained on windows of {} s of the real train splits (at most \
-             {CLASSIFY_PER_PIECE} a piece, 400 pieces a style; classes {}). Each cell: the style's own \
+             {PHRASES_PER_PIECE} a piece, {MAX_PIECES} pieces a style; classes {}). Each cell: the style's own \
              phrases named as the style, then what the nursery phrases were named.\n\n| style | {} |\n|---|{}\n",
             args.classify_s,
             c.classes.join(", "),

@@ -66,13 +66,6 @@ impl Lead {
         };
         lead + if self.no_judge { " --no-judge" } else { "" }
     }
-
-    /// Leave out `engine`'s style judge under `--no-judge`.
-    pub fn judge(&self, engine: &mut cadenza_core::engine::Engine) {
-        if self.no_judge {
-            engine.set_judge(None);
-        }
-    }
 }
 
 /// Which style each style leans away from (`Steering::contrast`), for the
@@ -111,18 +104,22 @@ impl Lean {
         Ok(all)
     }
 
-    /// The engine of `style`'s `model`, leaning away from its `--contrast-with`
-    /// entry or else its model's own choice (a model of that style beside
-    /// it), unless `--contrast 0`; with the strength and a line saying which
-    /// style it leans from, when it does.
+    /// The engine of `style`'s `model`, without its style judge under `lead`'s `--no-judge`,
+    /// leaning away from its `--contrast-with` entry or else its model's own choice (a model
+    /// of that style beside it), unless `--contrast 0`; with the strength and a line saying
+    /// which style it leans from, when it does.
     pub fn engine(
         &self,
         model: &std::path::Path,
         style: &str,
+        lead: &Lead,
     ) -> anyhow::Result<(cadenza_core::engine::Engine, f32, Option<String>)> {
         use cadenza_core::engine::{Engine, EngineOptions, Model};
         let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
         let mut engine = Engine::load(model, &opts)?;
+        if lead.no_judge {
+            engine.set_judge(None);
+        }
         let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
             _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
             (Some(other), _) => {
