@@ -116,8 +116,9 @@ pub struct Args {
     /// further the primer lies from the style, the more the style's own voice and its feel
     /// (straight or swung), figures and density take over; key, register and beat still
     /// follow. A primer in the style's own idiom changes nothing. `model` (the default)
-    /// leaves it to the model: classical and folk lead, measured to keep following their
-    /// own styles' phrases; `--style-lead` alone is `on`.
+    /// leaves it to the model: classical, folk and electronic lead by cost, measured to keep
+    /// following their own styles' phrases; jazz, pop and rock lead what the style judge
+    /// shipped with the models names another style; `--style-lead` alone is `on`.
     #[arg(long, value_name = "off|model|on", default_value_t = StyleLead::Model, num_args = 0..=1, default_missing_value = "on")]
     pub style_lead: StyleLead,
     /// Lean away from another style, usually the one this style was finetuned from (a

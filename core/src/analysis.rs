@@ -164,11 +164,21 @@ impl Meter {
         self.share_on(onsets_s, GRID_PER_BEAT)
     }
 
+    /// Share of `onsets_s` within [`ON_GRID_TOLERANCE_S`] of the 16th grid or of the 8th-note
+    /// triplets (which hold swung 8ths): in time with the beat, straight or swung.
+    pub fn in_time_share(&self, onsets_s: impl IntoIterator<Item = f64>) -> f64 {
+        self.share_on_any(onsets_s, &[GRID_PER_BEAT, 3])
+    }
+
     fn share_on(&self, onsets_s: impl IntoIterator<Item = f64>, per_beat: u32) -> f64 {
+        self.share_on_any(onsets_s, &[per_beat])
+    }
+
+    fn share_on_any(&self, onsets_s: impl IntoIterator<Item = f64>, grids_per_beat: &[u32]) -> f64 {
         let (mut on, mut all) = (0usize, 0usize);
         for t in onsets_s {
             all += 1;
-            if self.distance_to_grid_s(t, per_beat) <= ON_GRID_TOLERANCE_S + 1e-9 {
+            if grids_per_beat.iter().any(|&g| self.distance_to_grid_s(t, g) <= ON_GRID_TOLERANCE_S + 1e-9) {
                 on += 1;
             }
         }
@@ -449,6 +459,11 @@ mod tests {
         assert!((m.grid_distance_s(0.2) - 0.06).abs() < 1e-12);
         assert!((m.chance_on_grid() - 0.32).abs() < 1e-12);
         assert_eq!(m.on_grid_share([0.01, 0.135, 0.2, 0.25]), 0.75);
+        // Triplets of 167 ms from 10 ms: swung, off the 16ths, in time.
+        let swung = [0.01, 0.177, 0.343, 0.51];
+        assert_eq!(m.on_grid_share(swung), 0.5);
+        assert_eq!(m.in_time_share(swung), 1.0);
+        assert_eq!(m.in_time_share([0.07]), 0.0);
         assert!(Meter { tempo_bpm: 0.0, ..m }.validate().is_err());
     }
 

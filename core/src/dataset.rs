@@ -149,6 +149,10 @@ pub struct CheckpointMeta {
     /// (written by hand into a shipped checkpoint's sidecar; training writes none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead: Option<crate::sampling::LeadAdvice>,
+    /// How much harder these weights hold the key while they lead, once measured
+    /// (written by hand into a shipped checkpoint's sidecar; training writes none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_key: Option<crate::sampling::LeadKeyAdvice>,
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ pub struct Follower {
     /// How much of the primer's manner (its rhythmic feel, density, figures,
     /// dynamics) is followed, 0 to 1: 1 unless the style leads a foreign primer.
     manner: f32,
+    /// The key's pulls times this when none of the manner is followed ([`Self::with_lead_key_gain`]).
+    lead_key_gain: f32,
 }
 
 /// The rhythm pull: ln(PHASE_BINS p) per phase bin of a beat, scaled by the
@@ -257,12 +259,14 @@ impl Follower {
             rhythm,
             motifs: analysis.motifs.clone().into(),
             manner: 1.0,
+            lead_key_gain: 1.0,
         })
     }
 
     /// The same pulls with the primer's manner (rhythmic feel, density,
     /// figures, dynamics) followed only `manner` (0..=1) as strongly; its
-    /// key, register, tempo and beat as before. The engine softens it for a
+    /// key, register, tempo and beat as before (the key held harder by
+    /// [`Self::with_lead_key_gain`]). The engine softens it for a
     /// foreign primer: how busy jazz plays is part of jazz, so a nursery
     /// tune's few notes per second must not hold it (with density kept, 80%
     /// of nursery primers were named in their style; without, 90%). The beat
@@ -275,6 +279,14 @@ impl Follower {
         if let Some(r) = &mut self.rhythm {
             r.bias = std::array::from_fn(|i| self.manner * r.primer[i] + (1.0 - self.manner) * r.lead[i]);
         }
+        self
+    }
+
+    /// The key's pulls times `gain` (at least 1) where none of the manner is followed, in
+    /// proportion where some is ([`crate::sampling::LeadKeyAdvice`]): a led continuation's
+    /// own voice reads it without the primer, so these pulls alone hold the key.
+    pub fn with_lead_key_gain(mut self, gain: f32) -> Self {
+        self.lead_key_gain = if gain.is_finite() { gain.max(1.0) } else { 1.0 };
         self
     }
 
@@ -294,12 +306,13 @@ impl Follower {
         let motif_pull =
             self.manner * weight::MOTIF * ((3.0 * (MAX_REUSE - state.reuse()) / MAX_REUSE).clamp(-1.0, 1.0) as f32);
         let heard: f32 = state.recent_pitch_classes.iter().sum();
+        let key_gain = 1.0 + (self.lead_key_gain - 1.0) * (1.0 - self.manner);
         redistribute(&mut logits[ons.clone()], |pitch| {
             let mut b = 0.0;
             if let Some((target, fixed)) = &self.pitch_classes {
                 let pc = pitch % 12;
                 let recent = if heard > 0.0 { state.recent_pitch_classes[pc] / heard } else { target[pc] };
-                b += fixed[pitch] + weight::PITCH_CLASS_LOOP * 12.0 * (target[pc] - recent);
+                b += key_gain * (fixed[pitch] + weight::PITCH_CLASS_LOOP * 12.0 * (target[pc] - recent));
             }
             if let Some((centre, spread, drift)) = register {
                 let z = (pitch as f64 - centre) / spread;
@@ -554,7 +567,15 @@ mod tests {
         assert!(shift(&keyed, 25) > shift(&keyed, 13) + 1.0, "the beat's grid stays");
         assert_eq!((vel(&keyed, 10), vel(&keyed, 30)), (0.0, 0.0), "no loudness");
         assert!((ons(&keyed) - ons(&vec![0.0f32; VOCAB_SIZE])).abs() < 1e-4, "no density");
-        assert!((keyed[on(62)] - keyed[on(63)] - (full[on(62)] - full[on(63)])).abs() < 1e-4, "the key as before");
+        let d_over_e_flat = |l: &[f32]| l[on(62)] - l[on(63)];
+        assert!((d_over_e_flat(&keyed) - d_over_e_flat(&full)).abs() < 1e-4, "the key as before");
+        // With a lead key gain the key holds harder where the style leads, and as before where it follows.
+        let mut harder = vec![0.0f32; VOCAB_SIZE];
+        f.clone().with_lead_key_gain(2.0).with_manner(0.0).apply(&mut harder, &state, 400);
+        assert!(d_over_e_flat(&full) > 0.0 && d_over_e_flat(&harder) > d_over_e_flat(&keyed) + 0.1);
+        let mut following = vec![0.0f32; VOCAB_SIZE];
+        f.clone().with_lead_key_gain(2.0).apply(&mut following, &state, 400);
+        assert!((d_over_e_flat(&following) - d_over_e_flat(&full)).abs() < 1e-4);
     }
 
     #[test]

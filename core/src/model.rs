@@ -215,6 +215,11 @@ pub mod onnx_names {
     /// Metadata: present when the model leads foreign primers by default
     /// ([`crate::sampling::LeadAdvice`]): what the measurement showed, one sentence.
     pub const META_LEADS: &str = "cadenza.style_leads";
+    /// Metadata: how much harder the key holds while the model leads
+    /// ([`crate::sampling::LeadKeyAdvice`]), a decimal; absent for most models.
+    pub const META_LEAD_KEY_GAIN: &str = "cadenza.lead_key_gain";
+    /// Metadata: what the measurement behind it showed, one sentence.
+    pub const META_LEAD_KEY_MEASURED: &str = "cadenza.lead_key_measured";
     /// Metadata: [`crate::export::EXPORT_REVISION`] as a decimal string.
     pub const META_EXPORT_REVISION: &str = "cadenza.export_revision";
 }

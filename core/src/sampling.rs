@@ -323,6 +323,40 @@ impl LeadAdvice {
     }
 }
 
+/// Strongest [`LeadKeyAdvice::gain`].
+pub const MAX_LEAD_KEY_GAIN: f32 = 4.0;
+
+/// How much harder a style holds the primer's key while it leads: the led
+/// continuation's own voice reads it without the primer, so the follower's
+/// key pulls alone keep the key ([`crate::follow::Follower::with_lead_key_gain`]).
+/// Recorded in a checkpoint's sidecar once measured, exported into the
+/// model's metadata ([`crate::model::onnx_names::META_LEAD_KEY_GAIN`]) and
+/// read back into [`crate::engine::ModelInfo::lead_key_advice`]; without
+/// one the key pulls as when following. The key held harder costs some of
+/// the style (jazz in a nursery tune's C major is less plainly jazz), so
+/// each style's gain is its own measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadKeyAdvice {
+    /// The key's pulls times this when the style leads wholly, in [1, [`MAX_LEAD_KEY_GAIN`]].
+    pub gain: f32,
+    /// What the measurement showed, in one sentence.
+    pub measured: String,
+}
+
+impl LeadKeyAdvice {
+    /// A gain and a sentence Cadenza can use, else what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.gain.is_finite() && (1.0..=MAX_LEAD_KEY_GAIN).contains(&self.gain)) {
+            return Err(format!("its lead key gain {} is outside [1, {MAX_LEAD_KEY_GAIN}]", self.gain));
+        }
+        if self.measured.trim().is_empty() {
+            return Err("its lead key gain says nothing of what was measured".into());
+        }
+        Ok(())
+    }
+}
+
 /// An event the style itself finds this many nats less likely than its
 /// likeliest is implausible: contrast may lower it, never raise it (else
 /// an event both models all but rule out could win on their ratio).
@@ -673,6 +707,12 @@ mod tests {
         json["style_lead"] = field;
         assert_eq!(serde_json::from_value::<Steering>(json).expect("new session"), Steering::default());
         assert!(LeadAdvice { measured: " ".into() }.validate().is_err());
+        let key = |gain: f32, measured: &str| LeadKeyAdvice { gain, measured: measured.into() }.validate();
+        assert!(key(1.5, "measured").is_ok() && key(MAX_LEAD_KEY_GAIN, "measured").is_ok());
+        for gain in [0.5, MAX_LEAD_KEY_GAIN + 0.1, f32::NAN] {
+            assert!(key(gain, "measured").is_err(), "{gain}");
+        }
+        assert!(key(1.5, "").is_err());
     }
 
     #[test]

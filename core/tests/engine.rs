@@ -23,7 +23,7 @@ use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
 use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{ContrastAdvice, Key, LeadAdvice, Sampling, Steering, StyleLead};
+use cadenza_core::sampling::{ContrastAdvice, Key, LeadAdvice, LeadKeyAdvice, Sampling, Steering, StyleLead};
 use cadenza_core::{codec, Performance};
 use cadenza_test_support::{chorale, chorale_tokens, engine_options, python};
 use prost::Message;
@@ -375,6 +375,14 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_WITH, "../rock", &odd);
     let e = Engine::load(&odd, &engine_options()).err().expect("not a style");
     assert!(e.to_string().contains("`../rock` is not a style name"), "{e}");
+    let key = LeadKeyAdvice { gain: 2.0, measured: "the key kept".into() };
+    let keyed = CheckpointMeta { lead_key: Some(key.clone()), ..fx.meta.clone() };
+    with_metadata_of(fx, &keyed, onnx_names::META_LEAD_KEY_GAIN, "9", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("too strong");
+    assert!(e.to_string().contains("odd-advice.onnx") && e.to_string().contains("lead key gain 9"), "{e}");
+    let mute = CheckpointMeta { lead_key: Some(LeadKeyAdvice { measured: String::new(), ..key }), ..fx.meta.clone() };
+    let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
+    assert!(e.to_string().contains("lead key gain says nothing"), "{e}");
     // Lead advice that says nothing of what was measured is refused at export, naming the checkpoint.
     let mute = CheckpointMeta { lead: Some(LeadAdvice { measured: " ".into() }), ..fx.meta.clone() };
     let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
@@ -454,6 +462,16 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     };
     assert_ne!(music(&mut leads, StyleLead::Model), music(&mut leads, StyleLead::Off));
     assert_eq!(music(&mut leads, StyleLead::Model), music(&mut cheap_home, StyleLead::On));
+    // A checkpoint measured to hold the key harder while it leads carries the gain into the model;
+    // it changes only what is led.
+    let key = LeadKeyAdvice { gain: 4.0, measured: "the key kept".into() };
+    let meta = CheckpointMeta { best_val_loss: Some(2.0), lead_key: Some(key.clone()), ..fx.meta.clone() };
+    let path = dir.path().join("keyed.onnx");
+    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+    let mut keyed = Engine::load(&path, &engine_options()).expect("engine");
+    assert_eq!(keyed.info().lead_key_advice, Some(key));
+    assert_ne!(music(&mut keyed, StyleLead::On), music(&mut cheap_home, StyleLead::On));
+    assert_eq!(music(&mut keyed, StyleLead::Off), music(&mut cheap_home, StyleLead::Off));
 }
 
 /// A style judge beside a model lets a model that does not lead by cost lead a primer it names

@@ -322,9 +322,9 @@ impl CadenzaEditor {
                 slider(ui, "Style voice", &params.own_voice, s, 80.0);
                 choose(ui, "Style leads", &params.style_lead, s, 110.0).on_hover_text(
                     "Whether the style plays its own manner over a phrase that is not in its style, keeping \
-                     your key, register and beat. Style's choice: classical and folk lead what their model \
-                     finds foreign; jazz, pop, rock and electronic what Cadenza's style judge names another \
-                     style. On: whatever is foreign. Off: follow your phrase as it sounds.",
+                     your key, register and beat. Style's choice: classical, folk and electronic lead what their \
+                     model finds foreign; jazz, pop and rock what Cadenza's style judge names another style. \
+                     On: whatever is foreign. Off: follow your phrase as it sounds.",
                 );
                 slider(ui, "Lean away", &params.lean, s, 70.0);
                 slider(ui, "Density", &params.density, s, 80.0);

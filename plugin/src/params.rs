@@ -316,7 +316,8 @@ pub struct CadenzaParams {
     /// Let the style lead a phrase foreign to it (a nursery tune continued as jazz): the
     /// further the model finds the phrase from its style, the more its own voice, feel,
     /// figures and density take over; key, register and beat still follow. By default the
-    /// style's model decides: classical and folk lead, jazz, pop, rock and electronic do not.
+    /// style's model decides: classical, folk and electronic lead by their model's cost, jazz, pop
+    /// and rock where Cadenza's style judge names the phrase another style.
     #[id = "stylelead"]
     pub style_lead: EnumParam<LeadChoice>,
     /// How far a style leans away from the style its model names (electronic from rock, jazz from pop)

@@ -853,6 +853,7 @@ impl SaveContext<'_> {
             data_summary: self.corpus.summary.clone(),
             contrast: None,
             lead: None,
+            lead_key: None,
         }
     }
 }

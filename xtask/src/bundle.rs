@@ -249,7 +249,7 @@ mod tests {
     use super::*;
 
     /// The bundles and the user model folder get the style judge with the models: without it
-    /// jazz, pop, rock and electronic would not lead a nursery tune by default.
+    /// jazz, pop and rock would not lead a nursery tune by default.
     #[test]
     fn the_style_judge_ships_with_the_models() {
         let shipped = shipped_models().expect("models/");

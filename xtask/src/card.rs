@@ -69,10 +69,18 @@ fn leaning(info: &ModelInfo) -> Option<String> {
 /// sidecar's measurement or by the style judge beside its model (`judge`, when it knows the style).
 fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
     let setting = "(`Steering::style_lead`: the plugin's Style leads, `cadenza generate --style-lead off|model|on`)";
-    match &info.lead_advice {
+    let key = info.lead_key_advice.as_ref().map_or(String::new(), |a| {
+        format!(
+            "Leading, it holds the phrase's key {}× as hard as when it follows, since its own voice reads the \
+             continuation without the phrase. From its checkpoint's sidecar: {}.\n\n",
+            a.gain, a.measured
+        )
+    });
+    let whether = match &info.lead_advice {
         Some(a) => format!(
-            "## Leading foreign phrases\n\nBy default this style leads a phrase foreign to it {setting}: the more \
-             foreign, the more of the manner is its own, while key, register and beat follow the phrase. From its \
+            "## Leading foreign phrases\n\nBy default this style leads a phrase foreign to it by cost, one that costs \
+             the model well more than its own music does {setting}: the more foreign, the more of the manner is its \
+             own, while key, register and beat follow the phrase. The style judge does not decide for it. From its \
              checkpoint's sidecar: {}.\n\n",
             a.measured
         ),
@@ -90,7 +98,8 @@ fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
              {setting} lets it lead a phrase foreign to it. Its checkpoint records no measurement that its own \
              style's phrases keep their following with the lead on.\n\n"
         ),
-    }
+    };
+    whether + &key
 }
 
 pub fn run(args: &Args) -> Result<()> {

@@ -146,6 +146,8 @@ pub struct ModelInfo {
     /// Whether it leads foreign primers by default ([`crate::sampling::StyleLead::Model`]),
     /// when its export recorded so.
     pub lead_advice: Option<crate::sampling::LeadAdvice>,
+    /// How much harder it holds the key while it leads, when its export recorded so.
+    pub lead_key_advice: Option<crate::sampling::LeadKeyAdvice>,
 }
 
 /// Reported after every generated event.
@@ -226,6 +228,8 @@ pub struct Engine {
     contrast: Option<Model>,
     /// What names a primer's style, when shipped beside the model.
     judge: Option<StyleJudge>,
+    /// How much harder the key holds while the style leads, when set over the model's own advice.
+    lead_key_gain: Option<f32>,
     /// What the last request's primer cost the model ([`Engine::primer_fit`]).
     last_fit: Option<PrimerFit>,
 }
@@ -290,6 +294,7 @@ impl Engine {
             own: None,
             contrast: None,
             judge,
+            lead_key_gain: None,
             last_fit: None,
         })
     }
@@ -298,6 +303,13 @@ impl Engine {
     /// shipped beside the model.
     pub fn set_judge(&mut self, judge: Option<StyleJudge>) {
         self.judge = judge;
+    }
+
+    /// Hold the primer's key `gain` times as hard while the style leads (`None`: as the model's
+    /// [`ModelInfo::lead_key_advice`] says, else as when following); for measuring a gain
+    /// before a checkpoint's sidecar records it.
+    pub fn set_lead_key_gain(&mut self, gain: Option<f32>) {
+        self.lead_key_gain = gain;
     }
 
     /// The style judge in use, if any.
@@ -393,6 +405,11 @@ impl Engine {
         self.generate_in_waves(req, progress, Some((one, ready)))
     }
 
+    /// How much harder the key holds while the style leads ([`Engine::set_lead_key_gain`]).
+    fn lead_key_gain(&self) -> f32 {
+        self.lead_key_gain.or(self.info().lead_key_advice.as_ref().map(|a| a.gain)).unwrap_or(1.0)
+    }
+
     /// How a primer that cost `nll` nats per event sits with the model, and whether the style
     /// leads it. Foreign by cost ([`foreignness`]) or by ear: a style judge naming it another
     /// style makes it as foreign as the judge doubts the style (1 − its probability), whichever
@@ -444,7 +461,7 @@ impl Engine {
             .then(|| req.analysis())
             .flatten()
             .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow))
-            .map(|f| f.with_manner(1.0 - foreign));
+            .map(|f| f.with_manner(1.0 - foreign).with_lead_key_gain(self.lead_key_gain()));
         let (target_steps, budget) = match settings.length {
             Length::Seconds(s) => {
                 let steps = codec::seconds_to_steps(s).max(1);

@@ -15,7 +15,7 @@ use ort::value::{Tensor, TensorRef};
 use super::{EngineError, EngineOptions, ModelInfo, Provider};
 use crate::codec;
 use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
-use crate::sampling::{ContrastAdvice, LeadAdvice};
+use crate::sampling::{ContrastAdvice, LeadAdvice, LeadKeyAdvice};
 
 /// Environment variable naming the ONNX Runtime library (also what `ort` reads).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -612,7 +612,18 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         validation_nll: meta.custom(onnx_names::META_VALIDATION_NLL).and_then(|v| v.trim().parse().ok()),
         contrast_advice: contrast_advice(&meta).map_err(mismatch)?,
         lead_advice: meta.custom(onnx_names::META_LEADS).map(|measured| LeadAdvice { measured }),
+        lead_key_advice: lead_key_advice(&meta).map_err(mismatch)?,
     })
+}
+
+/// The model's [`LeadKeyAdvice`], when its metadata holds one; a malformed one is an error.
+fn lead_key_advice(meta: &ort::session::ModelMetadata) -> Result<Option<LeadKeyAdvice>, String> {
+    let Some(gain) = meta.custom(onnx_names::META_LEAD_KEY_GAIN) else { return Ok(None) };
+    let gain: f32 = gain.trim().parse().map_err(|_| format!("lead key gain `{gain}` is not a number"))?;
+    let measured = meta.custom(onnx_names::META_LEAD_KEY_MEASURED).unwrap_or_default();
+    let advice = LeadKeyAdvice { gain, measured };
+    advice.validate()?;
+    Ok(Some(advice))
 }
 
 /// The model's [`ContrastAdvice`], when its metadata holds one; a malformed one is an error.

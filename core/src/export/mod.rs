@@ -306,6 +306,9 @@ pub fn export_weights(
     if let Some(advice) = &meta.lead {
         advice.validate().map_err(|e| ExportError::Lead { path: weights.source.clone(), message: e })?;
     }
+    if let Some(advice) = &meta.lead_key {
+        advice.validate().map_err(|e| ExportError::Lead { path: weights.source.clone(), message: e })?;
+    }
     let model = build_model(weights, meta, precision)?;
     let bytes = model.encode_to_vec();
     if bytes.len() > MAX_MODEL_BYTES {
@@ -346,7 +349,13 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
         .into_iter()
         .chain(meta.best_val_loss.filter(|v| v.is_finite()).map(|v| (onnx_names::META_VALIDATION_NLL, v.to_string())))
         .chain(advice)
-        .chain(meta.lead.iter().map(|a| (onnx_names::META_LEADS, a.measured.clone())));
+        .chain(meta.lead.iter().map(|a| (onnx_names::META_LEADS, a.measured.clone())))
+        .chain(meta.lead_key.iter().flat_map(|a| {
+            [
+                (onnx_names::META_LEAD_KEY_GAIN, a.gain.to_string()),
+                (onnx_names::META_LEAD_KEY_MEASURED, a.measured.clone()),
+            ]
+        }));
     Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
@@ -749,6 +758,7 @@ pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> Checkpoi
         data_summary: summary.to_string(),
         contrast: None,
         lead: None,
+        lead_key: None,
     }
 }
 

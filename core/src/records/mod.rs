@@ -268,6 +268,7 @@ mod tests {
             data_summary: "test".into(),
             contrast: None,
             lead: None,
+            lead_key: None,
         };
         write_sidecar(&path, &meta).expect("write");
         let back = read_sidecar(&path).expect("read");

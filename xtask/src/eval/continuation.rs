@@ -93,20 +93,23 @@ pub struct Scores {
     pub motif: f64,
     /// Only for pieces with a steady tempo.
     pub on_beat: Option<f64>,
+    /// On the 16ths or the 8th-note triplets (swing is in time, off the 16ths); steady tempo only.
+    pub in_time: Option<f64>,
 }
 
 /// The measures in report order: (name, lower is better).
-const MEASURES: [(&str, bool); 6] = [
+const MEASURES: [(&str, bool); 7] = [
     ("key (pitch-class r)", false),
     ("in scale", false),
     ("register gap (st)", true),
     ("density |log ratio|", true),
     ("motif reuse", false),
     ("on the beat", false),
+    ("in time (triplets too)", false),
 ];
 
 impl Scores {
-    fn values(&self) -> [Option<f64>; 6] {
+    fn values(&self) -> [Option<f64>; 7] {
         [
             Some(self.key),
             Some(self.in_scale),
@@ -114,6 +117,7 @@ impl Scores {
             Some(self.density),
             Some(self.motif),
             self.on_beat,
+            self.in_time,
         ]
     }
 }
@@ -145,21 +149,23 @@ pub fn score(
     let grams = steps.windows(MOTIF_INTERVALS);
     let reused = grams.clone().filter(|g| primer_grams.binary_search_by(|m| m[..].cmp(g)).is_ok()).count();
     let motif = if grams.len() == 0 { 0.0 } else { reused as f64 / grams.len() as f64 };
+    let onsets = || cont.notes.iter().map(|n| PRIMER_S + n.start_s);
     Some(Scores {
         key: pearson(&hp, &hc),
         in_scale,
         register_gap: (mean_pitch(cont) - mean_pitch(primer)).abs(),
         density: (rate(cont, CONTINUATION_S) / rate(primer, PRIMER_S)).ln().abs(),
         motif,
-        on_beat: meter.map(|m| m.on_grid_share(cont.notes.iter().map(|n| PRIMER_S + n.start_s))),
+        on_beat: meter.map(|m| m.on_grid_share(onsets())),
+        in_time: meter.map(|m| m.in_time_share(onsets())),
     })
 }
 
 /// Means of each measure over the scores that have it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Mean {
-    sum: [f64; 6],
-    count: [usize; 6],
+    sum: [f64; 7],
+    count: [usize; 7],
 }
 
 impl Mean {
@@ -358,6 +364,7 @@ fn mean_scores(m: &Mean) -> Option<Scores> {
         density: m.get(3)?,
         motif: m.get(4)?,
         on_beat: m.get(5),
+        in_time: m.get(6),
     })
 }
 
@@ -421,7 +428,7 @@ pub fn run(args: &Args) -> Result<()> {
             let o = run_case(&mut engine, set, case, &classifier, args, strength, contrast)?;
             println!(
                 "eval continuation: {} continuing {} at follow {strength:.2}: key {} register {} density {} motif {} \
-                 beat {} style {:.0}%, primer cost {} foreign {} ({:.0} s)",
+                 beat {} in time {} style {:.0}%, primer cost {} foreign {} ({:.0} s)",
                 case.model,
                 case.primers,
                 fmt(o.grounding(0)),
@@ -429,6 +436,7 @@ pub fn run(args: &Args) -> Result<()> {
                 fmt(o.generated.get(3)),
                 fmt(o.generated.get(4)),
                 fmt(o.grounding(5)),
+                fmt(o.grounding(6)),
                 100.0 * o.style_right as f64 / o.style_all.max(1) as f64,
                 fmt(o.primer_cost.get()),
                 fmt(o.foreignness.get()),
@@ -454,7 +462,8 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
          bars given as the metre). Measures as in `shared/continuation-metrics.md`; **truth** is the piece's own next \
          {CONTINUATION_S:.0} s, **floor** the next {CONTINUATION_S:.0} s of every other piece of the set, both scored \
          against the same primer. Grounding = (generated − floor) / (truth − floor): 0 ignores the primer, 1 follows \
-         it as the piece itself does. \"On the beat\" counts only pieces whose file keeps one tempo.\n\n",
+         it as the piece itself does. \"On the beat\" counts only pieces whose file keeps one tempo; \"in time\" counts the 8th-note \
+         triplets as well as the 16ths, so swung 8ths on the primer's beat are in time though off its 16ths.\n\n",
         args.pieces,
         args.seeds,
         args.seed,
@@ -472,15 +481,15 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
     r.push_str(&format!("## At follow strength {:.2}\n\n", args.strength));
     r.push_str(
         "| model | primers | pieces (steady) | key r: gen / truth / floor (grounding) | in scale | register gap \
-         (st) | density \\|log ratio\\| | motif reuse | on the beat (grounding) | style named | primer cost \
-         (foreign) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+         (st) | density \\|log ratio\\| | motif reuse | on the beat (grounding) | in time, triplets too (grounding) | style named | \
+         primer cost (foreign) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (_, ci, o) in results.iter().filter(|(s, _, _)| *s == args.strength) {
         let c = &cases[*ci];
         let trio =
             |i: usize| format!("{} / {} / {}", fmt(o.generated.get(i)), fmt(o.truth.get(i)), fmt(o.floor.get(i)));
         r.push_str(&format!(
-            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {:.1}% | {} ({}; led {} of {}) |\n",
+            "| {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} ({}) | {} ({}) | {:.1}% | {} ({}; led {} of {}) |\n",
             c.model,
             c.primers,
             o.pieces,
@@ -493,6 +502,8 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
             trio(4),
             trio(5),
             fmt(o.grounding(5)),
+            trio(6),
+            fmt(o.grounding(6)),
             100.0 * o.style_right as f64 / o.style_all.max(1) as f64,
             fmt(o.primer_cost.get()),
             fmt(o.foreignness.get()),
@@ -503,14 +514,15 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
     r.push_str(
         "\nEach cell: generated / truth / floor. Primer cost: what the primers cost the model, nats per event \
          (its own music's cost is its validation loss, on its card); foreign: how far above that they lie, 0 \
-         (its own style) to 1 (`Steering::style_lead`; classical and folk lead by default); led: the primers \
+         (its own style) to 1 (`Steering::style_lead`; classical, folk and electronic lead by cost by default, \
+         jazz, pop and rock where the style judge names the primer another style); led: the primers \
          the style led.\n\n## Follow strength against grounding\n\n",
     );
     r.push_str("| model | primers | strength |");
     for (name, _) in MEASURES {
-        r.push_str(&format!(" {name} |"));
+        r.push_str(&format!(" {} |", name.replace('|', "\\|")));
     }
-    r.push_str(" style named | empty |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    r.push_str(" style named | empty |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (strength, ci, o) in results {
         let c = &cases[*ci];
         r.push_str(&format!("| {} | {} | {strength:.2} |", c.model, c.primers));
@@ -522,7 +534,7 @@ fn report(args: &Args, cases: &[Case], results: &[(f32, usize, Outcome)], leanin
         r.push_str(&format!(" {:.1}% | {} |\n", 100.0 * o.style_right as f64 / o.style_all.max(1) as f64, o.empty));
     }
     r.push_str(
-        "\nKey, in-scale and on-the-beat columns are grounding; register gap, density and motif reuse are the \
+        "\nKey, in-scale, on-the-beat and in-time columns are grounding; register gap, density and motif reuse are the \
          generated values.\n\n![follow strength](continuation-follow.png)\n",
     );
     r
@@ -606,6 +618,7 @@ mod tests {
         // Every figure but the two that straddle the repeat is the primer's.
         assert!(s.motif > 0.8, "{}", s.motif);
         assert_eq!(s.on_beat, Some(1.0), "0.5 s apart at 120 BPM: every onset on a beat");
+        assert_eq!(s.in_time, Some(1.0));
 
         // An octave up, a semitone off, four times denser: every measure notices.
         let shifted: Vec<u8> = twice.iter().map(|p| p + 13).collect();

@@ -45,6 +45,10 @@ pub struct Lead {
     /// (`cargo xtask judge`), which lets a style lead a primer it names another style.
     #[arg(long)]
     pub no_judge: bool,
+    /// How much harder every style holds the primer's key while it leads (1: as when following;
+    /// default each model's own, `lead_key` in its checkpoint's sidecar).
+    #[arg(long, value_name = "GAIN")]
+    pub lead_key_gain: Option<f32>,
 }
 
 impl Lead {
@@ -55,7 +59,9 @@ impl Lead {
             cadenza_core::sampling::StyleLead::Model => "each model's own choice",
             cadenza_core::sampling::StyleLead::On => "on",
         };
-        format!("{lead}{}", if self.no_judge { ", without the style judge" } else { "" })
+        let judge = if self.no_judge { ", without the style judge" } else { "" };
+        let key = self.lead_key_gain.map_or(String::new(), |g| format!(", the key held {g}× as hard while leading"));
+        format!("{lead}{judge}{key}")
     }
 
     /// The setting as the command's flags, each with its leading space; empty for the defaults.
@@ -64,7 +70,8 @@ impl Lead {
             cadenza_core::sampling::StyleLead::Model => String::new(),
             lead => format!(" --style-lead {lead}"),
         };
-        lead + if self.no_judge { " --no-judge" } else { "" }
+        let key = self.lead_key_gain.map_or(String::new(), |g| format!(" --lead-key-gain {g}"));
+        lead + if self.no_judge { " --no-judge" } else { "" } + &key
     }
 }
 
@@ -119,6 +126,11 @@ impl Lean {
         let mut engine = Engine::load(model, &opts)?;
         if lead.no_judge {
             engine.set_judge(None);
+        }
+        if let Some(gain) = lead.lead_key_gain {
+            let max = cadenza_core::sampling::MAX_LEAD_KEY_GAIN;
+            anyhow::ensure!(gain.is_finite() && (1.0..=max).contains(&gain), "--lead-key-gain {gain}: use 1 to {max}");
+            engine.set_lead_key_gain(Some(gain));
         }
         let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
             _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
