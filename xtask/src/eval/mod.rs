@@ -205,6 +205,11 @@ mod tests {
         assert_eq!(lead(&["--style-lead", "model"]), StyleLead::Model);
         assert!(parse(&["--style-lead", "maybe"]).is_err());
         assert_eq!(parse(&[]).expect("parses").words(), "each model's own choice");
+        // The report gives back the flags that make it.
+        assert_eq!(parse(&[]).expect("parses").flags(), "");
+        let keyed = parse(&["--no-judge", "--lead-key-gain", "1.5"]).expect("parses");
+        assert_eq!(keyed.flags(), " --no-judge --lead-key-gain 1.5");
+        assert!(keyed.words().ends_with("without the style judge, the key held 1.5× as hard while leading"));
     }
 
     #[test]
