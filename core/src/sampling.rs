@@ -344,12 +344,19 @@ pub struct LeadKeyAdvice {
     pub measured: String,
 }
 
+/// A lead key gain Cadenza can use (in [1, [`MAX_LEAD_KEY_GAIN`]]), else what is wrong.
+pub fn check_lead_key_gain(gain: f32) -> Result<(), String> {
+    if gain.is_finite() && (1.0..=MAX_LEAD_KEY_GAIN).contains(&gain) {
+        Ok(())
+    } else {
+        Err(format!("lead key gain {gain} is outside [1, {MAX_LEAD_KEY_GAIN}]"))
+    }
+}
+
 impl LeadKeyAdvice {
     /// A gain and a sentence Cadenza can use, else what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.gain.is_finite() && (1.0..=MAX_LEAD_KEY_GAIN).contains(&self.gain)) {
-            return Err(format!("its lead key gain {} is outside [1, {MAX_LEAD_KEY_GAIN}]", self.gain));
-        }
+        check_lead_key_gain(self.gain).map_err(|e| format!("its {e}"))?;
         if self.measured.trim().is_empty() {
             return Err("its lead key gain says nothing of what was measured".into());
         }

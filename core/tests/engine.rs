@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cadenza_core::dataset::CheckpointMeta;
-use cadenza_core::engine::{Engine, EngineError, EngineOptions, Provider};
+use cadenza_core::engine::{DefaultLead, Engine, EngineError, EngineOptions, Provider};
 use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
@@ -450,6 +450,7 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     let advice = LeadAdvice { measured: "its own primers kept".into() };
     let mut leads = load_with(2.0, "leads", Some(advice.clone()));
     assert_eq!(leads.info().lead_advice, Some(advice));
+    assert_eq!(leads.default_lead(), DefaultLead::ByCost);
     let by_default = generate(&mut leads, &req(Some(chorale("bwv1_6.mid")), StyleLead::Model)).expect("a fit");
     assert!(by_default.led && by_default.foreignness == 1.0, "{by_default:?}");
     let off = generate(&mut leads, &req(Some(chorale("bwv1_6.mid")), StyleLead::Off)).expect("a fit");
@@ -519,6 +520,7 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     };
     let mut alone = Engine::load(&path, &engine_options()).expect("engine");
     assert!(alone.judge().is_none());
+    assert_eq!(alone.default_lead(), DefaultLead::Never);
     let (followed, fit) = run(&mut alone, StyleLead::Model);
     assert_eq!((fit.foreignness, fit.led, fit.judged), (0.0, false, None));
 
@@ -526,6 +528,7 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     let write = |j: &StyleJudge| std::fs::write(&file, serde_json::to_string(j).expect("json")).expect("write");
     write(&judge(true));
     let mut judged = Engine::load(&path, &engine_options()).expect("engine with a judge");
+    assert_eq!(judged.default_lead(), DefaultLead::ByJudge);
     let (led_music, led) = run(&mut judged, StyleLead::Model);
     let other = 4f64.exp() / (1.0 + 4f64.exp());
     assert!(led.led && (f64::from(led.foreignness) - other).abs() < 1e-4, "{led:?}");
@@ -536,6 +539,7 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     assert!(!run(&mut judged, StyleLead::Off).1.led, "Off still follows");
     // Without the judge the same engine follows as before.
     judged.set_judge(None);
+    assert_eq!(judged.default_lead(), DefaultLead::Never);
     assert_eq!(run(&mut judged, StyleLead::Model).0, followed);
 
     write(&judge(false));

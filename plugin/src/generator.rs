@@ -123,7 +123,9 @@ pub fn load_generator(model: &Path, ort: &OrtChoice, lean_from: &LeanFrom) -> Re
 mod engine_impl {
     use super::*;
     use crate::settings::{same_file, LibrarySource};
-    use cadenza_core::engine::{Engine, EngineError, EngineOptions, Model, Provider, DEFAULT_INTRA_THREADS};
+    use cadenza_core::engine::{
+        DefaultLead, Engine, EngineError, EngineOptions, Model, Provider, DEFAULT_INTRA_THREADS,
+    };
 
     struct EngineGenerator {
         engine: Engine,
@@ -307,12 +309,10 @@ mod engine_impl {
             let leans = self.leans_from.as_ref().map_or(String::new(), |(s, chosen)| {
                 format!("; leans away from {s}{} (Lean away)", if *chosen { ", as you chose" } else { "" })
             });
-            let leads = if info.lead_advice.is_some() {
-                "; leads foreign phrases by default (Style leads)"
-            } else if self.engine.judge().is_some_and(|j| j.knows(&info.style)) {
-                "; leads phrases that sound like another style (Style leads)"
-            } else {
-                ""
+            let leads = match self.engine.default_lead() {
+                DefaultLead::ByCost => "; leads foreign phrases by default (Style leads)",
+                DefaultLead::ByJudge => "; leads phrases that sound like another style (Style leads)",
+                DefaultLead::Never => "",
             };
             format!(
                 "{} model ({} layers, window {}) on ONNX Runtime {} from {}{from}{leans}{leads}",

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use cadenza_core::classifier::{StyleJudge, JUDGE_FILE};
+use cadenza_core::classifier::JUDGE_FILE;
 use cadenza_core::dataset::{read_manifest, Provenance, Split, MANIFEST_FILE};
-use cadenza_core::engine::{Engine, EngineOptions, ModelInfo};
+use cadenza_core::engine::{DefaultLead, Engine, EngineOptions, ModelInfo};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
 use cadenza_core::records::{self, CheckpointPaths, RunRecord, TrainMeta, BEST};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
@@ -65,9 +65,9 @@ fn leaning(info: &ModelInfo) -> Option<String> {
     })
 }
 
-/// The card's paragraph on whether this style leads a phrase foreign to it by default, by its
-/// sidecar's measurement or by the style judge beside its model (`judge`, when it knows the style).
-fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
+/// The card's paragraph on whether this style leads a phrase foreign to it by default (`lead`):
+/// by its sidecar's measurement or by the style judge beside its model.
+fn leading(info: &ModelInfo, lead: DefaultLead) -> String {
     let setting = "(`Steering::style_lead`: the plugin's Style leads, `cadenza generate --style-lead off|model|on`)";
     let key = info.lead_key_advice.as_ref().map_or(String::new(), |a| {
         format!(
@@ -76,15 +76,15 @@ fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
             a.gain, a.measured
         )
     });
-    let whether = match &info.lead_advice {
-        Some(a) => format!(
+    let whether = match (lead, &info.lead_advice) {
+        (DefaultLead::ByCost, Some(a)) => format!(
             "## Leading foreign phrases\n\nBy default this style leads a phrase foreign to it by cost, one that costs \
              the model well more than its own music does {setting}: the more foreign, the more of the manner is its \
              own, while key, register and beat follow the phrase. The style judge does not decide for it. From its \
              checkpoint's sidecar: {}.\n\n",
             a.measured
         ),
-        None if judge.is_some_and(|j| j.knows(&info.style)) => format!(
+        (DefaultLead::ByJudge, _) => format!(
             "## Leading foreign phrases\n\nBy default this style leads a phrase that the style judge shipped with the \
              models (`models/{JUDGE_FILE}`, `cargo xtask judge`) names another style {setting}, the more of the manner \
              its own the more the judge doubts the phrase is {0}, while key, register and beat follow the phrase. A \
@@ -93,7 +93,7 @@ fn leading(info: &ModelInfo, judge: Option<&StyleJudge>) -> String {
              leads whatever is foreign by cost or by the judge; Off never leads.\n\n",
             info.style
         ),
-        None => format!(
+        _ => format!(
             "## Leading foreign phrases\n\nBy default this style follows any phrase as it sounds; Style leads On \
              {setting} lets it lead a phrase foreign to it. Its checkpoint records no measurement that its own \
              style's phrases keep their following with the lead on.\n\n"
@@ -266,7 +266,7 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / gen_events.max(1) as f64
     ));
     md.push_str(&leaning(engine.info()).unwrap_or_default());
-    md.push_str(&leading(engine.info(), engine.judge()));
+    md.push_str(&leading(engine.info(), engine.default_lead()));
     md.push_str("## Known limits\n\n");
     md.push_str(&known_limits(&args.limit));
     let path = root.join("models").join(format!("{}.md", args.style));

@@ -234,6 +234,17 @@ pub struct Engine {
     last_fit: Option<PrimerFit>,
 }
 
+/// What "Style's choice" ([`StyleLead::Model`]) leads for a model ([`Engine::default_lead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultLead {
+    /// What costs it well more than its own music ([`ModelInfo::lead_advice`]: measured so).
+    ByCost,
+    /// What the style judge beside it names another style.
+    ByJudge,
+    /// Nothing: no lead advice, and no judge that knows the style.
+    Never,
+}
+
 /// How a primer sat with the model that continued it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrimerFit {
@@ -405,6 +416,19 @@ impl Engine {
         self.generate_in_waves(req, progress, Some((one, ready)))
     }
 
+    /// What "Style's choice" leads for this model: by cost where its export says it leads,
+    /// else by the style judge when there is one that knows its style, else nothing.
+    pub fn default_lead(&self) -> DefaultLead {
+        let info = self.info();
+        if info.lead_advice.is_some() {
+            DefaultLead::ByCost
+        } else if self.judge.as_ref().is_some_and(|j| j.knows(&info.style)) {
+            DefaultLead::ByJudge
+        } else {
+            DefaultLead::Never
+        }
+    }
+
     /// How much harder the key holds while the style leads ([`Engine::set_lead_key_gain`]).
     fn lead_key_gain(&self) -> f32 {
         self.lead_key_gain.or(self.info().lead_key_advice.as_ref().map(|a| a.gain)).unwrap_or(1.0)
@@ -427,7 +451,7 @@ impl Engine {
         let either = by_cost.max(by_ear);
         let (foreignness, led) = match req.settings.steering.style_lead {
             StyleLead::Off => (either, false),
-            StyleLead::Model if info.lead_advice.is_some() => (by_cost, by_cost > 0.0),
+            StyleLead::Model if self.default_lead() == DefaultLead::ByCost => (by_cost, by_cost > 0.0),
             StyleLead::Model => (either, by_ear > 0.0),
             StyleLead::On => (either, either > 0.0),
         };

@@ -97,8 +97,11 @@ pub struct Scores {
     pub in_time: Option<f64>,
 }
 
+/// How many measures a continuation gets ([`MEASURES`]).
+const NUM_MEASURES: usize = 7;
+
 /// The measures in report order: (name, lower is better).
-const MEASURES: [(&str, bool); 7] = [
+const MEASURES: [(&str, bool); NUM_MEASURES] = [
     ("key (pitch-class r)", false),
     ("in scale", false),
     ("register gap (st)", true),
@@ -109,7 +112,7 @@ const MEASURES: [(&str, bool); 7] = [
 ];
 
 impl Scores {
-    fn values(&self) -> [Option<f64>; 7] {
+    fn values(&self) -> [Option<f64>; NUM_MEASURES] {
         [
             Some(self.key),
             Some(self.in_scale),
@@ -164,8 +167,8 @@ pub fn score(
 /// Means of each measure over the scores that have it.
 #[derive(Debug, Clone, Copy, Default)]
 struct Mean {
-    sum: [f64; 7],
-    count: [usize; 7],
+    sum: [f64; NUM_MEASURES],
+    count: [usize; NUM_MEASURES],
 }
 
 impl Mean {

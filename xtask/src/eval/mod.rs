@@ -128,8 +128,7 @@ impl Lean {
             engine.set_judge(None);
         }
         if let Some(gain) = lead.lead_key_gain {
-            let max = cadenza_core::sampling::MAX_LEAD_KEY_GAIN;
-            anyhow::ensure!(gain.is_finite() && (1.0..=max).contains(&gain), "--lead-key-gain {gain}: use 1 to {max}");
+            cadenza_core::sampling::check_lead_key_gain(gain).map_err(|e| anyhow::anyhow!("--lead-key-gain: {e}"))?;
             engine.set_lead_key_gain(Some(gain));
         }
         let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
