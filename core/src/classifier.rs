@@ -108,6 +108,13 @@ impl Classifier {
         most_likely(&self.probabilities(x))
     }
 
+    /// How much each feature of `x` moves the log-odds of class `to` against class `from`
+    /// (their logit difference, feature by feature; the biases' difference is left out).
+    pub fn pulls(&self, x: &[f64], from: usize, to: usize) -> Vec<f64> {
+        let (a, b) = (&self.weights[from], &self.weights[to]);
+        self.standardise(x).iter().enumerate().map(|(j, v)| (b[j] - a[j]) * v).collect()
+    }
+
     /// What it names the windows of each class (`windows[class]`), against their class.
     pub fn confusion(&self, windows: &[Vec<Performance>]) -> Confusion {
         let mut cm = Confusion::new(&self.classes);
@@ -318,6 +325,13 @@ mod tests {
         }
         assert!(cm.accuracy() > 0.95, "{}", cm.markdown());
         assert!(cm.markdown().contains("| a |"));
+        // The pulls and the biases make up the log-odds between two classes, feature by feature.
+        let (x, _) = &samples[4];
+        let p = model.probabilities(x);
+        let pulls = model.pulls(x, 0, 1);
+        let bias = model.weights[1][3] - model.weights[0][3];
+        assert!((pulls.iter().sum::<f64>() + bias - (p[1] / p[0]).ln()).abs() < 1e-9);
+        assert!(pulls[0].abs() > pulls[2].abs(), "the first feature tells a from b; the constant does not: {pulls:?}");
     }
 
     /// A judge of two styles told apart by how busy the music is: it judges a primer's last

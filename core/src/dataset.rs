@@ -153,6 +153,10 @@ pub struct CheckpointMeta {
     /// (written by hand into a shipped checkpoint's sidecar; training writes none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lead_key: Option<crate::sampling::LeadKeyAdvice>,
+    /// How much wider these weights spread their parts about the primer's register while they
+    /// lead, once measured (written by hand into a shipped checkpoint's sidecar; training writes none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_register: Option<crate::sampling::LeadRegisterAdvice>,
 }
 
 #[cfg(test)]

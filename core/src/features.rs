@@ -64,6 +64,34 @@ impl Stats {
 /// Length of [`features`].
 pub const NUM_FEATURES: usize = 12 + 2 + 14 + 7 + 1 + 8 + 2 + 3 + 2 + 4;
 
+/// What each of [`features`] measures, in its order (for reports that say why a piece was named
+/// what it was).
+pub fn feature_names() -> Vec<String> {
+    const DEGREES: [&str; 12] = ["1", "♭2", "2", "♭3", "3", "4", "♯4", "5", "♭6", "6", "♭7", "7"];
+    let mut names: Vec<String> = DEGREES.iter().map(|d| format!("scale degree {d}")).collect();
+    names.extend(["minor key".into(), "key fit".into()]);
+    names.extend((0..13).map(|i| format!("top-voice step of {i} semitones")));
+    names.push("top-voice leap over an octave".into());
+    let mut low = 0.0;
+    for e in IOI_EDGES_S {
+        names.push(format!("onset gaps {low}-{e} s"));
+        low = e;
+    }
+    names.push(format!("onset gaps over {low} s"));
+    names.push("swung pairs".into());
+    names.extend(
+        ["notes per second (log)", "polyphony", "repetition", "scale use", "register", "pitch spread"]
+            .map(String::from),
+    );
+    names.extend(["chord share", "velocity spread", "four-colour chords", "tritone chords"].map(String::from));
+    names.extend(
+        ["note length (log mean)", "note length spread", "loudness", "notes per attack", "pitch range"]
+            .map(String::from),
+    );
+    names.extend(["bare fifths", "bass pedal", "steady grid", "held tones"].map(String::from));
+    names
+}
+
 /// Attacks: groups of onsets within [`ONSET_GROUP_S`], as (time, sorted pitches).
 fn attacks(perf: &Performance) -> Vec<(f64, Vec<u8>)> {
     let mut out: Vec<(f64, Vec<u8>)> = Vec::new();
@@ -331,6 +359,19 @@ mod tests {
         assert!((held - 8.0 / (8.0 + 64.0 * 0.2)).abs() < 1e-9, "{held}");
         let tune = features(&scale_run(60, &[0, 2, 4, 5, 7, 9, 11, 12], true));
         assert!(tune[51] == 0.0 && tune[54] == 0.0);
+    }
+
+    #[test]
+    fn every_feature_has_one_name() {
+        let names = feature_names();
+        assert_eq!(names.len(), NUM_FEATURES);
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), NUM_FEATURES, "{names:?}");
+        // The band texture's four close the vector, as `power_chords_pedals_and_pads_are_measured` reads them.
+        assert_eq!(names[51], "bare fifths");
+        assert_eq!(names[54], "held tones");
+        assert_eq!(names[35], "swung pairs");
+        assert_eq!(names[36], "notes per second (log)");
     }
 
     #[test]

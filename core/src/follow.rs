@@ -96,6 +96,8 @@ pub struct Follower {
     manner: f32,
     /// The key's pulls times this when none of the manner is followed ([`Self::with_lead_key_gain`]).
     lead_key_gain: f32,
+    /// The register's spread times this when none of the manner is followed ([`Self::with_lead_register_spread`]).
+    lead_register_spread: f64,
 }
 
 /// The rhythm pull: ln(PHASE_BINS p) per phase bin of a beat, scaled by the
@@ -260,13 +262,15 @@ impl Follower {
             motifs: analysis.motifs.clone().into(),
             manner: 1.0,
             lead_key_gain: 1.0,
+            lead_register_spread: 1.0,
         })
     }
 
     /// The same pulls with the primer's manner (rhythmic feel, density,
     /// figures, dynamics) followed only `manner` (0..=1) as strongly; its
     /// key, register, tempo and beat as before (the key held harder by
-    /// [`Self::with_lead_key_gain`]). The engine softens it for a
+    /// [`Self::with_lead_key_gain`], the register's spread widened about the
+    /// same centre by [`Self::with_lead_register_spread`]). The engine softens it for a
     /// foreign primer: how busy jazz plays is part of jazz, so a nursery
     /// tune's few notes per second must not hold it (with density kept, 80%
     /// of nursery primers were named in their style; without, 90%). The beat
@@ -290,13 +294,23 @@ impl Follower {
         self
     }
 
+    /// The register's spread times `spread` (at least 1) where none of the manner is followed, in
+    /// proportion where some is ([`crate::sampling::LeadRegisterAdvice`]), about the same centre:
+    /// a led style places its bass and chords as it does.
+    pub fn with_lead_register_spread(mut self, spread: f32) -> Self {
+        self.lead_register_spread = if spread.is_finite() { f64::from(spread).max(1.0) } else { 1.0 };
+        self
+    }
+
     /// Add the pulls to `logits` (already masked by [`Steering::apply`]) for
     /// a variation in `state` at decoder time `now_steps`.
     pub fn apply(&self, logits: &mut [f32], state: &FollowState, now_steps: u64) {
         let s = self.strength;
         let ons = usize::from(NOTE_ON_OFFSET)..usize::from(NOTE_ON_OFFSET) + 128;
         // Which note: pitch class, register and figure, without changing how likely a note is.
+        let led = 1.0 - f64::from(self.manner);
         let register = self.register.map(|(centre, spread)| {
+            let spread = spread * (1.0 + (self.lead_register_spread - 1.0) * led);
             let drift = state.recent_pitch.map_or(0.0, |r| ((r - centre) / spread).clamp(-2.0, 2.0));
             (centre, spread, drift)
         });
@@ -568,7 +582,7 @@ mod tests {
         assert_eq!((vel(&keyed, 10), vel(&keyed, 30)), (0.0, 0.0), "no loudness");
         assert!((ons(&keyed) - ons(&vec![0.0f32; VOCAB_SIZE])).abs() < 1e-4, "no density");
         let d_over_e_flat = |l: &[f32]| l[on(62)] - l[on(63)];
-        assert!((d_over_e_flat(&keyed) - d_over_e_flat(&full)).abs() < 1e-4, "the key as before");
+        assert!((d_over_e_flat(&keyed) - d_over_e_flat(&full)).abs() < 1e-4, "the key and register as before");
         // With a lead key gain the key holds harder where the style leads, and as before where it follows.
         let mut harder = vec![0.0f32; VOCAB_SIZE];
         f.clone().with_lead_key_gain(2.0).with_manner(0.0).apply(&mut harder, &state, 400);
@@ -576,6 +590,30 @@ mod tests {
         let mut following = vec![0.0f32; VOCAB_SIZE];
         f.clone().with_lead_key_gain(2.0).apply(&mut following, &state, 400);
         assert!((d_over_e_flat(&following) - d_over_e_flat(&full)).abs() < 1e-4);
+    }
+
+    /// With a lead register spread, a led style may play further from the primer's centre, in
+    /// proportion to the lead, and far from it is still held back; following, as before.
+    #[test]
+    fn a_led_follower_widens_the_register_about_the_same_centre() {
+        let f = follower(&Steering::default(), 1.0).with_lead_register_spread(2.0);
+        let mut state = FollowState::default();
+        state.begin(0);
+        // A D below the primer's D4 against D4 itself: the same pitch class, so only the register.
+        let below = |manner: f32, pitch: u8| {
+            let mut l = vec![0.0f32; VOCAB_SIZE];
+            f.clone().with_manner(manner).apply(&mut l, &state, 400);
+            l[on(pitch)] - l[on(62)]
+        };
+        let (followed, half, led) = (below(1.0, 50), below(0.5, 50), below(0.0, 50));
+        assert!(followed < half - 0.5 && half <= led && led > -0.5, "an octave down: {followed} {half} {led}");
+        assert!(below(0.0, 26) < -1.0, "three octaves down is still held back: {}", below(0.0, 26));
+        let mut plain = vec![0.0f32; VOCAB_SIZE];
+        follower(&Steering::default(), 1.0).apply(&mut plain, &state, 400);
+        assert!((plain[on(50)] - plain[on(62)] - followed).abs() < 1e-6, "following, the spread is the primer's");
+        let mut unled = vec![0.0f32; VOCAB_SIZE];
+        follower(&Steering::default(), 1.0).with_manner(0.0).apply(&mut unled, &state, 400);
+        assert!(unled[on(50)] - unled[on(62)] < led - 0.5, "without the advice, leading keeps the primer's spread");
     }
 
     #[test]

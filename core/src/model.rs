@@ -220,6 +220,11 @@ pub mod onnx_names {
     pub const META_LEAD_KEY_GAIN: &str = "cadenza.lead_key_gain";
     /// Metadata: what the measurement behind it showed, one sentence.
     pub const META_LEAD_KEY_MEASURED: &str = "cadenza.lead_key_measured";
+    /// Metadata: how much wider the register spreads while the model leads
+    /// ([`crate::sampling::LeadRegisterAdvice`]), a decimal; absent for most models.
+    pub const META_LEAD_REGISTER_SPREAD: &str = "cadenza.lead_register_spread";
+    /// Metadata: what the measurement behind it showed, one sentence.
+    pub const META_LEAD_REGISTER_MEASURED: &str = "cadenza.lead_register_measured";
     /// Metadata: [`crate::export::EXPORT_REVISION`] as a decimal string.
     pub const META_EXPORT_REVISION: &str = "cadenza.export_revision";
 }

@@ -364,6 +364,48 @@ impl LeadKeyAdvice {
     }
 }
 
+/// Widest [`LeadRegisterAdvice::spread`].
+pub const MAX_LEAD_REGISTER_SPREAD: f32 = 4.0;
+
+/// How much wider a style spreads its parts about the primer's register while it leads: the
+/// register's centre holds, its spread is the primer's times this
+/// ([`crate::follow::Follower::with_lead_register_spread`]), so rock can put its bass and power
+/// chords under a nursery tune. Recorded in a checkpoint's sidecar once measured, exported into
+/// the model's metadata ([`crate::model::onnx_names::META_LEAD_REGISTER_SPREAD`]) and read back
+/// into [`crate::engine::ModelInfo::lead_register_advice`]; without one the register holds as
+/// when following. A wider register moves the continuation's centre from the phrase's (jazz and
+/// pop drift to their own low register under a folk tune), so each style's spread is its own
+/// measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadRegisterAdvice {
+    /// The primer's register spread times this when the style leads wholly, in
+    /// [1, [`MAX_LEAD_REGISTER_SPREAD`]].
+    pub spread: f32,
+    /// What the measurement showed, in one sentence.
+    pub measured: String,
+}
+
+/// A lead register spread Cadenza can use (in [1, [`MAX_LEAD_REGISTER_SPREAD`]]), else what is wrong.
+pub fn check_lead_register_spread(spread: f32) -> Result<(), String> {
+    if spread.is_finite() && (1.0..=MAX_LEAD_REGISTER_SPREAD).contains(&spread) {
+        Ok(())
+    } else {
+        Err(format!("lead register spread {spread} is outside [1, {MAX_LEAD_REGISTER_SPREAD}]"))
+    }
+}
+
+impl LeadRegisterAdvice {
+    /// A spread and a sentence Cadenza can use, else what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        check_lead_register_spread(self.spread).map_err(|e| format!("its {e}"))?;
+        if self.measured.trim().is_empty() {
+            return Err("its lead register spread says nothing of what was measured".into());
+        }
+        Ok(())
+    }
+}
+
 /// An event the style itself finds this many nats less likely than its
 /// likeliest is implausible: contrast may lower it, never raise it (else
 /// an event both models all but rule out could win on their ratio).
@@ -720,6 +762,13 @@ mod tests {
             assert!(key(gain, "measured").is_err(), "{gain}");
         }
         assert!(key(1.5, "").is_err());
+        let register =
+            |spread: f32, measured: &str| LeadRegisterAdvice { spread, measured: measured.into() }.validate();
+        assert!(register(2.0, "measured").is_ok() && register(MAX_LEAD_REGISTER_SPREAD, "measured").is_ok());
+        for spread in [0.9, MAX_LEAD_REGISTER_SPREAD + 0.1, f32::INFINITY] {
+            assert!(register(spread, "measured").is_err(), "{spread}");
+        }
+        assert!(register(2.0, " ").is_err());
     }
 
     #[test]

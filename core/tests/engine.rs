@@ -23,7 +23,9 @@ use cadenza_core::engine::{DefaultLead, Engine, EngineError, EngineOptions, Prov
 use cadenza_core::export::{build_model, random_weights, synthetic_meta, Precision, Weights};
 use cadenza_core::model::{onnx_names, ModelConfig};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
-use cadenza_core::sampling::{ContrastAdvice, Key, LeadAdvice, LeadKeyAdvice, Sampling, Steering, StyleLead};
+use cadenza_core::sampling::{
+    ContrastAdvice, Key, LeadAdvice, LeadKeyAdvice, LeadRegisterAdvice, Sampling, Steering, StyleLead,
+};
 use cadenza_core::{codec, Performance};
 use cadenza_test_support::{chorale, chorale_tokens, engine_options, python};
 use prost::Message;
@@ -383,6 +385,20 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     let mute = CheckpointMeta { lead_key: Some(LeadKeyAdvice { measured: String::new(), ..key }), ..fx.meta.clone() };
     let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
     assert!(e.to_string().contains("lead key gain says nothing"), "{e}");
+    let register = LeadRegisterAdvice { spread: 2.0, measured: "named rock more often".into() };
+    let spread = CheckpointMeta { lead_register: Some(register.clone()), ..fx.meta.clone() };
+    with_metadata_of(fx, &spread, onnx_names::META_LEAD_REGISTER_SPREAD, "wide", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("not a number");
+    assert!(e.to_string().contains("odd-advice.onnx") && e.to_string().contains("`wide` is not a number"), "{e}");
+    with_metadata_of(fx, &spread, onnx_names::META_LEAD_REGISTER_SPREAD, "0.5", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("narrower");
+    assert!(e.to_string().contains("lead register spread 0.5 is outside"), "{e}");
+    let mute = CheckpointMeta {
+        lead_register: Some(LeadRegisterAdvice { measured: String::new(), ..register }),
+        ..fx.meta.clone()
+    };
+    let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
+    assert!(e.to_string().contains("lead register spread says nothing"), "{e}");
     // Lead advice that says nothing of what was measured is refused at export, naming the checkpoint.
     let mute = CheckpointMeta { lead: Some(LeadAdvice { measured: " ".into() }), ..fx.meta.clone() };
     let e = cadenza_core::export::export_weights(&fx.weights, &mute, Precision::Float32, &path).expect_err("mute");
@@ -473,6 +489,18 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     assert_eq!(keyed.info().lead_key_advice, Some(key));
     assert_ne!(music(&mut keyed, StyleLead::On), music(&mut cheap_home, StyleLead::On));
     assert_eq!(music(&mut keyed, StyleLead::Off), music(&mut cheap_home, StyleLead::Off));
+    // So does one measured to spread its parts wider while it leads.
+    let register = LeadRegisterAdvice { spread: 4.0, measured: "named rock more often".into() };
+    let meta = CheckpointMeta { best_val_loss: Some(2.0), lead_register: Some(register.clone()), ..fx.meta.clone() };
+    let path = dir.path().join("spread.onnx");
+    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
+    let mut spread = Engine::load(&path, &engine_options()).expect("engine");
+    assert_eq!(spread.info().lead_register_advice, Some(register));
+    assert_ne!(music(&mut spread, StyleLead::On), music(&mut cheap_home, StyleLead::On));
+    assert_eq!(music(&mut spread, StyleLead::Off), music(&mut cheap_home, StyleLead::Off));
+    // The engine's own setting wins over the advice: at 1 the register holds as without it.
+    spread.set_lead_register_spread(Some(1.0));
+    assert_eq!(music(&mut spread, StyleLead::On), music(&mut cheap_home, StyleLead::On));
 }
 
 /// A style judge beside a model lets a model that does not lead by cost lead a primer it names

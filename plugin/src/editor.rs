@@ -322,7 +322,8 @@ impl CadenzaEditor {
                 slider(ui, "Style voice", &params.own_voice, s, 80.0);
                 choose(ui, "Style leads", &params.style_lead, s, 110.0).on_hover_text(
                     "Whether the style plays its own manner over a phrase that is not in its style, keeping \
-                     your key, register and beat. Style's choice: classical, folk and electronic lead what their \
+                     your key, beat and register (about its centre: rock spreads its parts twice as wide, its \
+                     bass and power chords under your tune). Style's choice: classical, folk and electronic lead what their \
                      model finds foreign; jazz, pop and rock what Cadenza's style judge names another style. \
                      On: whatever is foreign. Off: follow your phrase as it sounds.",
                 );

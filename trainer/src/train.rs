@@ -854,6 +854,7 @@ impl SaveContext<'_> {
             contrast: None,
             lead: None,
             lead_key: None,
+            lead_register: None,
         }
     }
 }

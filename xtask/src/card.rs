@@ -76,6 +76,14 @@ fn leading(info: &ModelInfo, lead: DefaultLead) -> String {
             a.gain, a.measured
         )
     });
+    let register = info.lead_register_advice.as_ref().map_or(String::new(), |a| {
+        format!(
+            "Leading, it spreads its parts {}× as wide about the phrase's register as when it follows, about the \
+             same centre, so its bass and chords sit where its own music puts them. From its checkpoint's sidecar: \
+             {}.\n\n",
+            a.spread, a.measured
+        )
+    });
     let whether = match (lead, &info.lead_advice) {
         (DefaultLead::ByCost, Some(a)) => format!(
             "## Leading foreign phrases\n\nBy default this style leads a phrase foreign to it by cost, one that costs \
@@ -99,7 +107,7 @@ fn leading(info: &ModelInfo, lead: DefaultLead) -> String {
              style's phrases keep their following with the lead on.\n\n"
         ),
     };
-    whether + &key
+    whether + &key + &register
 }
 
 pub fn run(args: &Args) -> Result<()> {

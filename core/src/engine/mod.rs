@@ -148,6 +148,9 @@ pub struct ModelInfo {
     pub lead_advice: Option<crate::sampling::LeadAdvice>,
     /// How much harder it holds the key while it leads, when its export recorded so.
     pub lead_key_advice: Option<crate::sampling::LeadKeyAdvice>,
+    /// How much wider it spreads its parts about the primer's register while it leads, when its
+    /// export recorded so.
+    pub lead_register_advice: Option<crate::sampling::LeadRegisterAdvice>,
 }
 
 /// Reported after every generated event.
@@ -230,6 +233,8 @@ pub struct Engine {
     judge: Option<StyleJudge>,
     /// How much harder the key holds while the style leads, when set over the model's own advice.
     lead_key_gain: Option<f32>,
+    /// How much wider the register spreads while the style leads, when set over the model's own advice.
+    lead_register_spread: Option<f32>,
     /// What the last request's primer cost the model ([`Engine::primer_fit`]).
     last_fit: Option<PrimerFit>,
 }
@@ -306,6 +311,7 @@ impl Engine {
             contrast: None,
             judge,
             lead_key_gain: None,
+            lead_register_spread: None,
             last_fit: None,
         })
     }
@@ -321,6 +327,13 @@ impl Engine {
     /// before a checkpoint's sidecar records it.
     pub fn set_lead_key_gain(&mut self, gain: Option<f32>) {
         self.lead_key_gain = gain;
+    }
+
+    /// Spread the style's parts `spread` times as wide about the primer's register while it leads
+    /// (`None`: as the model's [`ModelInfo::lead_register_advice`] says, else as when following);
+    /// for measuring a spread before a checkpoint's sidecar records it.
+    pub fn set_lead_register_spread(&mut self, spread: Option<f32>) {
+        self.lead_register_spread = spread;
     }
 
     /// The style judge in use, if any.
@@ -434,6 +447,11 @@ impl Engine {
         self.lead_key_gain.or(self.info().lead_key_advice.as_ref().map(|a| a.gain)).unwrap_or(1.0)
     }
 
+    /// How much wider the register spreads while the style leads ([`Engine::set_lead_register_spread`]).
+    fn lead_register_spread(&self) -> f32 {
+        self.lead_register_spread.or(self.info().lead_register_advice.as_ref().map(|a| a.spread)).unwrap_or(1.0)
+    }
+
     /// How a primer that cost `nll` nats per event sits with the model, and whether the style
     /// leads it. Foreign by cost ([`foreignness`]) or by ear: a style judge naming it another
     /// style makes it as foreign as the judge doubts the style (1 − its probability), whichever
@@ -485,7 +503,11 @@ impl Engine {
             .then(|| req.analysis())
             .flatten()
             .and_then(|a| Follower::new(&a, &settings.steering, req.meter.as_ref(), settings.steering.follow))
-            .map(|f| f.with_manner(1.0 - foreign).with_lead_key_gain(self.lead_key_gain()));
+            .map(|f| {
+                f.with_manner(1.0 - foreign)
+                    .with_lead_key_gain(self.lead_key_gain())
+                    .with_lead_register_spread(self.lead_register_spread())
+            });
         let (target_steps, budget) = match settings.length {
             Length::Seconds(s) => {
                 let steps = codec::seconds_to_steps(s).max(1);

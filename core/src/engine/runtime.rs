@@ -15,7 +15,7 @@ use ort::value::{Tensor, TensorRef};
 use super::{EngineError, EngineOptions, ModelInfo, Provider};
 use crate::codec;
 use crate::model::{onnx_names, ModelConfig, ARCHITECTURE, GRAPH_VERSION};
-use crate::sampling::{ContrastAdvice, LeadAdvice, LeadKeyAdvice};
+use crate::sampling::{ContrastAdvice, LeadAdvice, LeadKeyAdvice, LeadRegisterAdvice};
 
 /// Environment variable naming the ONNX Runtime library (also what `ort` reads).
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -613,7 +613,18 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
         contrast_advice: contrast_advice(&meta).map_err(mismatch)?,
         lead_advice: meta.custom(onnx_names::META_LEADS).map(|measured| LeadAdvice { measured }),
         lead_key_advice: lead_key_advice(&meta).map_err(mismatch)?,
+        lead_register_advice: lead_register_advice(&meta).map_err(mismatch)?,
     })
+}
+
+/// The model's [`LeadRegisterAdvice`], when its metadata holds one; a malformed one is an error.
+fn lead_register_advice(meta: &ort::session::ModelMetadata) -> Result<Option<LeadRegisterAdvice>, String> {
+    let Some(spread) = meta.custom(onnx_names::META_LEAD_REGISTER_SPREAD) else { return Ok(None) };
+    let spread: f32 = spread.trim().parse().map_err(|_| format!("lead register spread `{spread}` is not a number"))?;
+    let measured = meta.custom(onnx_names::META_LEAD_REGISTER_MEASURED).unwrap_or_default();
+    let advice = LeadRegisterAdvice { spread, measured };
+    advice.validate()?;
+    Ok(Some(advice))
 }
 
 /// The model's [`LeadKeyAdvice`], when its metadata holds one; a malformed one is an error.

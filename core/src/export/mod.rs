@@ -309,6 +309,9 @@ pub fn export_weights(
     if let Some(advice) = &meta.lead_key {
         advice.validate().map_err(|e| ExportError::Lead { path: weights.source.clone(), message: e })?;
     }
+    if let Some(advice) = &meta.lead_register {
+        advice.validate().map_err(|e| ExportError::Lead { path: weights.source.clone(), message: e })?;
+    }
     let model = build_model(weights, meta, precision)?;
     let bytes = model.encode_to_vec();
     if bytes.len() > MAX_MODEL_BYTES {
@@ -354,6 +357,12 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
             [
                 (onnx_names::META_LEAD_KEY_GAIN, a.gain.to_string()),
                 (onnx_names::META_LEAD_KEY_MEASURED, a.measured.clone()),
+            ]
+        }))
+        .chain(meta.lead_register.iter().flat_map(|a| {
+            [
+                (onnx_names::META_LEAD_REGISTER_SPREAD, a.spread.to_string()),
+                (onnx_names::META_LEAD_REGISTER_MEASURED, a.measured.clone()),
             ]
         }));
     Ok(ModelProto {
@@ -759,6 +768,7 @@ pub fn synthetic_meta(cfg: &ModelConfig, style: &str, summary: &str) -> Checkpoi
         contrast: None,
         lead: None,
         lead_key: None,
+        lead_register: None,
     }
 }
 

@@ -269,6 +269,7 @@ mod tests {
             contrast: None,
             lead: None,
             lead_key: None,
+            lead_register: None,
         };
         write_sidecar(&path, &meta).expect("write");
         let back = read_sidecar(&path).expect("read");

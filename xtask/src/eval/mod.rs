@@ -49,6 +49,10 @@ pub struct Lead {
     /// default each model's own, `lead_key` in its checkpoint's sidecar).
     #[arg(long, value_name = "GAIN")]
     pub lead_key_gain: Option<f32>,
+    /// How much wider every style spreads its parts about the primer's register while it leads (1:
+    /// as when following; default each model's own, `lead_register` in its checkpoint's sidecar).
+    #[arg(long, value_name = "SPREAD")]
+    pub lead_register_spread: Option<f32>,
 }
 
 impl Lead {
@@ -61,7 +65,9 @@ impl Lead {
         };
         let judge = if self.no_judge { ", without the style judge" } else { "" };
         let key = self.lead_key_gain.map_or(String::new(), |g| format!(", the key held {g}× as hard while leading"));
-        format!("{lead}{judge}{key}")
+        let register =
+            self.lead_register_spread.map_or(String::new(), |s| format!(", the register {s}× as wide while leading"));
+        format!("{lead}{judge}{key}{register}")
     }
 
     /// The setting as the command's flags, each with its leading space; empty for the defaults.
@@ -71,7 +77,8 @@ impl Lead {
             lead => format!(" --style-lead {lead}"),
         };
         let key = self.lead_key_gain.map_or(String::new(), |g| format!(" --lead-key-gain {g}"));
-        lead + if self.no_judge { " --no-judge" } else { "" } + &key
+        let register = self.lead_register_spread.map_or(String::new(), |s| format!(" --lead-register-spread {s}"));
+        lead + if self.no_judge { " --no-judge" } else { "" } + &key + &register
     }
 }
 
@@ -130,6 +137,11 @@ impl Lean {
         if let Some(gain) = lead.lead_key_gain {
             cadenza_core::sampling::check_lead_key_gain(gain).map_err(|e| anyhow::anyhow!("--lead-key-gain: {e}"))?;
             engine.set_lead_key_gain(Some(gain));
+        }
+        if let Some(spread) = lead.lead_register_spread {
+            cadenza_core::sampling::check_lead_register_spread(spread)
+                .map_err(|e| anyhow::anyhow!("--lead-register-spread: {e}"))?;
+            engine.set_lead_register_spread(Some(spread));
         }
         let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
             _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
@@ -208,6 +220,9 @@ mod tests {
         assert_eq!(parse(&[]).expect("parses").flags(), "");
         let keyed = parse(&["--no-judge", "--lead-key-gain", "1.5"]).expect("parses");
         assert_eq!(keyed.flags(), " --no-judge --lead-key-gain 1.5");
+        let spread = parse(&["--lead-register-spread", "2"]).expect("parses");
+        assert_eq!(spread.flags(), " --lead-register-spread 2");
+        assert!(spread.words().ends_with(", the register 2× as wide while leading"), "{}", spread.words());
         assert!(keyed.words().ends_with("without the style judge, the key held 1.5× as hard while leading"));
     }
 

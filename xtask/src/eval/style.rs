@@ -18,7 +18,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::env::repo_root;
 use crate::primers::PRIMERS;
 use cadenza_core::classifier::{Classifier, Confusion, Fit};
-use cadenza_core::features::{features, stats, windows, Stats};
+use cadenza_core::features::{feature_names, features, stats, windows, Stats, NUM_FEATURES};
 
 /// The styles Cadenza ships, in report order.
 pub const STYLES: [&str; 6] = ["classical", "jazz", "pop", "folk", "rock", "electronic"];
@@ -79,6 +79,16 @@ pub struct Args {
     /// Only the real-music part: skip generation.
     #[arg(long)]
     pub real_only: bool,
+    /// Also write every generated piece here as MIDI, named by style, seed, piece, whether it
+    /// improvised or continued a primer, and the style the classifier named it
+    /// (`rock-seed1-03-primed-named-electronic.mid`), to hear what it heard.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Classify the pieces an earlier `--keep DIR` wrote instead of generating them again (with
+    /// the same --pieces, --seed and --seeds; the MIDI round trip moves a note by a millisecond
+    /// at most), to see what another classifier or report makes of the same music.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["keep", "real_only"])]
+    pub kept: Option<PathBuf>,
 }
 
 /// Real windows of a style's split: (features, stats) per window.
@@ -223,11 +233,20 @@ pub fn run(args: &Args) -> Result<()> {
     );
     println!("real test split: accuracy {:.1}%\n{}", 100.0 * real_cm.accuracy(), real_cm.markdown());
 
+    if let Some(dir) = &args.kept {
+        report.push_str(&format!(
+            "The generated pieces were read back from `{}`, where an earlier run with these settings kept them \
+             (`--keep`).\n\n",
+            dir.display()
+        ));
+    }
     // Per style, `args.pieces` pieces for each seed in turn.
     let mut generated: Vec<(usize, Vec<Performance>)> = Vec::new();
     let mut primed_costs: Vec<String> = Vec::new();
     let mut contrasts: Vec<String> = Vec::new();
-    if !args.real_only {
+    if let Some(dir) = &args.kept {
+        generated = read_kept(&root.join(dir), &styles, args)?;
+    } else if !args.real_only {
         crate::setup::tool_env()?;
         for (c, style) in styles.iter().enumerate() {
             let path = root.join(&args.sources.models).join(format!("{style}.onnx"));
@@ -271,60 +290,71 @@ pub fn run(args: &Args) -> Result<()> {
             }
             generated.push((c, pieces));
         }
-        if !generated.is_empty() {
-            let mut cm = Confusion::new(&styles);
-            let mut by_mode = [Confusion::new(&styles), Confusion::new(&styles)];
-            let mut by_seed: Vec<(u64, [Confusion; 2])> = (args.seed..args.seed + args.seeds)
-                .map(|seed| (seed, [Confusion::new(&styles), Confusion::new(&styles)]))
-                .collect();
-            for (c, perfs) in &generated {
-                for (i, p) in perfs.iter().enumerate() {
-                    let guess = model.predict(&features(p));
-                    // Within a seed, even pieces improvise and odd ones continue a primer (`generate`).
-                    let mode = i % args.pieces % 2;
-                    cm.add(*c, guess);
-                    by_mode[mode].add(*c, guess);
-                    by_seed[i / args.pieces].1[mode].add(*c, guess);
+    }
+    if !generated.is_empty() {
+        let mut cm = Confusion::new(&styles);
+        let mut by_mode = [Confusion::new(&styles), Confusion::new(&styles)];
+        let mut by_seed: Vec<(u64, [Confusion; 2])> = (args.seed..args.seed + args.seeds)
+            .map(|seed| (seed, [Confusion::new(&styles), Confusion::new(&styles)]))
+            .collect();
+        let mut primed: Vec<(usize, usize, [f64; NUM_FEATURES])> = Vec::new();
+        for (c, perfs) in &generated {
+            for (i, p) in perfs.iter().enumerate() {
+                let x = features(p);
+                let guess = model.predict(&x);
+                // Within a seed, even pieces improvise and odd ones continue a primer (`generate`).
+                let mode = i % args.pieces % 2;
+                cm.add(*c, guess);
+                by_mode[mode].add(*c, guess);
+                by_seed[i / args.pieces].1[mode].add(*c, guess);
+                if mode == 1 {
+                    primed.push((*c, guess, x));
+                }
+                if let Some(dir) = &args.keep {
+                    let seed = args.seed + (i / args.pieces) as u64;
+                    let name = format!("{}{}.mid", kept_prefix(&styles[*c], seed, i % args.pieces), styles[guess]);
+                    keep_piece(&root.join(dir), &name, p)?;
                 }
             }
-            report.push_str(&format!(
-                "## Generated music ({} pieces per style{}, {WINDOW_S:.0} s each; half improvised, half continuing the \
-                 bundled primers, which are not part of the window)\n\nAccuracy {:.1}%, balanced {:.1}% (chance \
-                 {:.1}%); improvised {:.1}%, primed {:.1}%.\n\n{}\n",
-                args.pieces,
-                if args.seeds > 1 { format!(" at each of {} seeds", args.seeds) } else { String::new() },
-                100.0 * cm.accuracy(),
-                100.0 * cm.balanced_accuracy(),
-                100.0 / styles.len() as f64,
-                100.0 * by_mode[0].accuracy(),
-                100.0 * by_mode[1].accuracy(),
-                cm.markdown()
-            ));
-            if by_seed.len() > 1 {
-                report.push_str(&format!(
-                    "Pieces named right at each seed (improvised, then primed, per style):\n\n{}\n",
-                    seed_table(&by_seed, &by_mode)
-                ));
-            }
-            report.push_str(&format!(
-                "The primed pieces alone (each style continuing the nursery primers, which belong to no style):\n\n{}\n",
-                by_mode[1].markdown()
-            ));
-            report.push_str(&format!(
-                "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
-                 own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
-                 the style's.\n\n",
-                primed_costs.join("; ")
-            ));
-            if !contrasts.is_empty() {
-                report.push_str(&format!(
-                    "Styles leaning away from a contrast model (`Steering::contrast`): {}.\n\n",
-                    contrasts.join("; ")
-                ));
-            }
-            println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
-            println!("primed: accuracy {:.1}%\n{}", 100.0 * by_mode[1].accuracy(), by_mode[1].markdown());
         }
+        report.push_str(&format!(
+            "## Generated music ({} pieces per style{}, {WINDOW_S:.0} s each; half improvised, half continuing the \
+             bundled primers, which are not part of the window)\n\nAccuracy {:.1}%, balanced {:.1}% (chance \
+             {:.1}%); improvised {:.1}%, primed {:.1}%.\n\n{}\n",
+            args.pieces,
+            if args.seeds > 1 { format!(" at each of {} seeds", args.seeds) } else { String::new() },
+            100.0 * cm.accuracy(),
+            100.0 * cm.balanced_accuracy(),
+            100.0 / styles.len() as f64,
+            100.0 * by_mode[0].accuracy(),
+            100.0 * by_mode[1].accuracy(),
+            cm.markdown()
+        ));
+        if by_seed.len() > 1 {
+            report.push_str(&format!(
+                "Pieces named right at each seed (improvised, then primed, per style):\n\n{}\n",
+                seed_table(&by_seed, &by_mode)
+            ));
+        }
+        report.push_str(&format!(
+            "The primed pieces alone (each style continuing the nursery primers, which belong to no style):\n\n{}\n",
+            by_mode[1].markdown()
+        ));
+        report.push_str(&why_missed(&model, &primed));
+        report.push_str(&format!(
+            "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
+             own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
+             the style's.\n\n",
+            primed_costs.join("; ")
+        ));
+        if !contrasts.is_empty() {
+            report.push_str(&format!(
+                "Styles leaning away from a contrast model (`Steering::contrast`): {}.\n\n",
+                contrasts.join("; ")
+            ));
+        }
+        println!("generated: accuracy {:.1}%\n{}", 100.0 * cm.accuracy(), cm.markdown());
+        println!("primed: accuracy {:.1}%\n{}", 100.0 * by_mode[1].accuracy(), by_mode[1].markdown());
     }
 
     report.push_str("## Real and generated music, side by side (means per window)\n\n| style | source |");
@@ -354,6 +384,123 @@ pub fn run(args: &Args) -> Result<()> {
     cadenza_core::fsutil::write_atomic(&md, report.as_bytes())?;
     println!("eval style: wrote {} and {}", md.display(), plot.display());
     Ok(())
+}
+
+/// The name a kept piece starts with; the style it was named follows.
+fn kept_prefix(style: &str, seed: u64, piece: usize) -> String {
+    format!("{style}-seed{seed}-{piece:02}-{}-named-", if piece % 2 == 0 { "improvised" } else { "primed" })
+}
+
+/// The pieces `--keep` wrote to `dir`, per style in the order they were generated; a style with
+/// none is left out, a style with some missing is an error.
+fn read_kept(dir: &Path, styles: &[String], args: &Args) -> Result<Vec<(usize, Vec<Performance>)>> {
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read the kept pieces", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".mid"))
+        .collect();
+    let mut out = Vec::new();
+    for (c, style) in styles.iter().enumerate() {
+        if !args.only.is_empty() && !args.only.contains(style) {
+            continue;
+        }
+        if !files.iter().any(|f| f.starts_with(&format!("{style}-seed"))) {
+            println!("eval style: no kept {style} pieces in {} — skipped", dir.display());
+            continue;
+        }
+        let mut pieces = Vec::new();
+        for seed in args.seed..args.seed + args.seeds {
+            for i in 0..args.pieces {
+                let prefix = kept_prefix(style, seed, i);
+                let name = files.iter().find(|f| f.starts_with(&prefix)).with_context(|| {
+                    format!(
+                        "{}: no {prefix}*.mid (--pieces, --seed and --seeds must be those of the run that kept them)",
+                        dir.display()
+                    )
+                })?;
+                let path = dir.join(name);
+                pieces.push(midi::read_file(&path, &midi::ReadOptions::default())?);
+            }
+        }
+        println!("eval style: read {} kept {style} pieces", pieces.len());
+        out.push((c, pieces));
+    }
+    Ok(out)
+}
+
+fn keep_piece(dir: &Path, name: &str, perf: &Performance) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let path = dir.join(name);
+    cadenza_core::fsutil::write_atomic(&path, &midi::write_performance(perf, &midi::WriteOptions::default()))
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Misses of one style for another this many times or more are explained.
+const MIN_MISSES_EXPLAINED: usize = 5;
+/// Features listed per explained miss.
+const PULLS_LISTED: usize = 4;
+
+/// For each style's primed pieces most often named another style, the features that set them
+/// apart from the style's primed pieces named right, weighted by what the classifier makes of
+/// them: each feature's share of the difference in log-odds of the other style against their own
+/// between the two groups' means (against the classifier's centre where none was named right),
+/// with the feature's mean in each group.
+fn why_missed(model: &Classifier, primed: &[(usize, usize, [f64; NUM_FEATURES])]) -> String {
+    let names = feature_names();
+    let k = model.classes.len();
+    let mut pairs: Vec<(usize, usize, usize)> = (0..k)
+        .flat_map(|c| (0..k).map(move |g| (c, g)))
+        .filter(|(c, g)| c != g)
+        .map(|(c, g)| (c, g, primed.iter().filter(|p| p.0 == c && p.1 == g).count()))
+        .filter(|p| p.2 >= MIN_MISSES_EXPLAINED)
+        .collect();
+    if pairs.is_empty() {
+        return String::new();
+    }
+    pairs.sort_by(|a, b| b.2.cmp(&a.2).then(a.cmp(b)));
+    let mean = |c: usize, g: usize| -> Option<Vec<f64>> {
+        let xs: Vec<&[f64; NUM_FEATURES]> = primed.iter().filter(|p| p.0 == c && p.1 == g).map(|p| &p.2).collect();
+        (!xs.is_empty())
+            .then(|| (0..NUM_FEATURES).map(|j| xs.iter().map(|x| x[j]).sum::<f64>() / xs.len() as f64).collect())
+    };
+    let mut out = format!(
+        "Why primed pieces were named another style ({MIN_MISSES_EXPLAINED} or more times): the features that set \
+         them apart from the style's primed pieces named right, as their share of the difference in the \
+         classifier's log-odds of that style against their own, with the feature's mean in the missed pieces \
+         against those named right:\n\n| style, named | pieces | log-odds apart | {} |\n|---|---|---|{}\n",
+        (1..=PULLS_LISTED).map(|i| format!("pull {i}")).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(PULLS_LISTED)
+    );
+    for (c, g, n) in pairs {
+        let missed = mean(c, g).expect("a pair has its misses");
+        let right = mean(c, c);
+        let base = right.as_ref().map(|r| model.pulls(r, c, g));
+        let pull: Vec<f64> = model
+            .pulls(&missed, c, g)
+            .iter()
+            .enumerate()
+            .map(|(j, p)| p - base.as_ref().map_or(0.0, |b| b[j]))
+            .collect();
+        let mut order: Vec<usize> = (0..NUM_FEATURES).collect();
+        order.sort_by(|a, b| pull[*b].total_cmp(&pull[*a]));
+        let cells: Vec<String> = order
+            .iter()
+            .take(PULLS_LISTED)
+            .map(|&j| {
+                let against = right.as_ref().map_or("none named right".to_string(), |r| format!("{:.2}", r[j]));
+                format!("{} +{:.2} ({:.2} against {against})", names[j], pull[j], missed[j])
+            })
+            .collect();
+        let apart: f64 = pull.iter().sum();
+        out.push_str(&format!(
+            "| {} → {} | {n} | {apart:.2} | {} |\n",
+            model.classes[c],
+            model.classes[g],
+            cells.join(" | ")
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 /// "seed 3" or "seeds 1-5".
@@ -478,6 +625,35 @@ mod tests {
         let table = seed_table(&[(1, only.clone())], &only);
         assert_eq!(table.lines().next(), Some("| seed | jazz | pop | improvised | primed |"));
         assert_eq!(table.lines().nth(2), Some("| 1 | 1/1 · 0/1 | 0/1 · 1/1 | 50.0% | 50.0% |"));
+    }
+
+    #[test]
+    fn a_miss_is_explained_by_the_feature_that_tells_the_styles_apart() {
+        // Rock and electronic differ here only in held tones (the last feature).
+        let classes = vec!["rock".to_string(), "electronic".to_string()];
+        let piece = |held: f64, wobble: f64| {
+            let mut x = [0.5; NUM_FEATURES];
+            x[0] = wobble;
+            x[NUM_FEATURES - 1] = held;
+            x
+        };
+        let train: Vec<(Vec<f64>, usize)> = (0..40)
+            .map(|i| {
+                let c = i % 2;
+                (piece(if c == 0 { 0.1 } else { 0.6 } + 0.01 * (i % 5) as f64, (i as f64).sin()).to_vec(), c)
+            })
+            .collect();
+        let model = Classifier::fit(classes, &train, Fit::default());
+        let mut primed: Vec<(usize, usize, [f64; NUM_FEATURES])> =
+            (0..6).map(|i| (0, 1, piece(0.55, (i as f64).cos()))).collect();
+        primed.push((0, 0, piece(0.1, 0.0)));
+        let text = why_missed(&model, &primed);
+        let row = text.lines().find(|l| l.starts_with("| rock → electronic |")).expect(&text);
+        assert!(row.starts_with("| rock → electronic | 6 | "), "{row}");
+        assert!(row.split(" | ").nth(3).is_some_and(|c| c.starts_with("held tones +")), "{row}");
+        assert!(row.contains("(0.55 against 0.10)"), "{row}");
+        // Fewer misses than MIN_MISSES_EXPLAINED explain nothing.
+        assert_eq!(why_missed(&model, &primed[3..]), "");
     }
 
     #[test]
