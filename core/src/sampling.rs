@@ -346,21 +346,36 @@ pub struct LeadKeyAdvice {
 
 /// A lead key gain Cadenza can use (in [1, [`MAX_LEAD_KEY_GAIN`]]), else what is wrong.
 pub fn check_lead_key_gain(gain: f32) -> Result<(), String> {
-    if gain.is_finite() && (1.0..=MAX_LEAD_KEY_GAIN).contains(&gain) {
+    check_lead_factor("lead key gain", gain, MAX_LEAD_KEY_GAIN)
+}
+
+/// `value` of the factor `what` if it lies in [1, `max`], else what is wrong.
+fn check_lead_factor(what: &str, value: f32, max: f32) -> Result<(), String> {
+    if value.is_finite() && (1.0..=max).contains(&value) {
         Ok(())
     } else {
-        Err(format!("lead key gain {gain} is outside [1, {MAX_LEAD_KEY_GAIN}]"))
+        Err(format!("{what} {value} is outside [1, {max}]"))
     }
+}
+
+/// A sidecar's lead factor `what` (checked by `check`) with the sentence saying what was measured.
+fn validate_lead_factor(
+    what: &str,
+    value: f32,
+    measured: &str,
+    check: fn(f32) -> Result<(), String>,
+) -> Result<(), String> {
+    check(value).map_err(|e| format!("its {e}"))?;
+    if measured.trim().is_empty() {
+        return Err(format!("its {what} says nothing of what was measured"));
+    }
+    Ok(())
 }
 
 impl LeadKeyAdvice {
     /// A gain and a sentence Cadenza can use, else what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        check_lead_key_gain(self.gain).map_err(|e| format!("its {e}"))?;
-        if self.measured.trim().is_empty() {
-            return Err("its lead key gain says nothing of what was measured".into());
-        }
-        Ok(())
+        validate_lead_factor("lead key gain", self.gain, &self.measured, check_lead_key_gain)
     }
 }
 
@@ -388,21 +403,13 @@ pub struct LeadRegisterAdvice {
 
 /// A lead register spread Cadenza can use (in [1, [`MAX_LEAD_REGISTER_SPREAD`]]), else what is wrong.
 pub fn check_lead_register_spread(spread: f32) -> Result<(), String> {
-    if spread.is_finite() && (1.0..=MAX_LEAD_REGISTER_SPREAD).contains(&spread) {
-        Ok(())
-    } else {
-        Err(format!("lead register spread {spread} is outside [1, {MAX_LEAD_REGISTER_SPREAD}]"))
-    }
+    check_lead_factor("lead register spread", spread, MAX_LEAD_REGISTER_SPREAD)
 }
 
 impl LeadRegisterAdvice {
     /// A spread and a sentence Cadenza can use, else what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        check_lead_register_spread(self.spread).map_err(|e| format!("its {e}"))?;
-        if self.measured.trim().is_empty() {
-            return Err("its lead register spread says nothing of what was measured".into());
-        }
-        Ok(())
+        validate_lead_factor("lead register spread", self.spread, &self.measured, check_lead_register_spread)
     }
 }
 

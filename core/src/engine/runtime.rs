@@ -619,9 +619,15 @@ fn read_info(session: &Session, path: &Path, provider: &'static str, library: &P
 
 /// The model's [`LeadRegisterAdvice`], when its metadata holds one; a malformed one is an error.
 fn lead_register_advice(meta: &ort::session::ModelMetadata) -> Result<Option<LeadRegisterAdvice>, String> {
-    let Some(spread) = meta.custom(onnx_names::META_LEAD_REGISTER_SPREAD) else { return Ok(None) };
-    let spread: f32 = spread.trim().parse().map_err(|_| format!("lead register spread `{spread}` is not a number"))?;
-    let measured = meta.custom(onnx_names::META_LEAD_REGISTER_MEASURED).unwrap_or_default();
+    let Some((spread, measured)) = lead_factor(
+        meta,
+        "lead register spread",
+        onnx_names::META_LEAD_REGISTER_SPREAD,
+        onnx_names::META_LEAD_REGISTER_MEASURED,
+    )?
+    else {
+        return Ok(None);
+    };
     let advice = LeadRegisterAdvice { spread, measured };
     advice.validate()?;
     Ok(Some(advice))
@@ -629,12 +635,27 @@ fn lead_register_advice(meta: &ort::session::ModelMetadata) -> Result<Option<Lea
 
 /// The model's [`LeadKeyAdvice`], when its metadata holds one; a malformed one is an error.
 fn lead_key_advice(meta: &ort::session::ModelMetadata) -> Result<Option<LeadKeyAdvice>, String> {
-    let Some(gain) = meta.custom(onnx_names::META_LEAD_KEY_GAIN) else { return Ok(None) };
-    let gain: f32 = gain.trim().parse().map_err(|_| format!("lead key gain `{gain}` is not a number"))?;
-    let measured = meta.custom(onnx_names::META_LEAD_KEY_MEASURED).unwrap_or_default();
+    let Some((gain, measured)) =
+        lead_factor(meta, "lead key gain", onnx_names::META_LEAD_KEY_GAIN, onnx_names::META_LEAD_KEY_MEASURED)?
+    else {
+        return Ok(None);
+    };
     let advice = LeadKeyAdvice { gain, measured };
     advice.validate()?;
     Ok(Some(advice))
+}
+
+/// A lead factor `what` and its sentence from the metadata keys `value` and `measured`, when
+/// present; a value that is not a number is an error.
+fn lead_factor(
+    meta: &ort::session::ModelMetadata,
+    what: &str,
+    value: &str,
+    measured: &str,
+) -> Result<Option<(f32, String)>, String> {
+    let Some(text) = meta.custom(value) else { return Ok(None) };
+    let number: f32 = text.trim().parse().map_err(|_| format!("{what} `{text}` is not a number"))?;
+    Ok(Some((number, meta.custom(measured).unwrap_or_default())))
 }
 
 /// The model's [`ContrastAdvice`], when its metadata holds one; a malformed one is an error.
