@@ -341,12 +341,15 @@ pub fn run(args: &Args) -> Result<()> {
             by_mode[1].markdown()
         ));
         report.push_str(&why_missed(&model, &primed));
-        report.push_str(&format!(
-            "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
-             own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
-             the style's.\n\n",
-            primed_costs.join("; ")
-        ));
+        // Pieces read back with --kept were not generated here: what their primers cost is not known.
+        if !primed_costs.is_empty() {
+            report.push_str(&format!(
+                "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
+                 own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
+                 the style's.\n\n",
+                primed_costs.join("; ")
+            ));
+        }
         if !contrasts.is_empty() {
             report.push_str(&format!(
                 "Styles leaning away from a contrast model (`Steering::contrast`): {}.\n\n",
@@ -410,6 +413,10 @@ fn read_kept(dir: &Path, styles: &[String], args: &Args) -> Result<Vec<(usize, V
         }
         let mut pieces = Vec::new();
         for seed in args.seed..args.seed + args.seeds {
+            let beyond = kept_prefix(style, seed, args.pieces);
+            if files.iter().any(|f| f.starts_with(&beyond)) {
+                bail!("{}: holds {beyond}*.mid, more than --pieces {} a seed kept", dir.display(), args.pieces);
+            }
             for i in 0..args.pieces {
                 let prefix = kept_prefix(style, seed, i);
                 let name = files.iter().find(|f| f.starts_with(&prefix)).with_context(|| {
@@ -654,6 +661,43 @@ mod tests {
         assert!(row.contains("(0.55 against 0.10)"), "{row}");
         // Fewer misses than MIN_MISSES_EXPLAINED explain nothing.
         assert_eq!(why_missed(&model, &primed[3..]), "");
+    }
+
+    #[test]
+    fn kept_pieces_come_back_in_the_order_they_were_made() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse =
+            |extra: &[&str]| <Cli as clap::Parser>::try_parse_from(["style"].iter().chain(extra)).expect("parses").args;
+        let dir = std::env::temp_dir().join(format!("cadenza-kept-{}", std::process::id()));
+        let styles = vec!["jazz".to_string(), "rock".to_string()];
+        for (seed, piece, named) in [(2, 0, "rock"), (2, 1, "jazz"), (3, 0, "rock"), (3, 1, "pop")] {
+            let notes = (0..8)
+                .map(|i| cadenza_core::Note {
+                    pitch: 40 + seed as u8 * 10 + piece as u8,
+                    velocity: 80,
+                    start_s: i as f64 * 0.5,
+                    end_s: i as f64 * 0.5 + 0.4,
+                })
+                .collect();
+            let name = format!("{}{named}.mid", kept_prefix("rock", seed, piece));
+            keep_piece(&dir, &name, &Performance::new(notes)).expect("kept");
+        }
+        let args = parse(&["--pieces", "2", "--seed", "2", "--seeds", "2"]);
+        let kept = read_kept(&dir, &styles, &args).expect("read");
+        assert_eq!(kept.len(), 1, "jazz kept nothing and is left out");
+        let pitches: Vec<u8> = kept[0].1.iter().map(|p| p.notes[0].pitch).collect();
+        assert_eq!((kept[0].0, pitches), (1, vec![60, 61, 70, 71]));
+        // Settings other than the run's are refused, naming the folder.
+        let e = read_kept(&dir, &styles, &parse(&["--pieces", "1", "--seed", "2", "--seeds", "2"])).unwrap_err();
+        assert!(e.to_string().contains("more than --pieces 1"), "{e}");
+        let e = read_kept(&dir, &styles, &parse(&["--pieces", "2", "--seed", "2", "--seeds", "3"])).unwrap_err();
+        assert!(e.to_string().contains("no rock-seed4-00-improvised-named-*.mid"), "{e}");
+        assert!(<Cli as clap::Parser>::try_parse_from(["style", "--kept", "a", "--keep", "b"]).is_err());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
