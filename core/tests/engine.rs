@@ -341,8 +341,7 @@ fn the_style_leans_away_from_a_contrast_model() {
     assert_eq!(e.primer_fit().map(|f| f.foreignness), Some(0.0));
     let path = dir.path().join("cheap-home.onnx");
     let meta = CheckpointMeta { best_val_loss: Some(2.0), ..fx.meta.clone() };
-    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
-    let mut cheap = Engine::load(&path, &engine_options()).expect("engine");
+    let mut cheap = export_and_load(fx, &meta, &path);
     assert_eq!(run(&mut cheap, &following(1.0)), plain, "the same weights, no contrast model");
     cheap.set_contrast(Some(cadenza_core::engine::Model::load(&other, &engine_options()).expect("other")));
     assert_ne!(run(&mut cheap, &following(1.0)), plain, "a foreign primer: it leans");
@@ -362,8 +361,7 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     let advice = ContrastAdvice { with: "rock".into(), strength: 0.5, measured: "named right more often".into() };
     let meta = CheckpointMeta { contrast: Some(advice.clone()), ..fx.meta.clone() };
     let path = dir.path().join("leaning.onnx");
-    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
-    let e = Engine::load(&path, &engine_options()).expect("engine");
+    let e = export_and_load(fx, &meta, &path);
     assert_eq!(e.info().contrast_advice.as_ref(), Some(&advice));
 
     let bad = CheckpointMeta { contrast: Some(ContrastAdvice { strength: 3.0, ..advice.clone() }), ..fx.meta.clone() };
@@ -413,9 +411,7 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     // The same random weights, recorded as finding their own music cheap or as dear as anything.
     let load_with = |home: f64, name: &str, lead: Option<LeadAdvice>| {
         let meta = CheckpointMeta { best_val_loss: Some(home), lead, ..fx.meta.clone() };
-        let path = dir.path().join(format!("{name}.onnx"));
-        cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
-        Engine::load(&path, &engine_options()).expect("engine")
+        export_and_load(fx, &meta, &dir.path().join(format!("{name}.onnx")))
     };
     let load = |home: f64, name: &str| load_with(home, name, None);
     let req = |primer: Option<Performance>, lead: StyleLead| GenerateRequest {
@@ -483,18 +479,14 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
     // it changes only what is led.
     let key = LeadKeyAdvice { gain: 4.0, measured: "the key kept".into() };
     let meta = CheckpointMeta { best_val_loss: Some(2.0), lead_key: Some(key.clone()), ..fx.meta.clone() };
-    let path = dir.path().join("keyed.onnx");
-    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
-    let mut keyed = Engine::load(&path, &engine_options()).expect("engine");
+    let mut keyed = export_and_load(fx, &meta, &dir.path().join("keyed.onnx"));
     assert_eq!(keyed.info().lead_key_advice, Some(key));
     assert_ne!(music(&mut keyed, StyleLead::On), music(&mut cheap_home, StyleLead::On));
     assert_eq!(music(&mut keyed, StyleLead::Off), music(&mut cheap_home, StyleLead::Off));
     // So does one measured to spread its parts wider while it leads.
     let register = LeadRegisterAdvice { spread: 4.0, measured: "named rock more often".into() };
     let meta = CheckpointMeta { best_val_loss: Some(2.0), lead_register: Some(register.clone()), ..fx.meta.clone() };
-    let path = dir.path().join("spread.onnx");
-    cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &path).expect("export");
-    let mut spread = Engine::load(&path, &engine_options()).expect("engine");
+    let mut spread = export_and_load(fx, &meta, &dir.path().join("spread.onnx"));
     assert_eq!(spread.info().lead_register_advice, Some(register));
     assert_ne!(music(&mut spread, StyleLead::On), music(&mut cheap_home, StyleLead::On));
     assert_eq!(music(&mut spread, StyleLead::Off), music(&mut cheap_home, StyleLead::Off));
@@ -588,6 +580,12 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
 }
 
 /// Write `fx`'s model with one metadata entry changed.
+/// The fixture's weights exported to `path` with `meta`, and loaded.
+fn export_and_load(fx: &Exported, meta: &CheckpointMeta, path: &Path) -> Engine {
+    cadenza_core::export::export_weights(&fx.weights, meta, Precision::Float32, path).expect("export");
+    Engine::load(path, &engine_options()).expect("engine")
+}
+
 fn with_metadata(fx: &Exported, key: &str, value: &str, out: &Path) {
     with_metadata_of(fx, &fx.meta, key, value, out);
 }
