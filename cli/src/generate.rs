@@ -301,15 +301,15 @@ pub fn run(args: &Args) -> Result<()> {
         gen_s * 1e3 / events.max(1) as f64
     );
 
-    // With a primer to follow, the lean goes as far as the primer is foreign to the style.
+    // With a primer to follow, the lean goes as far as the primer is foreign to the style, by cost or by ear.
     let contrast = req.settings.steering.contrast;
     if let Some(fit) = engine.primer_fit().filter(|_| engine.contrast_info().is_some() && contrast > 0.0) {
         if req.settings.steering.follow > 0.0 {
             eprintln!(
                 "generate: following the primer, which is {:.0}% foreign to {}, it leaned at {:.2}.",
-                100.0 * fit.foreignness,
+                100.0 * fit.lean,
                 info.style,
-                contrast * fit.foreignness
+                contrast * fit.lean
             );
         }
     }

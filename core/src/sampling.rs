@@ -497,8 +497,8 @@ pub struct Steering {
     /// `contrast` times the style's log-probability less the contrast
     /// model's ([`contrast_log_probs`]), so what the finetuning taught the
     /// style is said more plainly. With a primer to follow (`follow` above
-    /// 0) it leans only as far as the primer is foreign to the style
-    /// ([`crate::engine::foreignness`]): a phrase in the style's own idiom is
+    /// 0) it leans only as far as the primer is foreign to the style, by its
+    /// cost or by the style judge's ear ([`crate::engine::PrimerFit::lean`]): a phrase in the style's own idiom is
     /// followed as it sounds (jazz leaning away from pop held a folk tune's
     /// key at 0.45 grounding against 0.78 without). Costs a step of the
     /// contrast model per event; without a contrast model it changes nothing.

@@ -497,7 +497,9 @@ fn the_engine_says_what_the_primer_cost_and_whether_the_style_led_it() {
 
 /// A style judge beside a model lets a model that does not lead by cost lead a primer it names
 /// another style, as foreign as it doubts the model's style, and says so; one naming the primer
-/// the model's own style leaves it be. A malformed judge is refused at load, naming its file.
+/// the model's own style leaves it be. A model that leads by cost still leans away from its
+/// contrast model as far as the judge doubts its style. A malformed judge is refused at load,
+/// naming its file.
 #[test]
 fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     use cadenza_core::classifier::{StyleJudge, JUDGE_FILE, JUDGE_VERSION};
@@ -550,8 +552,8 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     let mut judged = Engine::load(&path, &engine_options()).expect("engine with a judge");
     assert_eq!(judged.default_lead(), DefaultLead::ByJudge);
     let (led_music, led) = run(&mut judged, StyleLead::Model);
-    let other = 4f64.exp() / (1.0 + 4f64.exp());
-    assert!(led.led && (f64::from(led.foreignness) - other).abs() < 1e-4, "{led:?}");
+    let other_p = 4f64.exp() / (1.0 + 4f64.exp());
+    assert!(led.led && (f64::from(led.foreignness) - other_p).abs() < 1e-4, "{led:?}");
     assert_eq!(led.judged.as_ref().map(|j| j.named.as_str()), Some("other"));
     assert_ne!(led_music, followed, "led, the own voice takes over");
     let advice = led.advice(STYLE, "--style-lead on").expect("a word on the lead");
@@ -561,6 +563,29 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     judged.set_judge(None);
     assert_eq!(judged.default_lead(), DefaultLead::Never);
     assert_eq!(run(&mut judged, StyleLead::Model).0, followed);
+
+    // A model measured to lead by cost finds the chorale its own and follows it, yet leans away
+    // from its contrast model as far as the judge doubts its style, and not at all without the judge.
+    let cfg = ModelConfig { max_seq_len: 320, dropout: 0.0, ..ModelConfig::TINY };
+    let other = cadenza_test_support::random_model(dir.path(), &cfg, 6, "other");
+    let lead = Some(LeadAdvice { measured: "its own primers kept".into() });
+    let meta = CheckpointMeta { best_val_loss: Some(6.5), lead, ..fx.meta.clone() };
+    let mut by_cost = export_and_load(fx, &meta, &dir.path().join("by-cost.onnx"));
+    assert_eq!(by_cost.default_lead(), DefaultLead::ByCost);
+    let leaning = |e: &mut Engine, contrast: f32| {
+        let mut r = req(StyleLead::Model);
+        r.settings.steering.contrast = contrast;
+        let tokens = e.generate_variations(&r, &mut |_| true).expect("generate")[0].tokens.clone();
+        (tokens, e.primer_fit().expect("a primer's fit"))
+    };
+    let (plain, _) = leaning(&mut by_cost, 0.0);
+    by_cost.set_contrast(Some(cadenza_core::engine::Model::load(&other, &engine_options()).expect("other")));
+    let (leaned, fit) = leaning(&mut by_cost, 1.0);
+    assert!((fit.foreignness, fit.led) == (0.0, false) && (f64::from(fit.lean) - other_p).abs() < 1e-4, "{fit:?}");
+    assert_ne!(leaned, plain, "named another style by ear, it leans");
+    by_cost.set_judge(None);
+    let (unheard, fit) = leaning(&mut by_cost, 1.0);
+    assert_eq!((unheard, fit.lean), (plain, 0.0), "by cost alone the chorale is its own");
 
     write(&judge(false));
     let mut own = Engine::load(&path, &engine_options()).expect("engine with a judge");
@@ -579,7 +604,6 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     assert!(e.to_string().contains("not a style judge"), "{e}");
 }
 
-/// Write `fx`'s model with one metadata entry changed.
 /// The fixture's weights exported to `path` with `meta`, and loaded.
 fn export_and_load(fx: &Exported, meta: &CheckpointMeta, path: &Path) -> Engine {
     cadenza_core::export::export_weights(&fx.weights, meta, Precision::Float32, path).expect("export");

@@ -323,7 +323,7 @@ pub struct CadenzaParams {
     /// How far a style leans away from the style its model names (electronic from rock, jazz from pop)
     /// or the one the musician chose in the editor ([`crate::state::LeanFrom`]): what its
     /// finetuning taught, said more plainly (on a phrase, only as far as the phrase is foreign to
-    /// the style). 0 is off; with the model's choice, styles that name none ignore it.
+    /// the style, by its cost or by the style judge's ear). 0 is off; with the model's choice, styles that name none ignore it.
     #[id = "lean"]
     pub lean: FloatParam,
 

@@ -59,7 +59,7 @@ fn leaning(info: &ModelInfo) -> Option<String> {
         format!(
             "## Leaning away\n\nBy default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
              Lean away, `cadenza generate --contrast`; 0 turns it off; following a phrase, only as far as the phrase \
-             is foreign to it), from its checkpoint's sidecar: {}.\n\n",
+             is foreign to it, by its cost or by the style judge's ear), from its checkpoint's sidecar: {}.\n\n",
             a.with, a.strength, a.measured
         )
     })

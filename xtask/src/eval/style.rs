@@ -120,6 +120,8 @@ struct PrimedCost {
     foreignness: f64,
     /// Whether the style led them.
     led: bool,
+    /// How far, on average, a style with a contrast model leaned from it (0..1 of its strength).
+    lean: f64,
 }
 
 fn generate(
@@ -155,6 +157,7 @@ fn generate(
         home: fits[0].home_nats_per_event,
         foreignness: fits.iter().map(|f| f64::from(f.foreignness)).sum::<f64>() / n,
         led: fits.iter().any(|f| f.led),
+        lean: fits.iter().map(|f| f64::from(f.lean)).sum::<f64>() / n,
     });
     Ok((out, t0.elapsed().as_secs_f64(), cost))
 }
@@ -279,8 +282,13 @@ pub fn run(args: &Args) -> Result<()> {
                 // What the primers cost does not depend on the seed.
                 if let (Some(c), true) = (cost, seed == args.seed) {
                     let home = c.home.map_or(String::new(), |h| format!(", its own music {h:.2}"));
+                    let leaning = if contrast > 0.0 {
+                        format!(", leaning at {:.2}", f64::from(contrast) * c.lean)
+                    } else {
+                        String::new()
+                    };
                     primed_costs.push(format!(
-                        "{style} {:.2} nats per event{home}, foreignness {:.2}{}",
+                        "{style} {:.2} nats per event{home}, foreignness {:.2}{}{leaning}",
                         c.nats_per_event,
                         c.foreignness,
                         if c.led { ", led" } else { "" }
@@ -346,7 +354,8 @@ pub fn run(args: &Args) -> Result<()> {
             report.push_str(&format!(
                 "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
                  own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
-                 the style's.\n\n",
+                 the style's. A style with a contrast model leans from it as far as the primers are foreign to it \
+                 by cost or by the style judge's ear (`PrimerFit::lean`), led or not.\n\n",
                 primed_costs.join("; ")
             ));
         }
@@ -391,7 +400,7 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The name a kept piece starts with; the style it was named follows.
 fn kept_prefix(style: &str, seed: u64, piece: usize) -> String {
-    format!("{style}-seed{seed}-{piece:02}-{}-named-", if piece % 2 == 0 { "improvised" } else { "primed" })
+    format!("{style}-seed{seed}-{piece:02}-{}-named-", if piece.is_multiple_of(2) { "improvised" } else { "primed" })
 }
 
 /// The pieces `--keep` wrote to `dir`, per style in the order they were generated; a style with
@@ -692,9 +701,11 @@ mod tests {
         let pitches: Vec<u8> = kept[0].1.iter().map(|p| p.notes[0].pitch).collect();
         assert_eq!((kept[0].0, pitches), (1, vec![60, 61, 70, 71]));
         // Settings other than the run's are refused, naming the folder.
-        let e = read_kept(&dir, &styles, &parse(&["--pieces", "1", "--seed", "2", "--seeds", "2"])).unwrap_err();
+        let e = read_kept(&dir, &styles, &parse(&["--pieces", "1", "--seed", "2", "--seeds", "2"]))
+            .expect_err("too few pieces");
         assert!(e.to_string().contains("more than --pieces 1"), "{e}");
-        let e = read_kept(&dir, &styles, &parse(&["--pieces", "2", "--seed", "2", "--seeds", "3"])).unwrap_err();
+        let e = read_kept(&dir, &styles, &parse(&["--pieces", "2", "--seed", "2", "--seeds", "3"]))
+            .expect_err("a seed too many");
         assert!(e.to_string().contains("no rock-seed4-00-improvised-named-*.mid"), "{e}");
         assert!(<Cli as clap::Parser>::try_parse_from(["style", "--kept", "a", "--keep", "b"]).is_err());
         std::fs::remove_dir_all(&dir).expect("clean up");
