@@ -125,7 +125,7 @@ pub struct Args {
     /// style name or an .onnx path): what the finetuning taught is said more plainly.
     /// That model runs beside the style's, on a second thread. A model may name its own
     /// (electronic leans away from rock and jazz from pop by default, measured in models/README.md); this
-    /// replaces it.
+    /// replaces it. Several styles joined by `+` (pop+rock) are leaned from at once.
     #[arg(long, value_name = "STYLE")]
     pub contrast_with: Option<String>,
     /// How far to lean away, 0 (not at all: also turns off a model's own choice) to 2;
@@ -267,11 +267,18 @@ pub fn run(args: &Args) -> Result<()> {
     let t_load = Instant::now();
     let mut engine = Engine::load(&model_path, &opts)?;
     let info = engine.info().clone();
-    if let Some((path, strength, why)) = contrast_choice(args, &model_path, &info)? {
-        engine.set_contrast(Some(cadenza_core::engine::Model::load(&path, &opts)?));
+    if let Some(Lean { paths, following, strength, why }) = contrast_choice(args, &model_path, &info)? {
+        let load = |paths: &[PathBuf]| {
+            paths.iter().map(|p| cadenza_core::engine::Model::load(p, &opts)).collect::<Result<Vec<_>, _>>()
+        };
+        engine.set_contrasts(load(&paths)?);
+        engine.set_following_contrasts(following.as_deref().map(load).transpose()?);
         req.settings.steering.contrast = strength;
         req.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
-        eprintln!("generate: leaning away from {} at {strength}{why}", path.display());
+        let names = |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ");
+        let instead =
+            following.as_deref().map_or(String::new(), |f| format!(" (from {} following a primer)", names(f)));
+        eprintln!("generate: leaning away from {}{instead} at {strength}{why}", names(&paths));
     }
     eprintln!(
         "generate: {} ({} style, {} layers x {}, window {}) on {} in {:.0} ms; seed {seed}",
@@ -357,20 +364,40 @@ pub fn run(args: &Args) -> Result<()> {
 /// The model to lean away from, how far, and why (empty when asked on the
 /// command line): `--contrast-with`, else the style the model names
 /// ([`ModelInfo::contrast_advice`]) unless `--contrast 0`; `None` for neither.
-fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option<(PathBuf, f32, String)>> {
+/// What [`contrast_choice`] chose: the models to lean from, those instead while following a
+/// primer when they differ, how far, and why.
+struct Lean {
+    paths: Vec<PathBuf>,
+    following: Option<Vec<PathBuf>>,
+    strength: f32,
+    why: String,
+}
+
+fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option<Lean>> {
     let asked = args.contrast;
     if let Some(other) = &args.contrast_with {
-        let path = resolve_model(other).context("--contrast-with")?;
-        return Ok(Some((path, asked.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), String::new())));
+        // One style or file, else several styles joined by `+` (pop+rock).
+        let paths = match resolve_model(other) {
+            Ok(path) => vec![path],
+            Err(_) if other.contains(cadenza_core::sampling::CONTRAST_STYLES_JOIN) => {
+                cadenza_core::sampling::contrast_styles(other)
+                    .map(|one| resolve_model(one).with_context(|| format!("--contrast-with {other}")))
+                    .collect::<Result<_>>()?
+            }
+            Err(e) => return Err(e).context("--contrast-with"),
+        };
+        let strength = asked.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST);
+        return Ok(Some(Lean { paths, following: None, strength, why: String::new() }));
     }
     match &info.contrast_advice {
         _ if asked == Some(0.0) => Ok(None),
-        Some(advice) => match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
-            Ok(path) => Ok(Some((
-                path,
-                asked.unwrap_or(advice.strength),
-                format!(", {}'s own choice (--contrast 0 turns it off)", info.style),
-            ))),
+        Some(advice) => match cadenza_core::locate::advised_contrast_models(model, &info.style, advice) {
+            Ok((paths, following)) => Ok(Some(Lean {
+                paths,
+                following,
+                strength: asked.unwrap_or(advice.strength),
+                why: format!(", {}'s own choice (--contrast 0 turns it off)", info.style),
+            })),
             Err(nowhere) => {
                 eprintln!("generate: {nowhere}; generating without it");
                 Ok(None)

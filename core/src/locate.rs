@@ -205,21 +205,41 @@ pub fn model_beside_or_style(model: &Path, style: &str) -> Option<PathBuf> {
         .or_else(|| find_style_in(style, &shipped_model_dirs(), user_model_dir().as_deref()).ok().map(|s| s.path))
 }
 
-/// The model of the style `advice` names for `style`'s `model` to lean away
-/// from ([`model_beside_or_style`]), or a sentence saying it is nowhere.
-pub fn advised_contrast_model(
+/// The models of the styles `advice` names for `style`'s `model` to lean
+/// away from ([`model_beside_or_style`]), and those it leans from instead
+/// while following a primer when it names others; or a sentence naming the
+/// first that is nowhere.
+pub fn advised_contrast_models(
     model: &Path,
     style: &str,
     advice: &crate::sampling::ContrastAdvice,
-) -> Result<PathBuf, String> {
-    model_beside_or_style(model, &advice.with).ok_or_else(|| {
-        format!(
-            "{style} leans away from {} by default, but no {}.onnx is beside {} or among the styles",
-            advice.with,
-            advice.with,
-            model.display()
-        )
-    })
+) -> Result<(Vec<PathBuf>, Option<Vec<PathBuf>>), String> {
+    let all = advised_models(model, style, advice, advice.styles())?;
+    let following = advice
+        .following
+        .as_ref()
+        .map(|_| advised_models(model, style, advice, advice.following_styles()))
+        .transpose()?;
+    Ok((all, following))
+}
+
+fn advised_models<'a>(
+    model: &Path,
+    style: &str,
+    advice: &crate::sampling::ContrastAdvice,
+    styles: impl Iterator<Item = &'a str>,
+) -> Result<Vec<PathBuf>, String> {
+    styles
+        .map(|other| {
+            model_beside_or_style(model, other).ok_or_else(|| {
+                format!(
+                    "{style} leans away from {} by default, but no {other}.onnx is beside {} or among the styles",
+                    advice.with,
+                    model.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Folders searched for soundfonts: the system's, then the user's.

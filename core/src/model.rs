@@ -212,6 +212,9 @@ pub mod onnx_names {
     pub const META_CONTRAST: &str = "cadenza.contrast";
     /// Metadata: what the measurement behind it showed, one sentence.
     pub const META_CONTRAST_MEASURED: &str = "cadenza.contrast_measured";
+    /// Metadata: the styles it leans away from instead while following a
+    /// primer ([`crate::sampling::ContrastAdvice::following`]); absent when the same.
+    pub const META_CONTRAST_FOLLOWING: &str = "cadenza.contrast_following";
     /// Metadata: present when the model leads foreign primers by default
     /// ([`crate::sampling::LeadAdvice`]): what the measurement showed, one sentence.
     pub const META_LEADS: &str = "cadenza.style_leads";

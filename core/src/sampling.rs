@@ -220,22 +220,49 @@ pub const DEFAULT_CONTRAST: f32 = 0.5;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContrastAdvice {
-    /// The style to lean away from (a model of that name beside this one).
+    /// The style to lean away from (a model of that name beside this one),
+    /// or several joined by [`CONTRAST_STYLES_JOIN`] to lean from at once.
     pub with: String,
     /// [`Steering::contrast`], in (0, [`MAX_CONTRAST`]].
     pub strength: f32,
     /// What the measurement showed, in one sentence.
     #[serde(default)]
     pub measured: String,
+    /// The styles to lean away from instead while following a primer, when
+    /// they differ from [`ContrastAdvice::with`] (the same syntax): a style is
+    /// taken for one style when it improvises and for another when it
+    /// continues a phrase (jazz: pop, then rock as well).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following: Option<String>,
 }
 
+/// The styles `with` names: one, or several joined by [`CONTRAST_STYLES_JOIN`] (`pop+rock`).
+pub fn contrast_styles(with: &str) -> impl Iterator<Item = &str> {
+    with.split(CONTRAST_STYLES_JOIN).map(str::trim)
+}
+
+/// Joins the styles a model leans away from all at once ([`ContrastAdvice::with`]).
+pub const CONTRAST_STYLES_JOIN: char = '+';
+
 impl ContrastAdvice {
-    /// A style name and a strength Cadenza can use, else what is wrong.
+    /// The styles to lean away from, in order ([`contrast_styles`]).
+    pub fn styles(&self) -> impl Iterator<Item = &str> {
+        contrast_styles(&self.with)
+    }
+
+    /// The styles to lean away from while following a primer.
+    pub fn following_styles(&self) -> impl Iterator<Item = &str> {
+        contrast_styles(self.following.as_deref().unwrap_or(&self.with))
+    }
+
+    /// Style names and a strength Cadenza can use, else what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok =
-            !self.with.is_empty() && self.with.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !name_ok {
-            return Err(format!("`{}` is not a style name", self.with));
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.');
+        for with in std::iter::once(&self.with).chain(&self.following) {
+            if !contrast_styles(with).all(name_ok) {
+                return Err(format!("`{with}` is not a style name, nor several joined by `{CONTRAST_STYLES_JOIN}`"));
+            }
         }
         if !(self.strength.is_finite() && self.strength > 0.0 && self.strength <= MAX_CONTRAST) {
             return Err(format!("contrast {} is outside (0, {MAX_CONTRAST}]", self.strength));
@@ -497,10 +524,11 @@ pub struct Steering {
     /// `contrast` times the style's log-probability less the contrast
     /// model's ([`contrast_log_probs`]), so what the finetuning taught the
     /// style is said more plainly. With a primer to follow (`follow` above
-    /// 0) it leans only as far as the primer is foreign to the style, by its
-    /// cost or by the style judge's ear ([`crate::engine::PrimerFit::lean`]): a phrase in the style's own idiom is
+    /// 0) it leans only as far as the primer is foreign to the style, by the
+    /// style judge's ear and, for a style that leads by cost, by its cost
+    /// ([`crate::engine::PrimerFit::lean`]): a phrase in the style's own idiom is
     /// followed as it sounds (jazz leaning away from pop held a folk tune's
-    /// key at 0.45 grounding against 0.78 without). Costs a step of the
+    /// key at 0.45 grounding against 0.78 without). Costs a step of each
     /// contrast model per event; without a contrast model it changes nothing.
     #[serde(default)]
     pub contrast: f32,

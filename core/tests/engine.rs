@@ -350,6 +350,73 @@ fn the_style_leans_away_from_a_contrast_model() {
     assert_eq!(run(&mut e, &req(1.0, 80)), alone);
 }
 
+/// Several contrast models are leaned from at once, through the geometric
+/// mean of their predictions: two copies of one model lean as that model
+/// alone does, to the token; another beside it changes the music; the order
+/// of the two does not matter beyond rounding.
+#[test]
+fn the_style_leans_away_from_several_contrast_models_at_once() {
+    let fx = exported();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ModelConfig { max_seq_len: 320, dropout: 0.0, ..ModelConfig::TINY };
+    let other = cadenza_test_support::random_model(dir.path(), &cfg, 6, "other");
+    let third = cadenza_test_support::random_model(dir.path(), &cfg, 9, "third");
+    let load = |p: &std::path::Path| cadenza_core::engine::Model::load(p, &engine_options()).expect("model");
+    let mut e = Engine::load(&fx.onnx, &engine_options()).expect("engine");
+    let req = GenerateRequest {
+        primer: Some(chorale("bwv66_6.mid")),
+        settings: GenerationSettings {
+            length: Length::Events(120),
+            variations: 2,
+            sampling: Sampling { seed: 5, ..Default::default() },
+            steering: Steering { contrast: 1.0, allow_end: false, follow: 0.0, ..Default::default() },
+        },
+        ..Default::default()
+    };
+    let run = |e: &mut Engine| e.generate_variations(&req, &mut |_| true).expect("generate");
+    e.set_contrast(Some(load(&other)));
+    let one = run(&mut e);
+    e.set_contrasts(vec![load(&other), load(&other)]);
+    assert_eq!(e.contrast_infos().len(), 2);
+    assert_eq!(run(&mut e), one, "the mean of one model twice is that model");
+    e.set_contrasts(vec![load(&other), load(&third)]);
+    let names: Vec<&str> = e.contrast_infos().iter().map(|i| i.style.as_str()).collect();
+    assert_eq!(names, ["other", "third"]);
+    let both = run(&mut e);
+    assert_ne!(both, one, "a second model to lean from changes the music");
+    assert!(both.iter().all(|v| v.tokens.len() == 120));
+    let early = e.generate_one_early(&req, 1, &mut |_| true, &mut |_, _| {}).expect("early");
+    assert_eq!(early, both, "handed over early or in one batch, the same");
+    e.set_contrasts(Vec::new());
+    assert!(e.contrast_info().is_none());
+
+    // Another set while following a primer: improvising leans from the first, following from
+    // the second. Weights that find their own music cheap find the chorale foreign, so they lean.
+    let meta = CheckpointMeta { best_val_loss: Some(2.0), ..fx.meta.clone() };
+    let mut cheap = export_and_load(fx, &meta, &dir.path().join("cheap-home.onnx"));
+    let following = GenerateRequest {
+        settings: GenerationSettings { steering: Steering { follow: 0.7, ..req.settings.steering }, ..req.settings },
+        ..req.clone()
+    };
+    let run_both = |e: &mut Engine| {
+        let free = e.generate_variations(&req, &mut |_| true).expect("generate");
+        (free, e.generate_variations(&following, &mut |_| true).expect("generate"))
+    };
+    cheap.set_contrasts(vec![load(&other)]);
+    let (free_other, followed_other) = run_both(&mut cheap);
+    cheap.set_contrasts(vec![load(&third)]);
+    let (_, followed_third) = run_both(&mut cheap);
+    assert_ne!(followed_third, followed_other);
+    cheap.set_contrasts(vec![load(&other)]);
+    cheap.set_following_contrasts(Some(vec![load(&third)]));
+    let names: Vec<&str> = cheap.following_contrast_infos().iter().map(|i| i.style.as_str()).collect();
+    assert_eq!(names, ["third"]);
+    assert_eq!(run_both(&mut cheap), (free_other, followed_third), "improvising from one, following from the other");
+    cheap.set_contrasts(vec![load(&other)]);
+    assert_eq!(cheap.following_contrast_infos().len(), 1, "a new set clears the one for following");
+    assert_eq!(cheap.following_contrast_infos()[0].style, "other");
+}
+
 /// A checkpoint's contrast advice travels through the export into the
 /// loaded model's info; a malformed one is refused at export (naming the
 /// checkpoint) and at load (naming the model).
@@ -358,7 +425,12 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     let fx = exported();
     let dir = tempfile::tempdir().expect("tempdir");
     assert_eq!(Engine::load(&fx.onnx, &engine_options()).expect("engine").info().contrast_advice, None);
-    let advice = ContrastAdvice { with: "rock".into(), strength: 0.5, measured: "named right more often".into() };
+    let advice = ContrastAdvice {
+        with: "rock".into(),
+        strength: 0.5,
+        measured: "named right more often".into(),
+        following: None,
+    };
     let meta = CheckpointMeta { contrast: Some(advice.clone()), ..fx.meta.clone() };
     let path = dir.path().join("leaning.onnx");
     let e = export_and_load(fx, &meta, &path);
@@ -375,6 +447,23 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_WITH, "../rock", &odd);
     let e = Engine::load(&odd, &engine_options()).err().expect("not a style");
     assert!(e.to_string().contains("`../rock` is not a style name"), "{e}");
+    // Several styles at once, joined by `+`; an empty one among them is refused.
+    let several = ContrastAdvice { with: "pop+rock".into(), ..advice.clone() };
+    let meta = CheckpointMeta { contrast: Some(several.clone()), ..fx.meta.clone() };
+    let e = export_and_load(fx, &meta, &dir.path().join("leaning-twice.onnx"));
+    assert_eq!(e.info().contrast_advice.as_ref().map(|a| a.styles().collect::<Vec<_>>()), Some(vec!["pop", "rock"]));
+    with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_WITH, "pop+", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("an empty style");
+    assert!(e.to_string().contains("`pop+` is not a style name"), "{e}");
+    // Others while following a primer travel too; a malformed set is refused at export.
+    let other_when_following = ContrastAdvice { following: Some("pop+rock".into()), ..advice.clone() };
+    let meta = CheckpointMeta { contrast: Some(other_when_following.clone()), ..fx.meta.clone() };
+    let e = export_and_load(fx, &meta, &dir.path().join("leaning-when-following.onnx"));
+    assert_eq!(e.info().contrast_advice.as_ref(), Some(&other_when_following));
+    let bad = ContrastAdvice { following: Some("pop+../rock".into()), ..advice.clone() };
+    let meta = CheckpointMeta { contrast: Some(bad), ..fx.meta.clone() };
+    let e = cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &odd).expect_err("bad set");
+    assert!(e.to_string().contains("`pop+../rock` is not a style name"), "{e}");
     let key = LeadKeyAdvice { gain: 2.0, measured: "the key kept".into() };
     let keyed = CheckpointMeta { lead_key: Some(key.clone()), ..fx.meta.clone() };
     with_metadata_of(fx, &keyed, onnx_names::META_LEAD_KEY_GAIN, "9", &odd);
@@ -592,6 +681,22 @@ fn a_style_judge_beside_the_model_lets_it_lead_what_it_names_another_style() {
     let (music, fit) = run(&mut own, StyleLead::Model);
     assert_eq!((music, fit.foreignness, fit.led), (followed, 0.0, false));
     assert_eq!(fit.judged.map(|j| j.named), Some(STYLE.to_string()));
+
+    // A model that leads by the judge leans by ear alone: weights whose own music is cheap find
+    // the chorale dear, yet while the judge names it their style they follow it unleaned.
+    let cheap = CheckpointMeta { best_val_loss: Some(2.0), ..fx.meta.clone() };
+    let mut by_ear = export_and_load(fx, &cheap, &dir.path().join("by-ear.onnx"));
+    assert_eq!(by_ear.default_lead(), DefaultLead::ByJudge);
+    let (plain, _) = leaning(&mut by_ear, 0.0);
+    by_ear.set_contrast(Some(cadenza_core::engine::Model::load(&other, &engine_options()).expect("other")));
+    let (music, fit) = leaning(&mut by_ear, 1.0);
+    assert!(fit.foreignness == 1.0 && fit.lean == 0.0, "dear by cost, its own by ear: {fit:?}");
+    assert_eq!(music, plain, "it does not lean");
+    by_ear.set_judge(Some(judge(true)));
+    let (led_plain, _) = leaning(&mut by_ear, 0.0);
+    let (leaned, fit) = leaning(&mut by_ear, 1.0);
+    assert!((f64::from(fit.lean) - other_p).abs() < 1e-4, "{fit:?}");
+    assert_ne!(leaned, led_plain, "named another style, it leans as far as the judge doubts it");
 
     let mut short = judge(true);
     short.window_s = 0.0;

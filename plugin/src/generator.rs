@@ -200,14 +200,14 @@ mod engine_impl {
         notices: &mut Vec<String>,
     ) -> Option<(String, bool)> {
         let info = engine.info().clone();
-        let (other, path) = match lean_from {
+        let (other, paths, following) = match lean_from {
             LeanFrom::Off => return None,
             LeanFrom::Style(other) if *other == info.style => {
                 notices.push(format!("{other} cannot lean away from itself; it plays without leaning"));
                 return None;
             }
             LeanFrom::Style(other) => match cadenza_core::locate::model_beside_or_style(model, other) {
-                Some(path) => (other.clone(), path),
+                Some(path) => (other.clone(), vec![path], None),
                 None => {
                     notices.push(format!(
                         "no {other}.onnx is beside {} or among the styles to lean away from; {} plays without leaning",
@@ -219,8 +219,17 @@ mod engine_impl {
             },
             LeanFrom::Model => {
                 let advice = info.contrast_advice.as_ref()?;
-                match cadenza_core::locate::advised_contrast_model(model, &info.style, advice) {
-                    Ok(path) => (advice.with.clone(), path),
+                match cadenza_core::locate::advised_contrast_models(model, &info.style, advice) {
+                    Ok((paths, following)) => {
+                        let mut named = advice.styles().collect::<Vec<_>>().join(" and ");
+                        if following.is_some() {
+                            named += &format!(
+                                " ({} following a phrase)",
+                                advice.following_styles().collect::<Vec<_>>().join(" and ")
+                            );
+                        }
+                        (named, paths, following)
+                    }
                     Err(nowhere) => {
                         notices.push(format!("{nowhere}; it plays without leaning"));
                         return None;
@@ -229,10 +238,14 @@ mod engine_impl {
             }
         };
         let provider = if info.provider == "CUDA" { Provider::Cuda } else { Provider::Cpu };
-        match Model::load(&path, &options(Some(&info.library), provider)) {
+        let load = |paths: &[PathBuf]| -> Result<Vec<Model>, EngineError> {
+            paths.iter().map(|p| Model::load(p, &options(Some(&info.library), provider))).collect()
+        };
+        match load(&paths).and_then(|m| Ok((m, following.as_deref().map(load).transpose()?))) {
             // Each model was checked against this build's codec as it loaded.
-            Ok(m) => {
-                engine.set_contrast(Some(m));
+            Ok((m, f)) => {
+                engine.set_contrasts(m);
+                engine.set_following_contrasts(f);
                 Some((other, !lean_from.is_model()))
             }
             Err(e) => {

@@ -320,10 +320,11 @@ pub struct CadenzaParams {
     /// and rock where Cadenza's style judge names the phrase another style.
     #[id = "stylelead"]
     pub style_lead: EnumParam<LeadChoice>,
-    /// How far a style leans away from the style its model names (electronic from rock, jazz from pop)
-    /// or the one the musician chose in the editor ([`crate::state::LeanFrom`]): what its
-    /// finetuning taught, said more plainly (on a phrase, only as far as the phrase is foreign to
-    /// the style, by its cost or by the style judge's ear). 0 is off; with the model's choice, styles that name none ignore it.
+    /// How far a style leans away from the styles its model names (electronic from rock, jazz from
+    /// pop, and from pop and rock on a phrase) or the one the musician chose in the editor
+    /// ([`crate::state::LeanFrom`]): what its finetuning taught, said more plainly (on a phrase,
+    /// only as far as the phrase is foreign to the style, by the style judge's ear and, for a
+    /// style that leads by cost, by its cost). 0 is off; with the model's choice, styles that name none ignore it.
     #[id = "lean"]
     pub lean: FloatParam,
 

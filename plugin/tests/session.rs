@@ -96,8 +96,12 @@ fn resources(dir: &Path, ort: bool, models: &[(&str, &[u8])]) -> PathBuf {
 fn leaning_models(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     use cadenza_core::export::{export_weights, random_weights, synthetic_meta, Precision};
     let cfg = cadenza_core::model::ModelConfig::TINY;
-    let advice =
-        cadenza_core::sampling::ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new() };
+    let advice = cadenza_core::sampling::ContrastAdvice {
+        with: "parent".into(),
+        strength: 0.5,
+        measured: String::new(),
+        following: None,
+    };
     let child =
         cadenza_core::dataset::CheckpointMeta { contrast: Some(advice), ..synthetic_meta(&cfg, "child", "random") };
     let parent = synthetic_meta(&cfg, "parent", "random");

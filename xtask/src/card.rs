@@ -59,8 +59,15 @@ fn leaning(info: &ModelInfo) -> Option<String> {
         format!(
             "## Leaning away\n\nBy default this style leans away from {} at {} (`Steering::contrast`: the plugin's \
              Lean away, `cadenza generate --contrast`; 0 turns it off; following a phrase, only as far as the phrase \
-             is foreign to it, by its cost or by the style judge's ear), from its checkpoint's sidecar: {}.\n\n",
-            a.with, a.strength, a.measured
+             is foreign to it, by ear alone where the style judge leads it, else by its cost or by ear: \
+             `PrimerFit::lean`){}, from its checkpoint's sidecar: {}.\n\n",
+            a.styles().collect::<Vec<_>>().join(" and "),
+            a.strength,
+            a.following.as_ref().map_or(String::new(), |_| format!(
+                "; following a phrase it leans from {} instead",
+                a.following_styles().collect::<Vec<_>>().join(" and ")
+            )),
+            a.measured
         )
     })
 }

@@ -293,7 +293,7 @@ fn a_models_own_contrast_choice_is_the_default() {
     let dir = fx.dir.path().join("own-choice");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = ModelConfig::TINY;
-    let advice = ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new() };
+    let advice = ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new(), following: None };
     // Random weights pay about 6 nats an event for Twinkle: against a home of 2 it is foreign, so the child leans.
     let meta = CheckpointMeta {
         contrast: Some(advice),
@@ -328,6 +328,26 @@ fn a_models_own_contrast_choice_is_the_default() {
     let (off, said) = run(&child, &["--contrast", "0"], &dir.join("off.mid"));
     assert_eq!(off, alone, "--contrast 0 turns it off");
     assert!(!said.contains("leaning away"), "{said}");
+
+    // Several styles at once, joined by `+`: one style twice leans as it alone does; a second
+    // style beside it changes the music, and both are named.
+    let naming = |with: &str, name: &str| {
+        let advice = ContrastAdvice { with: with.into(), strength: 0.5, measured: String::new(), following: None };
+        let meta = CheckpointMeta {
+            contrast: Some(advice),
+            best_val_loss: Some(2.0),
+            ..synthetic_meta(&cfg, "child", "random weights")
+        };
+        let path = dir.join(name);
+        export_weights(&random_weights(&cfg, 3), &meta, Precision::Float32, &path).expect("export");
+        path
+    };
+    let (twice, _) = run(&naming("parent+parent", "twice.onnx"), &[], &dir.join("twice.mid"));
+    assert_eq!(twice, own, "the same style twice is that style");
+    random_model(&dir, &cfg, 9, "uncle");
+    let (both, said) = run(&naming("parent+uncle", "both.onnx"), &[], &dir.join("both.mid"));
+    assert_ne!(both, own, "a second style to lean from changes the music");
+    assert!(said.contains("parent.onnx and ") && said.contains("uncle.onnx"), "{said}");
 }
 
 /// A model measured to lead foreign primers ([`LeadAdvice`] in its sidecar)

@@ -26,11 +26,13 @@
 //! With a contrast model ([`Engine::set_contrast`]) and
 //! [`crate::sampling::Steering::contrast`] above 0, a third stream per
 //! variation runs the contrast model over the primed context, and the
-//! style's prediction leans away from its: fully when it improvises or
+//! style's prediction leans away from its (from the geometric mean of
+//! theirs when there are several, [`Engine::set_contrasts`]): fully when it improvises or
 //! ignores its primer (follow 0), else as far as the primer is foreign to
-//! the style by cost ([`foreignness`]) or by the style judge's ear
-//! ([`PrimerFit::lean`]), so a phrase in its own idiom is followed as it
-//! sounds.
+//! the style by the style judge's ear and, for a style that leads by cost,
+//! by cost ([`foreignness`], [`PrimerFit::lean`]), so a phrase in its own
+//! idiom is followed as it sounds. A model may lean from other models
+//! while following a primer ([`Engine::set_following_contrasts`]).
 //!
 //! Both side streams ([`SideVoice`]) run on a thread beside the primed
 //! stream's, each step at the same time as its step, the own voice on a
@@ -228,8 +230,10 @@ pub struct Engine {
     opts: EngineOptions,
     /// That second session, loaded the first time the own voice speaks.
     own: Option<Model>,
-    /// What [`crate::sampling::Steering::contrast`] leans away from.
-    contrast: Option<Model>,
+    /// What [`crate::sampling::Steering::contrast`] leans away from: none, one or several models.
+    contrast: Vec<Model>,
+    /// What it leans away from instead while following a primer, when that differs.
+    contrast_following: Option<Vec<Model>>,
     /// What names a primer's style, when shipped beside the model.
     judge: Option<StyleJudge>,
     /// How much harder the key holds while the style leads, when set over the model's own advice.
@@ -263,8 +267,10 @@ pub struct PrimerFit {
     /// Whether the style led the primer (the request let it, and the primer was foreign).
     pub led: bool,
     /// How far a style with a contrast model leans away from it while following this primer,
-    /// 0 to 1 of [`crate::sampling::Steering::contrast`]: the primer's foreignness by cost or
-    /// by ear, whichever is more, led or not. A style that leads by cost alone still leans
+    /// 0 to 1 of [`crate::sampling::Steering::contrast`], led or not: for a style that leads
+    /// by cost, the primer's foreignness by cost or by ear, whichever is more; for one that
+    /// leads by the judge ([`DefaultLead::ByJudge`]: its cost cannot tell its own music from
+    /// another style's), by ear alone. A style that leads by cost alone still leans
     /// from a phrase the judge names another style: electronic's model finds a nursery tune
     /// no dearer than its own music, yet its continuations of one were named electronic 83
     /// times in 100 leaning against 66 without (models/README.md).
@@ -316,7 +322,8 @@ impl Engine {
             model: Model::load(model, opts)?,
             opts: opts.clone(),
             own: None,
-            contrast: None,
+            contrast: Vec::new(),
+            contrast_following: None,
             judge,
             lead_key_gain: None,
             lead_register_spread: None,
@@ -354,12 +361,40 @@ impl Engine {
     /// finetuning taught it is said more plainly. Both must share the codec
     /// (each was checked against this build's when loaded).
     pub fn set_contrast(&mut self, model: Option<Model>) {
-        self.contrast = model;
+        self.set_contrasts(model.into_iter().collect());
     }
 
-    /// The contrast model, if any.
+    /// Lean away from all of `models` at once (none stops): from the
+    /// geometric mean of their predictions, renormalized, so the style says
+    /// what sets it apart from each of the styles it is taken for. Each adds
+    /// a step per event on the side streams' thread.
+    /// Leaning from them while following a primer too, until
+    /// [`Engine::set_following_contrasts`] says otherwise.
+    pub fn set_contrasts(&mut self, models: Vec<Model>) {
+        self.contrast = models;
+        self.contrast_following = None;
+    }
+
+    /// Lean away from `models` instead while following a primer (`None`: from those of
+    /// [`Engine::set_contrasts`]): a style may be taken for one style when it improvises
+    /// and for another when it continues a phrase.
+    pub fn set_following_contrasts(&mut self, models: Option<Vec<Model>>) {
+        self.contrast_following = models;
+    }
+
+    /// The contrast model, if any (the first, when there are several).
     pub fn contrast_info(&self) -> Option<&ModelInfo> {
-        self.contrast.as_ref().map(Model::info)
+        self.contrast.first().map(Model::info)
+    }
+
+    /// Every contrast model, in the order they were set.
+    pub fn contrast_infos(&self) -> Vec<&ModelInfo> {
+        self.contrast.iter().map(Model::info).collect()
+    }
+
+    /// The contrast models leaned from while following a primer.
+    pub fn following_contrast_infos(&self) -> Vec<&ModelInfo> {
+        self.contrast_following.as_ref().unwrap_or(&self.contrast).iter().map(Model::info).collect()
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -475,13 +510,20 @@ impl Engine {
         };
         let by_ear = judged.as_ref().filter(|j| j.names_other_than(&info.style)).map_or(0.0, |j| (1.0 - j.own) as f32);
         let either = by_cost.max(by_ear);
+        // A style measured to lead by cost tells a foreign phrase by it; the others find some
+        // of their own held-out music dear (rock's two pieces cost it 2.13 nats an event against
+        // 1.15), so where a judge knows them they lean as far as it doubts them, by ear alone.
+        let lean = match self.default_lead() {
+            DefaultLead::ByJudge => by_ear,
+            DefaultLead::ByCost | DefaultLead::Never => either,
+        };
         let (foreignness, led) = match req.settings.steering.style_lead {
             StyleLead::Off => (either, false),
             StyleLead::Model if self.default_lead() == DefaultLead::ByCost => (by_cost, by_cost > 0.0),
             StyleLead::Model => (either, by_ear > 0.0),
             StyleLead::On => (either, either > 0.0),
         };
-        PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led, lean: either, judged }
+        PrimerFit { nats_per_event: nll, home_nats_per_event: home, foreignness, led, lean, judged }
     }
 
     fn generate_in_waves(
@@ -532,19 +574,23 @@ impl Engine {
         // Leaning says the style more plainly; a phrase the style finds its own is
         // followed as it sounds, so with a primer to follow it leans as far as the
         // primer is foreign to it, by cost or by ear.
-        let contrast_strength = match (&follower, &fit) {
-            (Some(_), Some(f)) => settings.steering.contrast * f.lean,
-            _ => settings.steering.contrast,
+        let (contrast_strength, following) = match (&follower, &fit) {
+            (Some(_), Some(f)) => (settings.steering.contrast * f.lean, true),
+            _ => (settings.steering.contrast, false),
         };
-        // The contrast model reads the same context: its own prefill of the window it fits.
-        let contrast = match self.contrast.as_mut().filter(|_| contrast_strength > 0.0) {
-            Some(m) => {
+        let contrast_models: &mut [Model] = match self.contrast_following.as_mut().filter(|_| following) {
+            Some(models) => models,
+            None => &mut self.contrast,
+        };
+        // Each contrast model reads the same context: its own prefill of the window it fits.
+        let mut contrast = Vec::new();
+        if contrast_strength > 0.0 {
+            for m in contrast_models.iter_mut() {
                 let mut cache = m.empty_cache(1);
                 let last = m.prefill(&[context_window(&prefix, m.info().config.max_seq_len)], &mut cache)?;
-                Some((cache, last))
+                contrast.push((cache, last));
             }
-            None => None,
-        };
+        }
         let own_weight = (own_weight > 0.0 && prefix.len() > 1).then_some(own_weight);
         if own_weight.is_some() && self.own.is_none() {
             // The own voice runs beside the primed stream, so on a session of its own.
@@ -557,7 +603,7 @@ impl Engine {
             sampling: &settings.sampling,
             follower: follower.as_ref(),
             own_weight,
-            contrast: contrast.as_ref().map(|(c, l)| (c, l.as_slice())),
+            contrast: contrast.iter().map(|(c, l)| (c, l.as_slice())).collect(),
             contrast_strength,
             keep,
         };
@@ -566,21 +612,19 @@ impl Engine {
             Some((one, ready)) => {
                 let one = one.min(batch - 1);
                 let start = EarlyStart { ready: &mut *ready, started, sent: false };
-                let models =
-                    Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
+                let models = Models { style: &mut self.model, own: self.own.as_mut(), contrast: &mut *contrast_models };
                 wave.run(models, &mut voices, &[one], &mut events, progress, Some(start))?;
                 ready(&voices[one].variation(), true);
                 let rest: Vec<usize> = (0..batch).filter(|&i| i != one).collect();
                 if !rest.is_empty() {
                     let models =
-                        Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
+                        Models { style: &mut self.model, own: self.own.as_mut(), contrast: &mut *contrast_models };
                     wave.run(models, &mut voices, &rest, &mut events, progress, None)?;
                 }
             }
             None => {
                 let all: Vec<usize> = (0..batch).collect();
-                let models =
-                    Models { style: &mut self.model, own: self.own.as_mut(), contrast: self.contrast.as_mut() };
+                let models = Models { style: &mut self.model, own: self.own.as_mut(), contrast: &mut *contrast_models };
                 wave.run(models, &mut voices, &all, &mut events, progress, None)?;
             }
         }
@@ -618,8 +662,8 @@ struct Wave<'a> {
     follower: Option<&'a Follower>,
     /// The style's own voice's weight, when it speaks.
     own_weight: Option<f32>,
-    /// The contrast model's prefilled context and last logits, when it leans.
-    contrast: Option<(&'a KvCache, &'a [f32])>,
+    /// Each contrast model's prefilled context and last logits, when it leans.
+    contrast: Vec<(&'a KvCache, &'a [f32])>,
     /// How far it leans ([`crate::sampling::Steering::contrast`], less on a familiar primer).
     contrast_strength: f32,
     keep: usize,
@@ -629,7 +673,7 @@ struct Wave<'a> {
 struct Models<'m> {
     style: &'m mut Model,
     own: Option<&'m mut Model>,
-    contrast: Option<&'m mut Model>,
+    contrast: &'m mut [Model],
 }
 
 impl Wave<'_> {
@@ -651,11 +695,11 @@ impl Wave<'_> {
             own = Some(side.len());
             side.push(SideVoice::own(m, voices.len(), rows)?);
         }
-        let mut contrast = None;
-        if let (Some((cache, last)), Some(m)) = (self.contrast, contrast_model) {
-            contrast = Some(side.len());
+        let first = side.len();
+        for ((cache, last), m) in self.contrast.iter().zip(contrast_model.iter_mut()) {
             side.push(SideVoice::contrast(m, cache, last, voices, rows)?);
         }
+        let contrast = first..side.len();
         if side.is_empty() {
             return self.run_streams(model, None, voices, rows, events, progress, early);
         }
@@ -686,11 +730,13 @@ impl Wave<'_> {
         // Batch row -> variation; finished variations leave the batch.
         let mut active: Vec<usize> = rows.to_vec();
         let mut row = vec![0.0f32; VOCAB_SIZE];
+        // The contrast models' geometric mean, when there are several.
+        let mut blend = vec![0.0f32; VOCAB_SIZE];
         let mut next = vec![0i64; batch];
         loop {
             let (own, contrast) = match &mut side {
                 Some(t) => t.logits()?,
-                None => (None, None),
+                None => (None, &[][..]),
             };
             for (r, &i) in active.iter().enumerate() {
                 let voice = &mut voices[i];
@@ -702,12 +748,14 @@ impl Wave<'_> {
                         if let (Some(o), Some(w)) = (own, self.own_weight) {
                             mix_log_probs(&mut row, &o[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
                         }
-                        if let Some(c) = contrast {
-                            contrast_log_probs(
-                                &mut row,
-                                &c[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE],
-                                self.contrast_strength,
-                            );
+                        let span = r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE;
+                        match contrast {
+                            [] => {}
+                            [c] => contrast_log_probs(&mut row, &c[span], self.contrast_strength),
+                            several => {
+                                geometric_mean(&mut blend, several.iter().map(|c| &c[span.clone()]));
+                                contrast_log_probs(&mut row, &blend, self.contrast_strength);
+                            }
                         }
                         self.steering.apply(&mut row, &voice.sounding);
                         if let Some(f) = self.follower {
@@ -840,14 +888,14 @@ impl<'m> SideVoice<'m> {
     }
 }
 
-/// The own voice's and the contrast model's next logits, per active row, when they speak.
-type SideLogits<'a> = (Option<&'a [f32]>, Option<&'a [f32]>);
+/// The own voice's next logits, per active row, when it speaks, and each contrast model's.
+type SideLogits<'a> = (Option<&'a [f32]>, &'a [Vec<f32>]);
 
 /// Which of the side streams is which.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct SideIndex {
     own: Option<usize>,
-    contrast: Option<usize>,
+    contrast: std::ops::Range<usize>,
 }
 
 /// The side streams' thread, seen from the style's: send a step, go on
@@ -902,12 +950,30 @@ impl SideThread {
             self.logits = self.results.recv().map_err(|_| self.gone())??;
             self.pending = false;
         }
-        let get = |i: Option<usize>| i.map(|i| self.logits[i].as_slice());
-        Ok((get(self.index.own), get(self.index.contrast)))
+        let own = self.index.own.map(|i| self.logits[i].as_slice());
+        Ok((own, &self.logits[self.index.contrast.clone()]))
     }
 
     fn gone(&self) -> EngineError {
         runtime::runtime_error(&self.path, "the thread of the own voice and the contrast model stopped")
+    }
+}
+
+/// Write into `out` the geometric mean of the distributions whose logits are
+/// `each` (the mean of their log-probabilities; not renormalized, as
+/// [`contrast_log_probs`] normalizes what it leans from). An event one of
+/// them rules out stays ruled out.
+fn geometric_mean<'a>(out: &mut [f32], each: impl ExactSizeIterator<Item = &'a [f32]>) {
+    let share = 1.0 / each.len().max(1) as f32;
+    out.fill(0.0);
+    for logits in each {
+        let Some(lse) = crate::sampling::log_sum_exp(logits) else {
+            out.fill(f32::NEG_INFINITY);
+            return;
+        };
+        for (o, &x) in out.iter_mut().zip(logits) {
+            *o += share * (x - lse);
+        }
     }
 }
 

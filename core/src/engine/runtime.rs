@@ -665,7 +665,8 @@ fn contrast_advice(meta: &ort::session::ModelMetadata) -> Result<Option<Contrast
     let strength: f32 =
         strength.trim().parse().map_err(|_| format!("contrast strength `{strength}` is not a number"))?;
     let measured = meta.custom(onnx_names::META_CONTRAST_MEASURED).unwrap_or_default();
-    let advice = ContrastAdvice { with, strength, measured };
+    let following = meta.custom(onnx_names::META_CONTRAST_FOLLOWING);
+    let advice = ContrastAdvice { with, strength, measured, following };
     advice.validate().map_err(|e| format!("its contrast advice: {e}"))?;
     Ok(Some(advice))
 }

@@ -347,6 +347,8 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
             (onnx_names::META_CONTRAST, a.strength.to_string()),
             (onnx_names::META_CONTRAST_MEASURED, a.measured.clone()),
         ]
+        .into_iter()
+        .chain(a.following.clone().map(|f| (onnx_names::META_CONTRAST_FOLLOWING, f)))
     });
     let props = props
         .into_iter()

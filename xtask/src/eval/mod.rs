@@ -92,7 +92,8 @@ pub struct Lean {
     #[arg(long)]
     pub contrast: Option<f32>,
     /// The contrast model of a style: STYLE=OTHER, or OTHER alone for every
-    /// style but OTHER itself; repeatable (a style's own entry wins). A style
+    /// style but OTHER itself; OTHER may name several styles, pop+rock, to lean
+    /// from them all at once; repeatable (a style's own entry wins). A style
     /// without one leans away from the style its model names, if any
     /// (`ModelInfo::contrast_advice`; electronic from rock, jazz from pop).
     #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
@@ -143,20 +144,32 @@ impl Lean {
                 .map_err(|e| anyhow::anyhow!("--lead-register-spread: {e}"))?;
             engine.set_lead_register_spread(Some(spread));
         }
-        let (other, strength, whose, path) = match (self.contrast_of(style)?, &engine.info().contrast_advice) {
-            _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
-            (Some(other), _) => {
-                let path = model.with_file_name(format!("{other}.onnx"));
-                anyhow::ensure!(path.exists(), "{style} leans away from {other}: no model {}", path.display());
-                (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), "", path)
-            }
-            (None, Some(a)) => {
-                let path = cadenza_core::locate::advised_contrast_model(model, style, a).map_err(anyhow::Error::msg)?;
-                (a.with.clone(), self.contrast.unwrap_or(a.strength), ", its model's own choice", path)
-            }
-            (None, None) => return Ok((engine, 0.0, None)),
-        };
-        engine.set_contrast(Some(Model::load(&path, &opts)?));
+        let (other, strength, whose, (paths, following)) =
+            match (self.contrast_of(style)?, &engine.info().contrast_advice) {
+                _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
+                (Some(other), _) => {
+                    let mut paths = Vec::new();
+                    for one in cadenza_core::sampling::contrast_styles(&other) {
+                        let path = model.with_file_name(format!("{one}.onnx"));
+                        anyhow::ensure!(path.exists(), "{style} leans away from {one}: no model {}", path.display());
+                        paths.push(path);
+                    }
+                    (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), "", (paths, None))
+                }
+                (None, Some(a)) => {
+                    let paths =
+                        cadenza_core::locate::advised_contrast_models(model, style, a).map_err(anyhow::Error::msg)?;
+                    let other = match &a.following {
+                        Some(f) => format!("{} ({f} following a primer)", a.with),
+                        None => a.with.clone(),
+                    };
+                    (other, self.contrast.unwrap_or(a.strength), ", its model's own choice", paths)
+                }
+                (None, None) => return Ok((engine, 0.0, None)),
+            };
+        let load = |paths: &[std::path::PathBuf]| paths.iter().map(|p| Model::load(p, &opts)).collect::<Result<_, _>>();
+        engine.set_contrasts(load(&paths)?);
+        engine.set_following_contrasts(following.as_deref().map(load).transpose()?);
         Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
     }
 }

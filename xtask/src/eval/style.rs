@@ -355,7 +355,8 @@ pub fn run(args: &Args) -> Result<()> {
                 "What the nursery primers cost each model, on average: {}. Foreignness runs from 0 (the model's \
                  own style) to 1; where the style led them (`Steering::style_lead`), that much of the manner is \
                  the style's. A style with a contrast model leans from it as far as the primers are foreign to it \
-                 by cost or by the style judge's ear (`PrimerFit::lean`), led or not.\n\n",
+                 by the style judge's ear and, for a style that leads by cost, by cost (`PrimerFit::lean`), led \
+                 or not.\n\n",
                 primed_costs.join("; ")
             ));
         }
