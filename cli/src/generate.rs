@@ -268,11 +268,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut engine = Engine::load(&model_path, &opts)?;
     let info = engine.info().clone();
     if let Some(Lean { paths, following, strength, why }) = contrast_choice(args, &model_path, &info)? {
-        let load = |paths: &[PathBuf]| {
-            paths.iter().map(|p| cadenza_core::engine::Model::load(p, &opts)).collect::<Result<Vec<_>, _>>()
-        };
-        engine.set_contrasts(load(&paths)?);
-        engine.set_following_contrasts(following.as_deref().map(load).transpose()?);
+        engine.load_contrasts(&paths, following.as_deref())?;
         req.settings.steering.contrast = strength;
         req.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
         let names = |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ");
@@ -361,9 +357,6 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The model to lean away from, how far, and why (empty when asked on the
-/// command line): `--contrast-with`, else the style the model names
-/// ([`ModelInfo::contrast_advice`]) unless `--contrast 0`; `None` for neither.
 /// What [`contrast_choice`] chose: the models to lean from, those instead while following a
 /// primer when they differ, how far, and why.
 struct Lean {
@@ -373,6 +366,9 @@ struct Lean {
     why: String,
 }
 
+/// The models to lean away from, how far, and why (empty when asked on the
+/// command line): `--contrast-with`, else the styles the model names
+/// ([`ModelInfo::contrast_advice`]) unless `--contrast 0`; `None` for neither.
 fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option<Lean>> {
     let asked = args.contrast;
     if let Some(other) = &args.contrast_with {

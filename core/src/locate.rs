@@ -214,32 +214,22 @@ pub fn advised_contrast_models(
     style: &str,
     advice: &crate::sampling::ContrastAdvice,
 ) -> Result<(Vec<PathBuf>, Option<Vec<PathBuf>>), String> {
-    let all = advised_models(model, style, advice, advice.styles())?;
-    let following = advice
-        .following
-        .as_ref()
-        .map(|_| advised_models(model, style, advice, advice.following_styles()))
-        .transpose()?;
-    Ok((all, following))
-}
-
-fn advised_models<'a>(
-    model: &Path,
-    style: &str,
-    advice: &crate::sampling::ContrastAdvice,
-    styles: impl Iterator<Item = &'a str>,
-) -> Result<Vec<PathBuf>, String> {
-    styles
-        .map(|other| {
-            model_beside_or_style(model, other).ok_or_else(|| {
-                format!(
-                    "{style} leans away from {} by default, but no {other}.onnx is beside {} or among the styles",
-                    advice.with,
-                    model.display()
-                )
+    let find = |styles: &mut dyn Iterator<Item = &str>| -> Result<Vec<PathBuf>, String> {
+        styles
+            .map(|other| {
+                model_beside_or_style(model, other).ok_or_else(|| {
+                    format!(
+                        "{style} leans away from {other} by default, but no {other}.onnx is beside {} or among the \
+                         styles",
+                        model.display()
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
+    };
+    let all = find(&mut advice.styles())?;
+    let following = advice.following.as_ref().map(|_| find(&mut advice.following_styles())).transpose()?;
+    Ok((all, following))
 }
 
 /// Folders searched for soundfonts: the system's, then the user's.

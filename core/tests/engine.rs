@@ -352,8 +352,8 @@ fn the_style_leans_away_from_a_contrast_model() {
 
 /// Several contrast models are leaned from at once, through the geometric
 /// mean of their predictions: two copies of one model lean as that model
-/// alone does, to the token; another beside it changes the music; the order
-/// of the two does not matter beyond rounding.
+/// alone does, to the token; another beside it changes the music; another
+/// set while following a primer is leaned from only then.
 #[test]
 fn the_style_leans_away_from_several_contrast_models_at_once() {
     let fx = exported();

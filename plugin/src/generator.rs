@@ -123,9 +123,7 @@ pub fn load_generator(model: &Path, ort: &OrtChoice, lean_from: &LeanFrom) -> Re
 mod engine_impl {
     use super::*;
     use crate::settings::{same_file, LibrarySource};
-    use cadenza_core::engine::{
-        DefaultLead, Engine, EngineError, EngineOptions, Model, Provider, DEFAULT_INTRA_THREADS,
-    };
+    use cadenza_core::engine::{DefaultLead, Engine, EngineError, EngineOptions, Provider, DEFAULT_INTRA_THREADS};
 
     struct EngineGenerator {
         engine: Engine,
@@ -237,17 +235,9 @@ mod engine_impl {
                 }
             }
         };
-        let provider = if info.provider == "CUDA" { Provider::Cuda } else { Provider::Cpu };
-        let load = |paths: &[PathBuf]| -> Result<Vec<Model>, EngineError> {
-            paths.iter().map(|p| Model::load(p, &options(Some(&info.library), provider))).collect()
-        };
-        match load(&paths).and_then(|m| Ok((m, following.as_deref().map(load).transpose()?))) {
-            // Each model was checked against this build's codec as it loaded.
-            Ok((m, f)) => {
-                engine.set_contrasts(m);
-                engine.set_following_contrasts(f);
-                Some((other, !lean_from.is_model()))
-            }
+        // Loaded on the engine's library and provider, each checked against this build's codec.
+        match engine.load_contrasts(&paths, following.as_deref()) {
+            Ok(()) => Some((other, !lean_from.is_model())),
             Err(e) => {
                 notices.push(format!("{} plays without leaning away from {other}: {e}", info.style));
                 None

@@ -367,9 +367,8 @@ impl Engine {
     /// Lean away from all of `models` at once (none stops): from the
     /// geometric mean of their predictions, renormalized, so the style says
     /// what sets it apart from each of the styles it is taken for. Each adds
-    /// a step per event on the side streams' thread.
-    /// Leaning from them while following a primer too, until
-    /// [`Engine::set_following_contrasts`] says otherwise.
+    /// a step per event on the side streams' thread. It leans from them while
+    /// following a primer too, until [`Engine::set_following_contrasts`] says otherwise.
     pub fn set_contrasts(&mut self, models: Vec<Model>) {
         self.contrast = models;
         self.contrast_following = None;
@@ -380,6 +379,17 @@ impl Engine {
     /// and for another when it continues a phrase.
     pub fn set_following_contrasts(&mut self, models: Option<Vec<Model>>) {
         self.contrast_following = models;
+    }
+
+    /// Load the models at `paths` as this engine's model was loaded and lean away from them
+    /// ([`Engine::set_contrasts`]), and from those at `following` instead while following a
+    /// primer ([`Engine::set_following_contrasts`]). Nothing changes when one fails to load.
+    pub fn load_contrasts(&mut self, paths: &[PathBuf], following: Option<&[PathBuf]>) -> Result<(), EngineError> {
+        let load = |paths: &[PathBuf]| paths.iter().map(|p| Model::load(p, &self.opts)).collect::<Result<Vec<_>, _>>();
+        let (all, instead) = (load(paths)?, following.map(load).transpose()?);
+        self.set_contrasts(all);
+        self.set_following_contrasts(instead);
+        Ok(())
     }
 
     /// The contrast model, if any (the first, when there are several).
@@ -573,7 +583,7 @@ impl Engine {
         let own_weight = settings.steering.own_voice + (1.0 - settings.steering.own_voice) * foreign;
         // Leaning says the style more plainly; a phrase the style finds its own is
         // followed as it sounds, so with a primer to follow it leans as far as the
-        // primer is foreign to it, by cost or by ear.
+        // primer is foreign to it ([`PrimerFit::lean`]), from the set for following.
         let (contrast_strength, following) = match (&follower, &fit) {
             (Some(_), Some(f)) => (settings.steering.contrast * f.lean, true),
             _ => (settings.steering.contrast, false),
@@ -745,10 +755,10 @@ impl Wave<'_> {
                     Some(off) => off,
                     None => {
                         row.copy_from_slice(&logits[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE]);
-                        if let (Some(o), Some(w)) = (own, self.own_weight) {
-                            mix_log_probs(&mut row, &o[r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE], w);
-                        }
                         let span = r * VOCAB_SIZE..(r + 1) * VOCAB_SIZE;
+                        if let (Some(o), Some(w)) = (own, self.own_weight) {
+                            mix_log_probs(&mut row, &o[span.clone()], w);
+                        }
                         match contrast {
                             [] => {}
                             [c] => contrast_log_probs(&mut row, &c[span], self.contrast_strength),

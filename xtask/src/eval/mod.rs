@@ -129,7 +129,7 @@ impl Lean {
         style: &str,
         lead: &Lead,
     ) -> anyhow::Result<(cadenza_core::engine::Engine, f32, Option<String>)> {
-        use cadenza_core::engine::{Engine, EngineOptions, Model};
+        use cadenza_core::engine::{Engine, EngineOptions};
         let opts = EngineOptions { ort_library: crate::env::ort_library(), ..Default::default() };
         let mut engine = Engine::load(model, &opts)?;
         if lead.no_judge {
@@ -167,9 +167,7 @@ impl Lean {
                 }
                 (None, None) => return Ok((engine, 0.0, None)),
             };
-        let load = |paths: &[std::path::PathBuf]| paths.iter().map(|p| Model::load(p, &opts)).collect::<Result<_, _>>();
-        engine.set_contrasts(load(&paths)?);
-        engine.set_following_contrasts(following.as_deref().map(load).transpose()?);
+        engine.load_contrasts(&paths, following.as_deref())?;
         Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
     }
 }
