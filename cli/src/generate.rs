@@ -267,14 +267,22 @@ pub fn run(args: &Args) -> Result<()> {
     let t_load = Instant::now();
     let mut engine = Engine::load(&model_path, &opts)?;
     let info = engine.info().clone();
-    if let Some(Lean { paths, following, strength, why }) = contrast_choice(args, &model_path, &info)? {
+    if let Some(Lean { paths, following, strength, advice, why }) = contrast_choice(args, &model_path, &info)? {
         engine.load_contrasts(&paths, following.as_deref())?;
+        let following_gain = advice.as_ref().map_or(1.0, |a| a.following_gain());
+        if let Some(a) = &advice {
+            engine.set_following_lean(a);
+        }
         req.settings.steering.contrast = strength;
         req.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
         let names = |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ");
-        let instead =
-            following.as_deref().map_or(String::new(), |f| format!(" (from {} following a primer)", names(f)));
-        eprintln!("generate: leaning away from {}{instead} at {strength}{why}", names(&paths));
+        let instead = match (following.as_deref(), following_gain != 1.0) {
+            (Some(f), true) => format!(" (from {} at {} following a primer)", names(f), strength * following_gain),
+            (Some(f), false) => format!(" (from {} following a primer)", names(f)),
+            (None, true) => format!(" (at {} following a primer)", strength * following_gain),
+            (None, false) => String::new(),
+        };
+        eprintln!("generate: leaning away from {} at {strength}{instead}{why}", names(&paths));
     }
     eprintln!(
         "generate: {} ({} style, {} layers x {}, window {}) on {} in {:.0} ms; seed {seed}",
@@ -363,6 +371,9 @@ struct Lean {
     paths: Vec<PathBuf>,
     following: Option<Vec<PathBuf>>,
     strength: f32,
+    /// The model's advice, when it is its own choice: how it leans while following a primer
+    /// ([`Engine::set_following_lean`]).
+    advice: Option<cadenza_core::sampling::ContrastAdvice>,
     why: String,
 }
 
@@ -383,7 +394,7 @@ fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option
             Err(e) => return Err(e).context("--contrast-with"),
         };
         let strength = asked.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST);
-        return Ok(Some(Lean { paths, following: None, strength, why: String::new() }));
+        return Ok(Some(Lean { paths, following: None, strength, advice: None, why: String::new() }));
     }
     match &info.contrast_advice {
         _ if asked == Some(0.0) => Ok(None),
@@ -392,6 +403,7 @@ fn contrast_choice(args: &Args, model: &Path, info: &ModelInfo) -> Result<Option
                 paths,
                 following,
                 strength: asked.unwrap_or(advice.strength),
+                advice: Some(advice.clone()),
                 why: format!(", {}'s own choice (--contrast 0 turns it off)", info.style),
             })),
             Err(nowhere) => {

@@ -215,6 +215,9 @@ pub mod onnx_names {
     /// Metadata: the styles it leans away from instead while following a
     /// primer ([`crate::sampling::ContrastAdvice::following`]); absent when the same.
     pub const META_CONTRAST_FOLLOWING: &str = "cadenza.contrast_following";
+    /// Metadata: how far it leans while following a primer
+    /// ([`crate::sampling::ContrastAdvice::following_strength`]), a decimal; absent when the same.
+    pub const META_CONTRAST_FOLLOWING_STRENGTH: &str = "cadenza.contrast_following_strength";
     /// Metadata: present when the model leads foreign primers by default
     /// ([`crate::sampling::LeadAdvice`]): what the measurement showed, one sentence.
     pub const META_LEADS: &str = "cadenza.style_leads";

@@ -234,6 +234,12 @@ pub struct ContrastAdvice {
     /// continues a phrase (jazz: pop, then rock as well).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub following: Option<String>,
+    /// How far it leans while following a primer, when that differs from
+    /// [`ContrastAdvice::strength`] (the same range; the primer's foreignness
+    /// still scales it, [`PrimerFit::lean`]). The musician's lean scales both
+    /// alike ([`ContrastAdvice::following_gain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following_strength: Option<f32>,
 }
 
 /// The styles `with` names: one, or several joined by [`CONTRAST_STYLES_JOIN`] (`pop+rock`).
@@ -255,7 +261,13 @@ impl ContrastAdvice {
         contrast_styles(self.following.as_deref().unwrap_or(&self.with))
     }
 
-    /// Style names and a strength Cadenza can use, else what is wrong.
+    /// How many times as far it leans while following a primer as while improvising
+    /// ([`ContrastAdvice::following_strength`] over [`ContrastAdvice::strength`]; 1 when unsaid).
+    pub fn following_gain(&self) -> f32 {
+        self.following_strength.map_or(1.0, |f| f / self.strength)
+    }
+
+    /// Style names and strengths Cadenza can use, else what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.');
@@ -264,10 +276,14 @@ impl ContrastAdvice {
                 return Err(format!("`{with}` is not a style name, nor several joined by `{CONTRAST_STYLES_JOIN}`"));
             }
         }
-        if !(self.strength.is_finite() && self.strength > 0.0 && self.strength <= MAX_CONTRAST) {
+        let in_range = |s: f32| s.is_finite() && s > 0.0 && s <= MAX_CONTRAST;
+        if !in_range(self.strength) {
             return Err(format!("contrast {} is outside (0, {MAX_CONTRAST}]", self.strength));
         }
-        Ok(())
+        match self.following_strength {
+            Some(f) if !in_range(f) => Err(format!("contrast following a primer {f} is outside (0, {MAX_CONTRAST}]")),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -411,10 +411,30 @@ fn the_style_leans_away_from_several_contrast_models_at_once() {
     cheap.set_following_contrasts(Some(vec![load(&third)]));
     let names: Vec<&str> = cheap.following_contrast_infos().iter().map(|i| i.style.as_str()).collect();
     assert_eq!(names, ["third"]);
-    assert_eq!(run_both(&mut cheap), (free_other, followed_third), "improvising from one, following from the other");
+    assert_eq!(
+        run_both(&mut cheap),
+        (free_other.clone(), followed_third),
+        "improvising from one, following from the other"
+    );
     cheap.set_contrasts(vec![load(&other)]);
     assert_eq!(cheap.following_contrast_infos().len(), 1, "a new set clears the one for following");
     assert_eq!(cheap.following_contrast_infos()[0].style, "other");
+
+    // Leaning harder while following: as far as the steering's contrast that many times over,
+    // improvising as before; a new set leans alike again.
+    let harder = GenerateRequest {
+        settings: GenerationSettings {
+            steering: Steering { contrast: 1.5, ..following.settings.steering },
+            ..following.settings
+        },
+        ..following.clone()
+    };
+    let followed_harder = cheap.generate_variations(&harder, &mut |_| true).expect("generate");
+    assert_ne!(followed_harder, followed_other);
+    cheap.set_following_contrast_gain(1.5);
+    assert_eq!(run_both(&mut cheap), (free_other.clone(), followed_harder), "1.5 times as far only while following");
+    cheap.set_contrasts(vec![load(&other)]);
+    assert_eq!(run_both(&mut cheap), (free_other, followed_other), "a new set clears the gain");
 }
 
 /// A checkpoint's contrast advice travels through the export into the
@@ -430,6 +450,7 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
         strength: 0.5,
         measured: "named right more often".into(),
         following: None,
+        following_strength: None,
     };
     let meta = CheckpointMeta { contrast: Some(advice.clone()), ..fx.meta.clone() };
     let path = dir.path().join("leaning.onnx");
@@ -464,6 +485,26 @@ fn a_models_own_contrast_choice_is_exported_and_read_back() {
     let meta = CheckpointMeta { contrast: Some(bad), ..fx.meta.clone() };
     let e = cadenza_core::export::export_weights(&fx.weights, &meta, Precision::Float32, &odd).expect_err("bad set");
     assert!(e.to_string().contains("`pop+../rock` is not a style name"), "{e}");
+    // So does how far while following; one out of range is refused at export and at load.
+    let harder = ContrastAdvice { following_strength: Some(0.75), ..other_when_following.clone() };
+    let meta = CheckpointMeta { contrast: Some(harder.clone()), ..fx.meta.clone() };
+    let e = export_and_load(fx, &meta, &dir.path().join("leaning-harder-when-following.onnx"));
+    assert_eq!(e.info().contrast_advice.as_ref(), Some(&harder));
+    assert_eq!(harder.following_gain(), 1.5);
+    assert_eq!(advice.following_gain(), 1.0);
+    let bad = CheckpointMeta {
+        contrast: Some(ContrastAdvice { following_strength: Some(2.5), ..advice.clone() }),
+        ..fx.meta.clone()
+    };
+    let e = cadenza_core::export::export_weights(&fx.weights, &bad, Precision::Float32, &odd).expect_err("too far");
+    assert!(e.to_string().contains("contrast following a primer 2.5 is outside"), "{e}");
+    with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_FOLLOWING_STRENGTH, "hard", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("not a number");
+    assert!(e.to_string().contains("odd-advice.onnx") && e.to_string().contains("`hard` is not a number"), "{e}");
+    with_metadata_of(fx, &meta, onnx_names::META_CONTRAST_FOLLOWING_STRENGTH, "0", &odd);
+    let e = Engine::load(&odd, &engine_options()).err().expect("none");
+    assert!(e.to_string().contains("contrast following a primer 0 is outside"), "{e}");
+
     let key = LeadKeyAdvice { gain: 2.0, measured: "the key kept".into() };
     let keyed = CheckpointMeta { lead_key: Some(key.clone()), ..fx.meta.clone() };
     with_metadata_of(fx, &keyed, onnx_names::META_LEAD_KEY_GAIN, "9", &odd);

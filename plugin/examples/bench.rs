@@ -106,28 +106,39 @@ struct Press {
     /// Notes in each variation: a sparse one is made faster.
     notes: Vec<usize>,
     chosen_ms: u64,
-    all_ms: u64,
+    /// None when the other variations were not all made within [`ALL_MADE_WAIT`].
+    all_ms: Option<u64>,
     first_note: Duration,
     first_note_beats: f64,
 }
+
+/// How long a press waits, after the chosen variation plays, for the other variations.
+const ALL_MADE_WAIT: Duration = Duration::from_secs(30);
 
 fn press(inst: &mut Instance, variations: i32, seed: u32) -> Press {
     let first_note = time_to_first_note(inst, variations, seed);
     let mut g = generation(inst);
     let first_note_beats = g["variations"][0]["notes"][0]["start_beats"].as_f64().unwrap_or(0.0);
     // The rest is still being made while the chosen one's start plays: go on as a host would until
-    // the plugin has it all (its result then took longer than that start; when nothing came early,
-    // the two are equal and this gives up after 5 s).
+    // the plugin has every variation, or give up after ALL_MADE_WAIT and say so.
+    // Until then the others' places hold empty clips and the generation's time is the chosen one's.
+    let all_made = |g: &serde_json::Value| {
+        g["elapsed_ms"] != g["first_ms"]
+            || g["variations"].as_array().is_some_and(|v| {
+                v.len() == variations as usize && v.iter().all(|v| v["notes"].as_array().is_some_and(|n| !n.is_empty()))
+            })
+    };
     let started = Instant::now();
-    while g["elapsed_ms"] == g["first_ms"] && started.elapsed() < Duration::from_secs(5) {
+    while !all_made(&g) && started.elapsed() < ALL_MADE_WAIT {
         inst.process_blocks(20, FRAMES, |_| Vec::new(), |_| stopped(0.0), real_time());
         g = generation(inst);
     }
-    let all_ms = g["elapsed_ms"].as_u64().unwrap_or(0);
+    let elapsed_ms = g["elapsed_ms"].as_u64().unwrap_or(0);
+    let all_ms = all_made(&g).then_some(elapsed_ms);
     let notes = g["variations"]
         .as_array()
         .map_or(Vec::new(), |v| v.iter().map(|v| v["notes"].as_array().map_or(0, Vec::len)).collect());
-    Press { seed, notes, chosen_ms: g["first_ms"].as_u64().unwrap_or(all_ms), all_ms, first_note, first_note_beats }
+    Press { seed, notes, chosen_ms: g["first_ms"].as_u64().unwrap_or(elapsed_ms), all_ms, first_note, first_note_beats }
 }
 
 /// Press Generate and wait, processing blocks in real time as a host would, for the first generated note.
@@ -256,11 +267,11 @@ fn main() {
     println!("playing + preview piano                        {}", stats(&piano_us));
     for (n, p) in &presses {
         println!(
-            "Generate -> {n} variation(s) of 8 bars, seed {}, notes {:?}: the chosen one playable from {:5} ms, all made {:5} ms (plugin's measure); first note out {:5.0} ms (host; that note is {:.2} beats into the variation)",
+            "Generate -> {n} variation(s) of 8 bars, seed {}, notes {:?}: the chosen one playable from {:5} ms, {} (plugin's measure); first note out {:5.0} ms (host; that note is {:.2} beats into the variation)",
             p.seed,
             p.notes,
             p.chosen_ms,
-            p.all_ms,
+            p.all_ms.map_or(format!("not all made within {} s", ALL_MADE_WAIT.as_secs()), |ms| format!("all made {ms:5} ms")),
             p.first_note.as_secs_f64() * 1e3,
             p.first_note_beats
         );

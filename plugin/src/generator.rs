@@ -198,14 +198,14 @@ mod engine_impl {
         notices: &mut Vec<String>,
     ) -> Option<(String, bool)> {
         let info = engine.info().clone();
-        let (other, paths, following) = match lean_from {
+        let (other, paths, following, advice) = match lean_from {
             LeanFrom::Off => return None,
             LeanFrom::Style(other) if *other == info.style => {
                 notices.push(format!("{other} cannot lean away from itself; it plays without leaning"));
                 return None;
             }
             LeanFrom::Style(other) => match cadenza_core::locate::model_beside_or_style(model, other) {
-                Some(path) => (other.clone(), vec![path], None),
+                Some(path) => (other.clone(), vec![path], None, None),
                 None => {
                     notices.push(format!(
                         "no {other}.onnx is beside {} or among the styles to lean away from; {} plays without leaning",
@@ -226,7 +226,7 @@ mod engine_impl {
                                 advice.following_styles().collect::<Vec<_>>().join(" and ")
                             );
                         }
-                        (named, paths, following)
+                        (named, paths, following, Some(advice))
                     }
                     Err(nowhere) => {
                         notices.push(format!("{nowhere}; it plays without leaning"));
@@ -237,7 +237,12 @@ mod engine_impl {
         };
         // Loaded on the engine's library and provider, each checked against this build's codec.
         match engine.load_contrasts(&paths, following.as_deref()) {
-            Ok(()) => Some((other, !lean_from.is_model())),
+            Ok(()) => {
+                if let Some(advice) = advice {
+                    engine.set_following_lean(advice);
+                }
+                Some((other, !lean_from.is_model()))
+            }
             Err(e) => {
                 notices.push(format!("{} plays without leaning away from {other}: {e}", info.style));
                 None

@@ -101,6 +101,7 @@ fn leaning_models(dir: &Path) -> (Vec<u8>, Vec<u8>) {
         strength: 0.5,
         measured: String::new(),
         following: None,
+        following_strength: None,
     };
     let child =
         cadenza_core::dataset::CheckpointMeta { contrast: Some(advice), ..synthetic_meta(&cfg, "child", "random") };

@@ -14,6 +14,7 @@ use cadenza_core::engine::{DefaultLead, Engine, EngineOptions, ModelInfo};
 use cadenza_core::records::metrics::{read_metrics, RowKind, METRICS_FILE};
 use cadenza_core::records::{self, CheckpointPaths, RunRecord, TrainMeta, BEST};
 use cadenza_core::request::{GenerateRequest, GenerationSettings, Length};
+use cadenza_core::sampling::ContrastAdvice;
 use cadenza_core::sampling::{Sampling, Steering};
 use serde_json::Value;
 
@@ -63,13 +64,26 @@ fn leaning(info: &ModelInfo) -> Option<String> {
              `PrimerFit::lean`){}, from its checkpoint's sidecar: {}.\n\n",
             a.styles().collect::<Vec<_>>().join(" and "),
             a.strength,
-            a.following.as_ref().map_or(String::new(), |_| format!(
-                "; following a phrase it leans from {} instead",
-                a.following_styles().collect::<Vec<_>>().join(" and ")
-            )),
+            following_lean(a),
             a.measured
         )
     })
+}
+
+/// How the sidecar's advice leans while following a phrase, when not as when improvising.
+fn following_lean(a: &ContrastAdvice) -> String {
+    match (&a.following, a.following_strength) {
+        (Some(_), Some(f)) => format!(
+            "; following a phrase it leans from {} instead, at {f}",
+            a.following_styles().collect::<Vec<_>>().join(" and ")
+        ),
+        (Some(_), None) => format!(
+            "; following a phrase it leans from {} instead",
+            a.following_styles().collect::<Vec<_>>().join(" and ")
+        ),
+        (None, Some(f)) => format!("; following a phrase it leans at {f}"),
+        (None, None) => String::new(),
+    }
 }
 
 /// The card's paragraph on whether this style leads a phrase foreign to it by default (`lead`):

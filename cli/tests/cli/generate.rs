@@ -293,7 +293,13 @@ fn a_models_own_contrast_choice_is_the_default() {
     let dir = fx.dir.path().join("own-choice");
     std::fs::create_dir_all(&dir).expect("dir");
     let cfg = ModelConfig::TINY;
-    let advice = ContrastAdvice { with: "parent".into(), strength: 0.5, measured: String::new(), following: None };
+    let advice = ContrastAdvice {
+        with: "parent".into(),
+        strength: 0.5,
+        measured: String::new(),
+        following: None,
+        following_strength: None,
+    };
     // Random weights pay about 6 nats an event for Twinkle: against a home of 2 it is foreign, so the child leans.
     let meta = CheckpointMeta {
         contrast: Some(advice),
@@ -331,8 +337,14 @@ fn a_models_own_contrast_choice_is_the_default() {
 
     // Several styles at once, joined by `+`: one style twice leans as it alone does; a second
     // style beside it changes the music, and both are named.
-    let naming = |with: &str, name: &str| {
-        let advice = ContrastAdvice { with: with.into(), strength: 0.5, measured: String::new(), following: None };
+    let naming_at = |with: &str, following_strength: Option<f32>, name: &str| {
+        let advice = ContrastAdvice {
+            with: with.into(),
+            strength: 0.5,
+            measured: String::new(),
+            following: None,
+            following_strength,
+        };
         let meta = CheckpointMeta {
             contrast: Some(advice),
             best_val_loss: Some(2.0),
@@ -342,12 +354,23 @@ fn a_models_own_contrast_choice_is_the_default() {
         export_weights(&random_weights(&cfg, 3), &meta, Precision::Float32, &path).expect("export");
         path
     };
+    let naming = |with: &str, name: &str| naming_at(with, None, name);
     let (twice, _) = run(&naming("parent+parent", "twice.onnx"), &[], &dir.join("twice.mid"));
     assert_eq!(twice, own, "the same style twice is that style");
     random_model(&dir, &cfg, 9, "uncle");
     let (both, said) = run(&naming("parent+uncle", "both.onnx"), &[], &dir.join("both.mid"));
     assert_ne!(both, own, "a second style to lean from changes the music");
     assert!(said.contains("parent.onnx and ") && said.contains("uncle.onnx"), "{said}");
+
+    // Leaning harder while following a phrase, as the advice says: Twinkle is followed as with
+    // `--contrast 0.75`, and the musician's `--contrast` scales it alike.
+    let harder = naming_at("parent", Some(0.75), "harder.onnx");
+    let (followed, said) = run(&harder, &[], &dir.join("harder.mid"));
+    assert!(said.contains("at 0.5 (at 0.75 following a primer)"), "{said}");
+    let asked = |c| run(&plain_model, &["--contrast-with", s(&parent), "--contrast", c], &dir.join("asked-at.mid")).0;
+    assert_eq!(followed, asked("0.75"));
+    assert_ne!(followed, own);
+    assert_eq!(run(&harder, &["--contrast", "0.4"], &dir.join("harder-less.mid")).0, asked("0.6"));
 }
 
 /// A model measured to lead foreign primers ([`LeadAdvice`] in its sidecar)

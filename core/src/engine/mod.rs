@@ -53,7 +53,7 @@ use crate::codec::{self, Decoder, Event, START, VOCAB_SIZE};
 use crate::follow::{FollowState, Follower};
 use crate::model::ModelConfig;
 use crate::performance::{Note, Performance};
-use crate::sampling::{contrast_log_probs, mix_log_probs, Sampler, StyleLead};
+use crate::sampling::{contrast_log_probs, mix_log_probs, ContrastAdvice, Sampler, StyleLead, MAX_CONTRAST};
 
 use crate::request::{GenerateRequest, Length, MAX_EVENTS, MAX_EVENTS_PER_SECOND};
 
@@ -145,7 +145,7 @@ pub struct ModelInfo {
     /// primer's cost says how foreign the primer is ([`foreignness`]).
     pub validation_nll: Option<f64>,
     /// The style it leans away from by default, when its export recorded one.
-    pub contrast_advice: Option<crate::sampling::ContrastAdvice>,
+    pub contrast_advice: Option<ContrastAdvice>,
     /// Whether it leads foreign primers by default ([`crate::sampling::StyleLead::Model`]),
     /// when its export recorded so.
     pub lead_advice: Option<crate::sampling::LeadAdvice>,
@@ -234,6 +234,8 @@ pub struct Engine {
     contrast: Vec<Model>,
     /// What it leans away from instead while following a primer, when that differs.
     contrast_following: Option<Vec<Model>>,
+    /// How many times as far it leans while following a primer ([`ContrastAdvice::following_gain`]).
+    contrast_following_gain: f32,
     /// What names a primer's style, when shipped beside the model.
     judge: Option<StyleJudge>,
     /// How much harder the key holds while the style leads, when set over the model's own advice.
@@ -324,6 +326,7 @@ impl Engine {
             own: None,
             contrast: Vec::new(),
             contrast_following: None,
+            contrast_following_gain: 1.0,
             judge,
             lead_key_gain: None,
             lead_register_spread: None,
@@ -368,10 +371,26 @@ impl Engine {
     /// geometric mean of their predictions, renormalized, so the style says
     /// what sets it apart from each of the styles it is taken for. Each adds
     /// a step per event on the side streams' thread. It leans from them while
-    /// following a primer too, until [`Engine::set_following_contrasts`] says otherwise.
+    /// following a primer too, as far, until [`Engine::set_following_contrasts`] and
+    /// [`Engine::set_following_contrast_gain`] say otherwise.
     pub fn set_contrasts(&mut self, models: Vec<Model>) {
         self.contrast = models;
         self.contrast_following = None;
+        self.contrast_following_gain = 1.0;
+    }
+
+    /// Lean while following a primer as `advice` says ([`Engine::set_following_contrast_gain`]).
+    /// After [`Engine::load_contrasts`], which leans alike while following.
+    pub fn set_following_lean(&mut self, advice: &ContrastAdvice) {
+        self.set_following_contrast_gain(advice.following_gain());
+    }
+
+    /// Lean `gain` times as far while following a primer as
+    /// [`crate::sampling::Steering::contrast`] says (at most [`MAX_CONTRAST`]; the
+    /// primer's foreignness still scales it): a model's advice may lean harder on a
+    /// phrase than when it improvises ([`ContrastAdvice::following_gain`]).
+    pub fn set_following_contrast_gain(&mut self, gain: f32) {
+        self.contrast_following_gain = if gain.is_finite() && gain > 0.0 { gain } else { 1.0 };
     }
 
     /// Lean away from `models` instead while following a primer (`None`: from those of
@@ -585,7 +604,9 @@ impl Engine {
         // followed as it sounds, so with a primer to follow it leans as far as the
         // primer is foreign to it ([`PrimerFit::lean`]), from the set for following.
         let (contrast_strength, following) = match (&follower, &fit) {
-            (Some(_), Some(f)) => (settings.steering.contrast * f.lean, true),
+            (Some(_), Some(f)) => {
+                ((settings.steering.contrast * self.contrast_following_gain).min(MAX_CONTRAST) * f.lean, true)
+            }
             _ => (settings.steering.contrast, false),
         };
         let contrast_models: &mut [Model] = match self.contrast_following.as_mut().filter(|_| following) {

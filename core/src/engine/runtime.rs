@@ -666,7 +666,11 @@ fn contrast_advice(meta: &ort::session::ModelMetadata) -> Result<Option<Contrast
         strength.trim().parse().map_err(|_| format!("contrast strength `{strength}` is not a number"))?;
     let measured = meta.custom(onnx_names::META_CONTRAST_MEASURED).unwrap_or_default();
     let following = meta.custom(onnx_names::META_CONTRAST_FOLLOWING);
-    let advice = ContrastAdvice { with, strength, measured, following };
+    let following_strength = meta
+        .custom(onnx_names::META_CONTRAST_FOLLOWING_STRENGTH)
+        .map(|f| f.trim().parse::<f32>().map_err(|_| format!("contrast following a primer `{f}` is not a number")))
+        .transpose()?;
+    let advice = ContrastAdvice { with, strength, measured, following, following_strength };
     advice.validate().map_err(|e| format!("its contrast advice: {e}"))?;
     Ok(Some(advice))
 }

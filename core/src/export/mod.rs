@@ -349,6 +349,7 @@ pub fn build_model(weights: &Weights, meta: &CheckpointMeta, precision: Precisio
         ]
         .into_iter()
         .chain(a.following.clone().map(|f| (onnx_names::META_CONTRAST_FOLLOWING, f)))
+        .chain(a.following_strength.map(|f| (onnx_names::META_CONTRAST_FOLLOWING_STRENGTH, f.to_string())))
     });
     let props = props
         .into_iter()

@@ -98,6 +98,10 @@ pub struct Lean {
     /// (`ModelInfo::contrast_advice`; electronic from rock, jazz from pop).
     #[arg(long = "contrast-with", value_name = "STYLE=OTHER")]
     pub contrast_with: Vec<String>,
+    /// How far each style leans while following a primer, when not as far as --contrast
+    /// (`ContrastAdvice::following_strength`; default each model's own, else --contrast).
+    #[arg(long, value_name = "STRENGTH")]
+    pub contrast_following: Option<f32>,
 }
 
 impl Lean {
@@ -144,7 +148,7 @@ impl Lean {
                 .map_err(|e| anyhow::anyhow!("--lead-register-spread: {e}"))?;
             engine.set_lead_register_spread(Some(spread));
         }
-        let (other, strength, whose, (paths, following)) =
+        let (other, strength, whose, (paths, following), advice) =
             match (self.contrast_of(style)?, &engine.info().contrast_advice) {
                 _ if self.contrast == Some(0.0) => return Ok((engine, 0.0, None)),
                 (Some(other), _) => {
@@ -154,20 +158,39 @@ impl Lean {
                         anyhow::ensure!(path.exists(), "{style} leans away from {one}: no model {}", path.display());
                         paths.push(path);
                     }
-                    (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), "", (paths, None))
+                    (other, self.contrast.unwrap_or(cadenza_core::sampling::DEFAULT_CONTRAST), "", (paths, None), None)
                 }
                 (None, Some(a)) => {
                     let paths =
                         cadenza_core::locate::advised_contrast_models(model, style, a).map_err(anyhow::Error::msg)?;
+                    let strength = self.contrast.unwrap_or(a.strength);
+                    let gain = a.following_gain();
+                    let at = if gain == 1.0 { String::new() } else { format!(" at {}", strength * gain) };
                     let other = match &a.following {
-                        Some(f) => format!("{} ({f} following a primer)", a.with),
-                        None => a.with.clone(),
+                        Some(f) => format!("{} ({f}{at} following a primer)", a.with),
+                        None if at.is_empty() => a.with.clone(),
+                        None => format!("{} ({}following a primer)", a.with, &at[1..]),
                     };
-                    (other, self.contrast.unwrap_or(a.strength), ", its model's own choice", paths)
+                    (other, strength, ", its model's own choice", paths, Some(a.clone()))
                 }
                 (None, None) => return Ok((engine, 0.0, None)),
             };
         engine.load_contrasts(&paths, following.as_deref())?;
+        if let Some(a) = &advice {
+            engine.set_following_lean(a);
+        }
+        let other = match self.contrast_following {
+            Some(f) => {
+                anyhow::ensure!(
+                    f.is_finite() && f > 0.0 && f <= cadenza_core::sampling::MAX_CONTRAST,
+                    "--contrast-following {f} is outside (0, {}]",
+                    cadenza_core::sampling::MAX_CONTRAST
+                );
+                engine.set_following_contrast_gain(f / strength);
+                format!("{other} (at {f} following a primer)")
+            }
+            None => other,
+        };
         Ok((engine, strength, Some(format!("{style} from {other} at {strength}{whose}"))))
     }
 }
@@ -239,14 +262,14 @@ mod tests {
 
     #[test]
     fn a_styles_own_contrast_entry_wins_over_one_for_every_style() {
-        let lean = Lean { contrast: None, contrast_with: vec!["jazz=classical".into(), "rock".into()] };
+        let lean = Lean { contrast_with: vec!["jazz=classical".into(), "rock".into()], ..Default::default() };
         let of = |s: &str| lean.contrast_of(s).expect("well formed");
         assert_eq!(of("jazz").as_deref(), Some("classical"));
         assert_eq!(of("pop").as_deref(), Some("rock"), "OTHER alone is for every style");
         assert_eq!(of("rock"), None, "but not for itself");
         assert_eq!(Lean::default().contrast_of("jazz").expect("none"), None);
         for bad in ["=classical", "jazz=", " "] {
-            let lean = Lean { contrast: None, contrast_with: vec![bad.into()] };
+            let lean = Lean { contrast_with: vec![bad.into()], ..Default::default() };
             let e = lean.contrast_of("jazz").expect_err(bad);
             assert!(e.to_string().contains("STYLE=OTHER"), "{e}");
         }
