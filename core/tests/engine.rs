@@ -352,8 +352,10 @@ fn the_style_leans_away_from_a_contrast_model() {
 
 /// Several contrast models are leaned from at once, through the geometric
 /// mean of their predictions: two copies of one model lean as that model
-/// alone does, to the token; another beside it changes the music; another
-/// set while following a primer is leaned from only then.
+/// alone does, to the token; another beside it changes the music; with the
+/// own voice as well (three streams beside the style's) the music is the
+/// same run after run and handed over early or in one batch; another set
+/// while following a primer is leaned from only then.
 #[test]
 fn the_style_leans_away_from_several_contrast_models_at_once() {
     let fx = exported();
@@ -387,6 +389,16 @@ fn the_style_leans_away_from_several_contrast_models_at_once() {
     assert!(both.iter().all(|v| v.tokens.len() == 120));
     let early = e.generate_one_early(&req, 1, &mut |_| true, &mut |_, _| {}).expect("early");
     assert_eq!(early, both, "handed over early or in one batch, the same");
+    // The own voice beside both: three side streams.
+    let voiced = GenerateRequest {
+        settings: GenerationSettings { steering: Steering { own_voice: 0.5, ..req.settings.steering }, ..req.settings },
+        ..req.clone()
+    };
+    let three = e.generate_variations(&voiced, &mut |_| true).expect("generate");
+    assert_ne!(three, both, "the own voice changes the music");
+    assert_eq!(e.generate_variations(&voiced, &mut |_| true).expect("generate"), three, "the same again");
+    let early = e.generate_one_early(&voiced, 0, &mut |_| true, &mut |_, _| {}).expect("early");
+    assert_eq!(early, three, "handed over early or in one batch, the same");
     e.set_contrasts(Vec::new());
     assert!(e.contrast_info().is_none());
 
